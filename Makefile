@@ -1,0 +1,57 @@
+# Backstop: `make run` starts everything locally, `make test` runs the whole test suite.
+# Both set up what they need on a fresh Debian machine (a virtualenv, and Debian packages
+# when run as root).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+
+# Debian packages the tests start for real (see DESIGN.md §6).
+TEST_DEBS := redis-server prometheus-alertmanager
+
+.PHONY: run test lint bench-ingest system-deps clean
+
+run: $(RUNTIME_STAMP)
+	$(BIN)/backstop run
+
+test: $(DEV_STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+bench-ingest: $(DEV_STAMP)
+	$(BIN)/python bench/ingest.py
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) --no-print-directory system-deps TEST_DEBS=python3-venv
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): $(VENV)/bin/python requirements.txt pyproject.toml
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Installs missing Debian packages when root; otherwise says which ones to install.
+system-deps:
+	@missing=""; for p in $(TEST_DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "missing Debian packages:$$missing -- run: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

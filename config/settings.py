@@ -1,0 +1,76 @@
+"""Typed settings read once from the environment at start.
+
+Every variable is documented in the README's configuration reference. Secrets are
+`SecretStr`, so they never appear in reprs, logs or error messages.
+"""
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("config/backstop.yaml")
+
+
+def _env(name: str):
+    """Bind a field to exactly one environment variable."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Process settings: where things are, credentials, limits."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    config_path: Path = Field(DEFAULT_CONFIG_PATH, validation_alias=_env("BACKSTOP_CONFIG"))
+    bind: str = Field("127.0.0.1:8080", validation_alias=_env("BACKSTOP_BIND"))
+    insecure: bool = Field(False, validation_alias=_env("BACKSTOP_INSECURE"))
+
+    webhook_token: SecretStr | None = Field(None, validation_alias=_env("BACKSTOP_WEBHOOK_TOKEN"))
+    webhook_user: str = Field("backstop", validation_alias=_env("BACKSTOP_WEBHOOK_USER"))
+    api_token: SecretStr | None = Field(None, validation_alias=_env("BACKSTOP_API_TOKEN"))
+    grafana_hmac_secret: SecretStr | None = Field(
+        None, validation_alias=_env("BACKSTOP_GRAFANA_HMAC_SECRET")
+    )
+    grafana_signature_header: str = Field(
+        "X-Grafana-Alerting-Signature", validation_alias=_env("BACKSTOP_GRAFANA_SIGNATURE_HEADER")
+    )
+    grafana_timestamp_header: str = Field(
+        "X-Grafana-Alerting-Signature-Timestamp",
+        validation_alias=_env("BACKSTOP_GRAFANA_TIMESTAMP_HEADER"),
+    )
+    grafana_max_skew_seconds: int = Field(
+        300, ge=1, validation_alias=_env("BACKSTOP_GRAFANA_MAX_SKEW")
+    )
+
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, validation_alias=_env("BACKSTOP_MAX_BODY_BYTES")
+    )
+    redis_timeout_seconds: float = Field(
+        2.0, gt=0, le=2.0, validation_alias=_env("BACKSTOP_REDIS_TIMEOUT")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("BACKSTOP_LOG_LEVEL"))
+
+    @field_validator("webhook_token", "api_token", "grafana_hmac_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        """Treat an empty variable as unset, so `FOO=` does not become an empty password."""
+        return None if value == "" else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    def missing_credentials(self) -> list[str]:
+        """Name the credentials a secure start needs but that are not set."""
+        missing = []
+        if self.webhook_token is None:
+            missing.append("BACKSTOP_WEBHOOK_TOKEN")
+        if self.api_token is None:
+            missing.append("BACKSTOP_API_TOKEN")
+        return missing

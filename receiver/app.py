@@ -1,0 +1,67 @@
+"""The application factory: `create_app()` is what gunicorn and the tests load."""
+
+import logging
+import re
+import uuid
+
+from flask import Flask, g, request
+
+from config.policy import Policy, load_policy
+from config.settings import Settings
+from receiver import api, health, webhooks
+from receiver.errors import register_error_handlers
+from receiver.logs import configure_logging
+from receiver.state import EXTENSION, AppState
+from workers.connection import connect
+from workers.store import Store
+
+log = logging.getLogger("backstop.receiver")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class StartupError(RuntimeError):
+    """Backstop refuses to start with this configuration."""
+
+
+def create_app(settings: Settings | None = None, *, policy: Policy | None = None) -> Flask:
+    """Build the receiver app; refuse to start without credentials unless insecure."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    missing = settings.missing_credentials()
+    if missing and not settings.insecure:
+        raise StartupError(
+            f"refusing to start without credentials: set {', '.join(missing)} "
+            "(or BACKSTOP_INSECURE=1 for local use only)"
+        )
+    if missing:
+        log.warning("insecure mode: %s unset, those endpoints are open", ", ".join(missing))
+    if not settings.redis_url:
+        raise StartupError("REDIS_URL is not set (make run starts a local Redis for you)")
+    policy = policy or load_policy(settings.config_path)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    store = Store(
+        connect(settings.redis_url, timeout=settings.redis_timeout_seconds), policy.intake
+    )
+    app.extensions[EXTENSION] = AppState(settings=settings, policy=policy, store=store)
+
+    app.before_request(assign_request_id)
+    app.after_request(echo_request_id)
+    register_error_handlers(app)
+    for blueprint in (webhooks.bp, api.bp, health.bp):
+        app.register_blueprint(blueprint)
+    return app
+
+
+def assign_request_id() -> None:
+    """Use the caller's X-Request-Id when it is sane, else a fresh one."""
+    given = request.headers.get("X-Request-Id", "")
+    g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def echo_request_id(response):
+    """Return the request id so clients can quote it."""
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    return response

@@ -1,0 +1,116 @@
+"""The `backstop` command: check-config, run (everything, locally), worker."""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from config.policy import PolicyError, load_policy
+from config.settings import DEFAULT_CONFIG_PATH, Settings
+from receiver.localredis import LocalRedis
+from receiver.secrets_file import ensure_secret
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATED_SECRETS = {"BACKSTOP_WEBHOOK_TOKEN": "webhook-token", "BACKSTOP_API_TOKEN": "api-token"}
+
+
+def check_config(path: str | None) -> int:
+    """Validate a policy file; print OK or every problem."""
+    target = Path(path or os.environ.get("BACKSTOP_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        policy = load_policy(target)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"OK: {target} (mode {policy.mode})")
+    return 0
+
+
+def worker(burst: bool) -> int:
+    """Run an RQ worker (with scheduler) on Backstop's queues."""
+    from workers.connection import connect
+    from workers.queues import run_worker
+
+    settings = Settings()
+    if not settings.redis_url:
+        print("REDIS_URL is not set", file=sys.stderr)
+        return 2
+    run_worker(connect(settings.redis_url, timeout=None), burst=burst)
+    return 0
+
+
+def local_environment(var: Path, insecure: bool) -> dict[str, str]:
+    """The environment for `run`'s processes: generated credentials, metrics dir, PATH."""
+    env = dict(os.environ)
+    if insecure:
+        env["BACKSTOP_INSECURE"] = "1"
+    else:
+        for name, filename in GENERATED_SECRETS.items():
+            if not env.get(name):
+                env[name] = ensure_secret(var / filename)
+                print(f"backstop: {name} is in {var / filename} (mode 0600)")
+    metrics_dir = var / "prometheus"
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Procfile commands run from this virtualenv even when it is not activated.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run(insecure: bool) -> int:
+    """Start every Procfile process, on a local Redis when REDIS_URL is unset."""
+    if check_config(None):
+        return 2
+    var = Path(os.environ.get("BACKSTOP_VAR", ROOT / "var"))
+    env = local_environment(var, insecure)
+    local = None
+    if not env.get("REDIS_URL"):
+        local = LocalRedis(var / "redis").start()
+        env["REDIS_URL"] = local.url
+        print(f"backstop: local redis-server at {local.url}, data in {var / 'redis'}")
+    print(f"backstop: receiver on http://{env.get('BACKSTOP_BIND', '127.0.0.1:8080')}")
+    honcho = subprocess.Popen(
+        [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"), "-d", str(ROOT)],
+        env=env,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: honcho.terminate())
+    try:
+        while True:
+            try:
+                return honcho.wait()
+            except KeyboardInterrupt:
+                honcho.send_signal(signal.SIGINT)  # honcho stops its processes and exits
+    finally:
+        if local is not None:
+            local.stop()
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    cli = argparse.ArgumentParser(prog="backstop", description=__doc__)
+    commands = cli.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check-config", help="validate a policy file")
+    check.add_argument("path", nargs="?", help="policy file (default: $BACKSTOP_CONFIG)")
+    start = commands.add_parser("run", help="run receiver and worker locally (make run)")
+    start.add_argument(
+        "--insecure", action="store_true", help="no credentials: for local experiments only"
+    )
+    work = commands.add_parser("worker", help="run an RQ worker with scheduler")
+    work.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `backstop` console script."""
+    args = parser().parse_args(argv)
+    if args.command == "check-config":
+        return check_config(args.path)
+    if args.command == "run":
+        return run(args.insecure)
+    return worker(args.burst)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

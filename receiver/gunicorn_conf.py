@@ -1,0 +1,42 @@
+"""Gunicorn settings for the receiver (`gunicorn -c python:receiver.gunicorn_conf ...`).
+
+Read by gunicorn's master before any worker imports the app: the metrics directory must
+exist in the environment before prometheus_client is first imported.
+"""
+
+import multiprocessing
+import os
+import tempfile
+
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if not _metrics_dir:
+    _metrics_dir = tempfile.mkdtemp(prefix="backstop-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+os.makedirs(_metrics_dir, exist_ok=True)
+
+bind = os.environ.get("BACKSTOP_BIND", "127.0.0.1:8080")
+workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8)))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+# Backstop logs one JSON line per webhook itself; gunicorn's access log would repeat it.
+accesslog = None
+errorlog = "-"
+# Bound header size and count: webhooks carry their data in the body.
+limit_request_line = 8190
+limit_request_fields = 100
+
+
+def on_starting(server):
+    """Start each run with an empty metrics directory so old workers' files do not count."""
+    for name in os.listdir(_metrics_dir):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(_metrics_dir, name))
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from the aggregated metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

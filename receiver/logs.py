@@ -1,0 +1,37 @@
+"""Structured JSON logs: one object per line, with the request id when there is one."""
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from flask import g, has_app_context
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record and its `fields` extra as one JSON line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if has_app_context() and "request_id" in g:
+            entry["request_id"] = g.request_id
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str) -> None:
+    """Send Backstop's logs to stderr as JSON lines; idempotent."""
+    root = logging.getLogger("backstop")
+    root.setLevel(level)
+    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+    root.propagate = False

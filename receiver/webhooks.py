@@ -1,0 +1,105 @@
+"""Alert webhooks: Alertmanager v4 and Grafana v1 into the intake pipeline.
+
+Order of checks, so each answer means exactly one thing: credentials (401), content type
+(415), size (413), Grafana signature (401), payload (400), store (503), then 202.
+Nothing is stored unless the whole request is valid.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+
+from flask import Blueprint, Response, g, jsonify, request
+from pydantic import ValidationError
+
+from config.policy import field_path
+from receiver import auth, metrics
+from receiver.errors import ApiError
+from receiver.payloads import alertmanager_events, grafana_events
+from receiver.state import app_state
+from workers.intake import ingest
+from workers.models import AlertEvent
+
+log = logging.getLogger("backstop.receiver.webhooks")
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+def invalid_payload(exc: ValidationError) -> ApiError:
+    """A 400 naming the first offending field, with every problem in details."""
+    problems = [
+        {"path": field_path(err["loc"]), "message": err["msg"]} for err in exc.errors()[:20]
+    ]
+    first = problems[0]
+    if exc.errors()[0]["type"] == "json_invalid":
+        return ApiError(400, "invalid_json", first["message"])
+    message = f"{first['path'] or 'body'}: {first['message']}"
+    return ApiError(400, "invalid_payload", message, details=problems)
+
+
+def require_json() -> None:
+    """Only `application/json` bodies are accepted."""
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+
+
+def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
+    """Authenticate, validate and ingest one webhook of `source`."""
+    g.webhook_source = source
+    g.webhook_started = time.perf_counter()
+    state = app_state()
+    auth.require_webhook_auth(request, state.settings)
+    require_json()
+    body = request.get_data(cache=False)
+    if source == "grafana":
+        auth.verify_grafana_signature(request, state.settings, body)
+    try:
+        events = parse(body)
+    except ValidationError as exc:
+        raise invalid_payload(exc) from None
+    result = ingest(state.store, events)
+    g.webhook_counts = {
+        "alerts": len(events),
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+    }
+    for event in events:
+        metrics.ALERTS_RECEIVED.labels(source, event.status).inc()
+    if result.duplicates:
+        metrics.ALERT_DUPLICATES.labels(source).inc(result.duplicates)
+    body = {
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "request_id": g.request_id,
+    }
+    return jsonify(body), 202
+
+
+@bp.post("/alertmanager")
+def alertmanager():
+    """Receive an Alertmanager webhook (version 4)."""
+    return receive("alertmanager", alertmanager_events)
+
+
+@bp.post("/grafana")
+def grafana():
+    """Receive a Grafana alerting webhook (version 1)."""
+    return receive("grafana", grafana_events)
+
+
+@bp.after_request
+def account(response: Response) -> Response:
+    """Count, time and log every webhook request, whatever its outcome."""
+    source = g.get("webhook_source")
+    if source is None:  # rejected before routing reached a handler (404, 405)
+        return response
+    elapsed = time.perf_counter() - g.webhook_started
+    metrics.WEBHOOK_REQUESTS.labels(source, str(response.status_code)).inc()
+    metrics.WEBHOOK_DURATION.labels(source).observe(elapsed)
+    fields = {
+        "source": source,
+        "status": response.status_code,
+        "duration_ms": round(elapsed * 1000, 2),
+        **g.get("webhook_counts", {}),
+    }
+    log.info("webhook", extra={"fields": fields})
+    return response

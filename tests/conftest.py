@@ -1,0 +1,83 @@
+"""Shared fixtures: a real redis-server for the session, a clean database per test."""
+
+import pytest
+import redis
+
+from config.policy import Policy
+from config.settings import Settings
+from receiver.app import create_app
+from receiver.localredis import LocalRedis
+
+WEBHOOK_TOKEN = "test-webhook-token"
+API_TOKEN = "test-api-token"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server for the whole run, stopped by pid at the end."""
+    server = LocalRedis(tmp_path_factory.mktemp("redis"), persist=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The server's URL, with every key flushed before the test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    """A client on the clean test database."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_settings(redis_url):
+    """Build Settings for the test Redis with test credentials; keyword overrides."""
+
+    def build(**overrides) -> Settings:
+        values = {"redis_url": redis_url, "webhook_token": WEBHOOK_TOKEN, "api_token": API_TOKEN}
+        values.update(overrides)
+        return Settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def app(make_settings):
+    """The receiver app on the test Redis with the default policy."""
+    return create_app(make_settings(), policy=Policy())
+
+
+@pytest.fixture
+def client(app):
+    """A Flask test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def webhook_headers():
+    """Headers of an authenticated webhook delivery."""
+    return {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+
+
+@pytest.fixture
+def api_headers():
+    """Headers of an authenticated API call."""
+    return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Tests never pick up Backstop settings from the machine's environment."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("BACKSTOP_") or name == "REDIS_URL":
+            monkeypatch.delenv(name)

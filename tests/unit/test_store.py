@@ -1,0 +1,131 @@
+"""Dedup semantics of the store's intake script (fakeredis with Lua; pure and fast).
+
+The same script runs against a real redis-server in tests/integration.
+"""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import fakeredis
+import pytest
+
+from config.policy import IntakePolicy
+from workers.intake import ingest
+from workers.models import AlertEvent
+from workers.store import DUPLICATE, EPISODE_PREFIX, FIRST_RESOLVED, NEW_FIRING, Store
+
+T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+def event(fingerprint="fp1", status="firing", starts_at=T0, **labels) -> AlertEvent:
+    return AlertEvent(
+        source="alertmanager",
+        fingerprint=fingerprint,
+        status=status,
+        labels={"alertname": "High5xx", **labels},
+        annotations={},
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=5) if status == "resolved" else None,
+    )
+
+
+@pytest.fixture
+def store():
+    return Store(fakeredis.FakeRedis(), IntakePolicy())
+
+
+def record(store, *events, now=T0):
+    return store.record_notifications(list(events), now=now)
+
+
+def test_first_firing_is_new_and_repeats_are_duplicates(store):
+    assert record(store, event()) == [NEW_FIRING]
+    assert record(store, event()) == [DUPLICATE]  # repeat_interval
+    assert record(store, event()) == [DUPLICATE]  # the HA peer's copy
+    assert store.episode(event().episode_id).notifications == 3
+
+
+def test_first_resolved_is_processed_once(store):
+    record(store, event())
+    assert record(store, event(status="resolved")) == [FIRST_RESOLVED]
+    assert record(store, event(status="resolved")) == [DUPLICATE]
+    episode = store.episode(event().episode_id)
+    assert episode.status == "resolved"
+    assert episode.ends_at == (T0 + timedelta(minutes=5)).isoformat()
+    assert episode.resolved_at is not None
+
+
+def test_a_late_firing_copy_does_not_reopen_a_resolved_episode(store):
+    record(store, event(), event(status="resolved"))
+    assert record(store, event()) == [DUPLICATE]
+    assert store.episode(event().episode_id).status == "resolved"
+
+
+def test_firing_again_later_is_a_new_episode(store):
+    record(store, event(), event(status="resolved"))
+    assert record(store, event(starts_at=T0 + timedelta(hours=1))) == [NEW_FIRING]
+
+
+def test_resolved_without_a_firing_we_saw_is_processed_once(store):
+    assert record(store, event(status="resolved")) == [FIRST_RESOLVED]
+    assert record(store, event(status="resolved")) == [DUPLICATE]
+
+
+def test_duplicates_inside_one_batch(store):
+    assert record(store, event(), event(), event("fp2")) == [NEW_FIRING, DUPLICATE, NEW_FIRING]
+
+
+def test_only_accepted_events_enter_the_stream(store):
+    record(store, event(), event(), event(status="resolved"), event(status="resolved"))
+    assert store.event_count() == 2
+
+
+def test_episode_keys_expire(store):
+    record(store, event())
+    ttl = store.redis.ttl(EPISODE_PREFIX + event().episode_id)
+    assert 0 < ttl <= IntakePolicy().episode_ttl.total_seconds()
+
+
+def test_episode_count_is_bounded_oldest_first():
+    store = Store(fakeredis.FakeRedis(), IntakePolicy(max_episodes=100))
+    for i in range(150):
+        record(store, event(f"fp{i}"), now=T0 + timedelta(seconds=i))
+    kept = store.recent_episodes(limit=1000)
+    assert len(kept) == 100
+    assert kept[0].event["fingerprint"] == "fp149"
+    assert store.episode(event("fp0").episode_id) is None
+    assert len(store.redis.keys(EPISODE_PREFIX + "*")) == 100
+
+
+def test_stream_length_is_bounded():
+    store = Store(fakeredis.FakeRedis(), IntakePolicy(events_max_len=100))
+    for i in range(500):
+        record(store, event(f"fp{i}"))
+    # MAXLEN ~ trims whole stream nodes, so allow one node of slack.
+    assert store.event_count() <= 200
+
+
+def test_recent_episodes_filters_by_status_and_limit(store):
+    for i in range(5):
+        record(store, event(f"f{i}"), now=T0 + timedelta(seconds=i))
+    record(store, event("f1", status="resolved"), now=T0 + timedelta(seconds=10))
+    assert [e.event["fingerprint"] for e in store.recent_episodes(limit=2)] == ["f1", "f4"]
+    assert [e.event["fingerprint"] for e in store.recent_episodes(status="resolved")] == ["f1"]
+    assert len(store.recent_episodes(status="firing", limit=10)) == 4
+
+
+def test_ingest_reports_counts_and_what_to_act_on(store):
+    result = ingest(store, [event(), event("fp2"), event()], now=T0)
+    assert (result.accepted, result.duplicates) == (2, 1)
+    assert [e.fingerprint for e in result.firing] == ["fp1", "fp2"]
+    resolved = ingest(store, [event(status="resolved")], now=T0)
+    assert [e.fingerprint for e in resolved.resolved] == ["fp1"] and resolved.accepted == 1
+
+
+def test_events_keep_their_full_record(store):
+    grafana = replace(event(), source="grafana", dashboard_url="https://g/d", values={"A": 2.5})
+    record(store, grafana)
+    stored = store.episode(grafana.episode_id)
+    assert stored.source == "grafana"
+    assert stored.event["dashboard_url"] == "https://g/d"
+    assert stored.event["values"] == {"A": 2.5}

@@ -1,0 +1,58 @@
+"""Domain models shared by the intake pipeline, the store and the jobs."""
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Source = Literal["alertmanager", "grafana"]
+AlertStatus = Literal["firing", "resolved"]
+
+
+def label_fingerprint(labels: dict[str, str]) -> str:
+    """A stable fingerprint of a label set, for senders that do not provide one."""
+    canonical = "\xff".join(f"{k}\xfe{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One alert notification, normalized from Alertmanager or Grafana."""
+
+    source: Source
+    fingerprint: str
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None = None
+    generator_url: str = ""
+    group_key: str = ""
+    receiver: str = ""
+    external_url: str = ""
+    dashboard_url: str = ""
+    panel_url: str = ""
+    silence_url: str = ""
+    values: dict[str, float | None] = field(default_factory=dict)
+    value_string: str = ""
+
+    @property
+    def episode_id(self) -> str:
+        """One firing episode: same source, fingerprint and start time.
+
+        Hashed so the id is short and safe in URLs, Redis keys and RQ job ids.
+        """
+        raw = f"{self.source}|{self.fingerprint}|{self.starts_at.isoformat()}"
+        return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
+
+    @property
+    def alertname(self) -> str:
+        """The alert's name label, or an empty string."""
+        return self.labels.get("alertname", "")
+
+    def to_record(self) -> dict:
+        """A JSON-ready dict of the event, timestamps in RFC 3339."""
+        record = asdict(self)
+        record["starts_at"] = self.starts_at.isoformat()
+        record["ends_at"] = self.ends_at.isoformat() if self.ends_at else None
+        return record

@@ -1,0 +1,152 @@
+"""The Redis store: the only module that knows Backstop's key names.
+
+Every key starts with `backstop:`. Intake writes go through one Lua script, so a webhook
+costs one round trip and concurrent receivers cannot both accept the same episode.
+Redis errors propagate (redis.exceptions.RedisError); the receiver maps them to 503.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+
+import redis
+
+from config.policy import IntakePolicy
+from workers.models import AlertEvent
+
+PREFIX = "backstop:"
+EPISODE_PREFIX = PREFIX + "episode:"
+EPISODES = PREFIX + "episodes"
+EVENTS = PREFIX + "events"
+
+NEW_FIRING, FIRST_RESOLVED, DUPLICATE = 1, 2, 0
+
+
+@dataclass(frozen=True)
+class Episode:
+    """The latest state of one firing episode, as recorded."""
+
+    id: str
+    status: str
+    source: str
+    alertname: str
+    starts_at: str
+    ends_at: str | None
+    first_seen: datetime
+    last_seen: datetime
+    resolved_at: datetime | None
+    notifications: int
+    event: dict
+
+    def to_json(self) -> dict:
+        """A JSON-ready view for the API."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "source": self.source,
+            "alertname": self.alertname,
+            "labels": self.event.get("labels", {}),
+            "annotations": self.event.get("annotations", {}),
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "notifications": self.notifications,
+            "generator_url": self.event.get("generator_url", ""),
+        }
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _from_ms(value: bytes | str) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def _episode(raw: dict[bytes, bytes]) -> Episode:
+    data = {k.decode(): v.decode() for k, v in raw.items()}
+    return Episode(
+        id=data["id"],
+        status=data["status"],
+        source=data["source"],
+        alertname=data["alertname"],
+        starts_at=data["starts_at"],
+        ends_at=data["ends_at"] or None,
+        first_seen=_from_ms(data["first_seen"]),
+        last_seen=_from_ms(data["last_seen"]),
+        resolved_at=_from_ms(data["resolved_at"]) if "resolved_at" in data else None,
+        notifications=int(data["notifications"]),
+        event=json.loads(data["event"]),
+    )
+
+
+class Store:
+    """Backstop's records in Redis."""
+
+    def __init__(self, client: redis.Redis, intake: IntakePolicy):
+        self.redis = client
+        self.intake = intake
+        script = resources.files("workers").joinpath("ingest.lua").read_text()
+        self._ingest = client.register_script(script)
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        return bool(self.redis.ping())
+
+    def record_notifications(self, events: list[AlertEvent], *, now: datetime) -> list[int]:
+        """Dedup and record a batch atomically; one verdict per event (NEW_FIRING, ...)."""
+        if not events:
+            return []
+        now_ms = _ms(now)
+        min_id = max(0, now_ms - int(self.intake.events_max_age.total_seconds() * 1000))
+        args: list = [
+            now_ms,
+            max(1, int(self.intake.episode_ttl.total_seconds())),
+            self.intake.max_episodes,
+            self.intake.events_max_len,
+            min_id,
+            EPISODE_PREFIX,
+        ]
+        keys = [EPISODES, EVENTS]
+        for event in events:
+            episode = event.episode_id
+            keys.append(EPISODE_PREFIX + episode)
+            args += [
+                episode,
+                event.status,
+                event.starts_at.isoformat(),
+                event.ends_at.isoformat() if event.ends_at else "",
+                event.source,
+                event.alertname,
+                json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")),
+            ]
+        return [int(v) for v in self._ingest(keys=keys, args=args)]
+
+    def episode(self, episode_id: str) -> Episode | None:
+        """One episode by id, or None when unknown or expired."""
+        raw = self.redis.hgetall(EPISODE_PREFIX + episode_id)
+        return _episode(raw) if raw else None
+
+    def recent_episodes(self, *, status: str | None = None, limit: int = 50) -> list[Episode]:
+        """Episodes by most recent activity, optionally only those with `status`."""
+        found: list[Episode] = []
+        start, page = 0, max(limit, 100)
+        while len(found) < limit:
+            ids = self.redis.zrevrange(EPISODES, start, start + page - 1)
+            if not ids:
+                break
+            pipe = self.redis.pipeline(transaction=False)
+            for episode_id in ids:
+                pipe.hgetall(EPISODE_PREFIX + episode_id.decode())
+            for raw in pipe.execute():
+                if raw and (status is None or raw.get(b"status", b"").decode() == status):
+                    found.append(_episode(raw))
+            start += page
+        return found[:limit]
+
+    def event_count(self) -> int:
+        """How many events the stream holds."""
+        return int(self.redis.xlen(EVENTS))
