@@ -81,3 +81,44 @@ def clean_environment(monkeypatch):
     for name in list(os.environ):
         if name.startswith("BACKSTOP_") or name == "REDIS_URL":
             monkeypatch.delenv(name)
+
+
+def wait_for(condition, *, timeout: float = 30.0, interval: float = 0.1, message: str = ""):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message or condition}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def receiver_env(tmp_path):
+    """Environment for a receiver under gunicorn: credentials, policy, metrics dir."""
+    from pathlib import Path
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    return {
+        "BACKSTOP_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        "BACKSTOP_API_TOKEN": API_TOKEN,
+        "BACKSTOP_CONFIG": str(Path(__file__).resolve().parent.parent / "config/backstop.yaml"),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+    }
+
+
+@pytest.fixture
+def receiver_server(redis_url, receiver_env, tmp_path):
+    """The real receiver under gunicorn with 3 workers on the test Redis."""
+    from tests.servers import Gunicorn
+
+    env = {**receiver_env, "REDIS_URL": redis_url}
+    with Gunicorn(
+        "receiver.app:create_app()", env, workers=3, log=tmp_path / "gunicorn.log"
+    ) as server:
+        yield server

@@ -46,6 +46,7 @@ class Episode:
             "status": self.status,
             "source": self.source,
             "alertname": self.alertname,
+            "fingerprint": self.event.get("fingerprint", ""),
             "labels": self.event.get("labels", {}),
             "annotations": self.event.get("annotations", {}),
             "starts_at": self.starts_at,
