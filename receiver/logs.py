@@ -18,8 +18,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if has_app_context() and "request_id" in g:
-            entry["request_id"] = g.request_id
+        request_id = g.get("request_id") if has_app_context() else None
+        if request_id:
+            entry["request_id"] = request_id
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

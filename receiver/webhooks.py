@@ -62,8 +62,9 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
         "accepted": result.accepted,
         "duplicates": result.duplicates,
     }
-    for event in events:
-        metrics.ALERTS_RECEIVED.labels(source, event.status).inc()
+    for status in ("firing", "resolved"):
+        if count := sum(1 for event in events if event.status == status):
+            metrics.ALERTS_RECEIVED.labels(source, status).inc(count)
     if result.duplicates:
         metrics.ALERT_DUPLICATES.labels(source).inc(result.duplicates)
     body = {

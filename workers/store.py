@@ -6,6 +6,7 @@ Redis errors propagate (redis.exceptions.RedisError); the receiver maps them to 
 """
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -20,7 +21,15 @@ EPISODE_PREFIX = PREFIX + "episode:"
 EPISODES = PREFIX + "episodes"
 EVENTS = PREFIX + "events"
 
-NEW_FIRING, FIRST_RESOLVED, DUPLICATE = 1, 2, 0
+NEW_FIRING, FIRST_RESOLVED, DUPLICATE, RESEND = 1, 2, 0, 3
+
+# A notification is certainly a repeat when the episode is known to be in this state already.
+_ALREADY = {"firing": ("firing", "resolved"), "resolved": ("resolved",)}
+KNOWN_EPISODES = 20_000
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,9 @@ class Store:
         self.intake = intake
         script = resources.files("workers").joinpath("ingest.lua").read_text()
         self._ingest = client.register_script(script)
+        # Episodes this process saw recorded, so their repeats are sent without the full
+        # record. Only an optimization: Redis stays the authority (see RESEND in ingest.lua).
+        self._known: OrderedDict[str, str] = OrderedDict()
 
     def ping(self) -> bool:
         """True when Redis answers."""
@@ -101,6 +113,25 @@ class Store:
         """Dedup and record a batch atomically; one verdict per event (NEW_FIRING, ...)."""
         if not events:
             return []
+        verdicts = self._run_ingest(
+            events,
+            now,
+            light={
+                i
+                for i, event in enumerate(events)
+                if self._known.get(event.episode_id) in _ALREADY[event.status]
+            },
+        )
+        stale = [i for i, verdict in enumerate(verdicts) if verdict == RESEND]
+        if stale:  # our belief was out of date (evicted, expired): send those in full
+            again = self._run_ingest([events[i] for i in stale], now, light=set())
+            for i, verdict in zip(stale, again, strict=True):
+                verdicts[i] = verdict
+        for event in events:
+            self._remember(event.episode_id, event.status)
+        return verdicts
+
+    def _run_ingest(self, events: list[AlertEvent], now: datetime, light: set[int]) -> list[int]:
         now_ms = _ms(now)
         min_id = max(0, now_ms - int(self.intake.events_max_age.total_seconds() * 1000))
         args: list = [
@@ -112,19 +143,31 @@ class Store:
             EPISODE_PREFIX,
         ]
         keys = [EPISODES, EVENTS]
-        for event in events:
-            episode = event.episode_id
-            keys.append(EPISODE_PREFIX + episode)
-            args += [
-                episode,
-                event.status,
-                event.starts_at.isoformat(),
-                event.ends_at.isoformat() if event.ends_at else "",
-                event.source,
-                event.alertname,
-                json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")),
-            ]
+        batch, records = [], []
+        for i, event in enumerate(events):
+            keys.append(EPISODE_PREFIX + event.episode_id)
+            records.append("" if i in light else _dumps(event.to_record()))
+            batch.append(
+                [
+                    event.episode_id,
+                    event.status,
+                    event.starts_at.isoformat(),
+                    event.ends_at.isoformat() if event.ends_at else "",
+                    event.source,
+                    event.alertname,
+                ]
+            )
+        args.append(_dumps(batch))
+        args.extend(records)
         return [int(v) for v in self._ingest(keys=keys, args=args)]
+
+    def _remember(self, episode_id: str, status: str) -> None:
+        """Keep a bounded, per-process memory of episodes known to be recorded."""
+        if self._known.get(episode_id) != "resolved":  # never forget a resolution
+            self._known[episode_id] = status
+        self._known.move_to_end(episode_id)
+        if len(self._known) > KNOWN_EPISODES:
+            self._known.popitem(last=False)
 
     def episode(self, episode_id: str) -> Episode | None:
         """One episode by id, or None when unknown or expired."""
