@@ -129,3 +129,27 @@ def test_events_keep_their_full_record(store):
     assert stored.source == "grafana"
     assert stored.event["dashboard_url"] == "https://g/d"
     assert stored.event["values"] == {"A": 2.5}
+
+
+def test_repeats_known_to_this_process_keep_the_full_record(store):
+    record(store, event())
+    record(store, event())  # sent without its record: this process knows the episode
+    stored = store.episode(event().episode_id)
+    assert stored.notifications == 2
+    assert stored.event["labels"]["alertname"] == "High5xx"
+
+
+def test_a_stale_memory_of_an_episode_is_corrected_by_redis(store):
+    record(store, event())
+    store.redis.delete(EPISODE_PREFIX + event().episode_id)  # evicted behind our back
+    assert record(store, event()) == [NEW_FIRING]
+    assert store.episode(event().episode_id).event["fingerprint"] == "fp1"
+
+
+def test_another_process_resolving_first_is_respected():
+    shared = fakeredis.FakeRedis()
+    worker_a, worker_b = Store(shared, IntakePolicy()), Store(shared, IntakePolicy())
+    assert record(worker_a, event()) == [NEW_FIRING]
+    assert record(worker_b, event(status="resolved")) == [FIRST_RESOLVED]
+    assert record(worker_a, event(status="resolved")) == [DUPLICATE]
+    assert record(worker_a, event()) == [DUPLICATE]
