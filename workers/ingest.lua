@@ -1,6 +1,7 @@
 -- Record a batch of alert notifications atomically, in one round trip.
 --
--- KEYS[1]  sorted set: episode id -> last activity (ms), the index of recent episodes
+-- KEYS[1]  sorted set: episode id -> last activity (ms), the index of recent episodes; the
+--          score is also the episode's last_seen (kept only here: one write less a repeat)
 -- KEYS[2]  stream of accepted events
 -- KEYS[3+] one hash per event: the episode's state
 -- ARGV[1..6] now_ms, episode_ttl_s, max_episodes, events_max_len, events_min_id, episode key prefix
@@ -35,7 +36,7 @@ for i, entry in ipairs(batch) do
   elseif not previous then
     redis.call('HSET', key, 'id', id, 'status', status, 'source', source,
       'alertname', alertname, 'starts_at', starts, 'ends_at', ends,
-      'first_seen', now, 'last_seen', now, 'notifications', 1, 'event', event)
+      'first_seen', now, 'notifications', 1, 'event', event)
     if status == 'resolved' then
       redis.call('HSET', key, 'resolved_at', now)
       verdict = 2
@@ -47,7 +48,6 @@ for i, entry in ipairs(batch) do
     verdict = 3
   else
     redis.call('HINCRBY', key, 'notifications', 1)
-    redis.call('HSET', key, 'last_seen', now)
     if status == 'resolved' and previous == 'firing' then
       redis.call('HSET', key, 'status', 'resolved', 'ends_at', ends, 'resolved_at', now,
         'event', event)

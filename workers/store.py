@@ -72,11 +72,11 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _from_ms(value: bytes | str) -> datetime:
-    return datetime.fromtimestamp(int(value) / 1000, UTC)
+def _from_ms(value: bytes | str | float) -> datetime:
+    return datetime.fromtimestamp(int(float(value)) / 1000, UTC)
 
 
-def _episode(raw: dict[bytes, bytes]) -> Episode:
+def _episode(raw: dict[bytes, bytes], last_seen_ms: float) -> Episode:
     data = {k.decode(): v.decode() for k, v in raw.items()}
     return Episode(
         id=data["id"],
@@ -86,7 +86,7 @@ def _episode(raw: dict[bytes, bytes]) -> Episode:
         starts_at=data["starts_at"],
         ends_at=data["ends_at"] or None,
         first_seen=_from_ms(data["first_seen"]),
-        last_seen=_from_ms(data["last_seen"]),
+        last_seen=_from_ms(last_seen_ms),
         resolved_at=_from_ms(data["resolved_at"]) if "resolved_at" in data else None,
         notifications=int(data["notifications"]),
         event=json.loads(data["event"]),
@@ -171,23 +171,26 @@ class Store:
 
     def episode(self, episode_id: str) -> Episode | None:
         """One episode by id, or None when unknown or expired."""
-        raw = self.redis.hgetall(EPISODE_PREFIX + episode_id)
-        return _episode(raw) if raw else None
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(EPISODE_PREFIX + episode_id)
+        pipe.zscore(EPISODES, episode_id)
+        raw, last_seen = pipe.execute()
+        return _episode(raw, last_seen) if raw and last_seen is not None else None
 
     def recent_episodes(self, *, status: str | None = None, limit: int = 50) -> list[Episode]:
         """Episodes by most recent activity, optionally only those with `status`."""
         found: list[Episode] = []
         start, page = 0, max(limit, 100)
         while len(found) < limit:
-            ids = self.redis.zrevrange(EPISODES, start, start + page - 1)
-            if not ids:
+            entries = self.redis.zrevrange(EPISODES, start, start + page - 1, withscores=True)
+            if not entries:
                 break
             pipe = self.redis.pipeline(transaction=False)
-            for episode_id in ids:
+            for episode_id, _ in entries:
                 pipe.hgetall(EPISODE_PREFIX + episode_id.decode())
-            for raw in pipe.execute():
+            for raw, (_, last_seen) in zip(pipe.execute(), entries, strict=True):
                 if raw and (status is None or raw.get(b"status", b"").decode() == status):
-                    found.append(_episode(raw))
+                    found.append(_episode(raw, last_seen))
             start += page
         return found[:limit]
 
