@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from config.durations import Duration
 
@@ -33,11 +33,129 @@ class IntakePolicy(StrictModel):
     events_max_age: Duration = Field(timedelta(days=7), description="events older are trimmed")
 
 
+WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet", "Rollout"]
+Matchers = dict[str, str]
+MAX_KILL_SWITCHES = 3
+
+
+class DecisionDefaults(StrictModel):
+    """Timing of decisions; each service may override any of them."""
+
+    min_firing: Duration = Field(
+        timedelta(minutes=2), description="an episode younger than this is deferred, not acted on"
+    )
+    lookback: Duration = Field(
+        timedelta(minutes=30), description="how far before an alert a rollout may have started"
+    )
+    clock_skew: Duration = Field(
+        timedelta(seconds=60), description="tolerance between alert and cluster clocks"
+    )
+    cooldown: Duration = Field(
+        timedelta(minutes=30), description="no second rollback of a workload within this"
+    )
+
+
+class WorkloadRef(StrictModel):
+    """An explicit rollback target for a service's alerts."""
+
+    kind: WorkloadKind = "Deployment"
+    name: str = Field(min_length=1)
+    namespace: str = Field(min_length=1)
+    cluster: str | None = None
+
+
+class ServicePolicy(StrictModel):
+    """One service: which alerts are its own, which of them are kill switches, overrides."""
+
+    name: str = Field(min_length=1)
+    match: Matchers = Field(default_factory=dict, description="alert labels that must all equal")
+    workload: WorkloadRef | None = None
+    kill_switches: list[Matchers] = Field(default_factory=list)
+    min_firing: Duration | None = None
+    lookback: Duration | None = None
+    clock_skew: Duration | None = None
+    cooldown: Duration | None = None
+
+    @field_validator("kill_switches")
+    @classmethod
+    def _non_empty_matchers(cls, value: list[Matchers]) -> list[Matchers]:
+        if any(not matchers for matchers in value):
+            raise ValueError("a kill switch needs at least one label matcher")
+        return value
+
+
+class CircuitBreakerPolicy(StrictModel):
+    """At most `max_rollbacks` within `window`; then automation stops until a human resets it."""
+
+    max_rollbacks: int = Field(3, ge=1)
+    window: Duration = timedelta(hours=1)
+
+
+class CorrelationPolicy(StrictModel):
+    """How alerts name their workload when no service entry says so."""
+
+    kill_switch_label: str = "backstop_rollback"
+    workload_labels: list[str] = Field(
+        default_factory=list, description="extra labels naming a Deployment, e.g. app, service"
+    )
+
+
+class WatchPolicy(StrictModel):
+    """What the deployment watcher observes."""
+
+    namespaces: list[str] = Field(default_factory=list, description="empty: every namespace")
+    ci_merge_window: Duration = Field(
+        timedelta(minutes=10), description="a CI event without revision joins a rollout this near"
+    )
+
+
 class Policy(StrictModel):
     """The whole policy file."""
 
     mode: Literal["dry-run", "enforce", "approve"] = "dry-run"
+    cluster: str = Field("default", min_length=1, description="name of the local cluster")
+    defaults: DecisionDefaults = DecisionDefaults()
+    circuit_breaker: CircuitBreakerPolicy = CircuitBreakerPolicy()
+    correlation: CorrelationPolicy = CorrelationPolicy()
+    watch: WatchPolicy = WatchPolicy()
+    services: list[ServicePolicy] = Field(default_factory=list)
     intake: IntakePolicy = IntakePolicy()
+
+    def service_for(self, labels: dict[str, str]) -> ServicePolicy | None:
+        """The first service whose `match` labels all equal the alert's."""
+        for service in self.services:
+            if service.match and matches(service.match, labels):
+                return service
+        return None
+
+    def timing(self, service: ServicePolicy | None) -> DecisionDefaults:
+        """The defaults with the service's overrides applied."""
+        if service is None:
+            return self.defaults
+        overrides = {
+            name: getattr(service, name)
+            for name in DecisionDefaults.model_fields
+            if getattr(service, name) is not None
+        }
+        return self.defaults.model_copy(update=overrides)
+
+    def warnings(self) -> list[str]:
+        """Valid but unwise settings, for check-config."""
+        found = []
+        for index, service in enumerate(self.services):
+            if len(service.kill_switches) > MAX_KILL_SWITCHES:
+                found.append(
+                    f"services.{index} ({service.name}): {len(service.kill_switches)} kill "
+                    f"switches; keep at most {MAX_KILL_SWITCHES} KPIs per service"
+                )
+            if not service.match:
+                found.append(f"services.{index} ({service.name}): no match, it applies to nothing")
+        return found
+
+
+def matches(matchers: Matchers, labels: dict[str, str]) -> bool:
+    """True when every matcher label is present with exactly that value."""
+    return all(labels.get(name) == value for name, value in matchers.items())
 
 
 @dataclass(frozen=True)

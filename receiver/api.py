@@ -39,5 +39,5 @@ def alerts():
     """Recent alert episodes, most recently active first."""
     status = query_choice("status", STATUSES)
     limit = query_limit()
-    episodes = app_state().store.recent_episodes(status=status, limit=limit)
+    episodes = app_state().store.episodes.recent_episodes(status=status, limit=limit)
     return jsonify({"alerts": [episode.to_json() for episode in episodes]})

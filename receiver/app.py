@@ -13,6 +13,8 @@ from receiver.errors import register_error_handlers
 from receiver.logs import configure_logging
 from receiver.state import EXTENSION, AppState
 from workers.connection import connect
+from workers.decisions import Engine
+from workers.records import utcnow
 from workers.store import Store
 
 log = logging.getLogger("backstop.receiver")
@@ -42,10 +44,12 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    store = Store(
-        connect(settings.redis_url, timeout=settings.redis_timeout_seconds), policy.intake
+    connection = connect(settings.redis_url, timeout=settings.redis_timeout_seconds)
+    store = Store(connection, policy)
+    engine = Engine(store=store, policy=policy, connection=connection, clock=utcnow)
+    app.extensions[EXTENSION] = AppState(
+        settings=settings, policy=policy, store=store, engine=engine
     )
-    app.extensions[EXTENSION] = AppState(settings=settings, policy=policy, store=store)
 
     app.before_request(assign_request_id)
     app.after_request(echo_request_id)

@@ -24,7 +24,9 @@ def check_config(path: str | None) -> int:
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"OK: {target} (mode {policy.mode})")
+    for warning in policy.warnings():
+        print(f"warning: {target}: {warning}", file=sys.stderr)
+    print(f"OK: {target} (mode {policy.mode}, {len(policy.services)} services)")
     return 0
 
 

@@ -6,6 +6,7 @@ from flask import current_app
 
 from config.policy import Policy
 from config.settings import Settings
+from workers.decisions import Engine
 from workers.store import Store
 
 EXTENSION = "backstop"
@@ -18,6 +19,7 @@ class AppState:
     settings: Settings
     policy: Policy
     store: Store
+    engine: Engine
 
 
 def app_state() -> AppState:

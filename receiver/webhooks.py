@@ -56,7 +56,7 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
         events = parse(body)
     except ValidationError as exc:
         raise invalid_payload(exc) from None
-    result = ingest(state.store, events)
+    result = ingest(state.engine, events)
     g.webhook_counts = {
         "alerts": len(events),
         "accepted": result.accepted,
@@ -70,6 +70,7 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
     body = {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
+        "decisions": [decision.summary() for decision in result.decisions],
         "request_id": g.request_id,
     }
     return jsonify(body), 202

@@ -1,13 +1,15 @@
-"""The intake pipeline the receiver calls: dedup and record, then hand on what is new.
+"""The intake pipeline the receiver calls: dedup and record, then decide what is new.
 
 Everything here is source-agnostic: it sees only normalized AlertEvents.
 """
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
+from workers.decisions import Engine
 from workers.models import AlertEvent
-from workers.store import DUPLICATE, FIRST_RESOLVED, NEW_FIRING, Store
+from workers.records import Decision
+from workers.store import FIRST_RESOLVED, NEW_FIRING, UNDECIDED
 
 
 @dataclass
@@ -16,21 +18,27 @@ class IntakeResult:
 
     accepted: int = 0
     duplicates: int = 0
-    firing: list[AlertEvent] = field(default_factory=list)
-    resolved: list[AlertEvent] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
 
 
-def ingest(store: Store, events: list[AlertEvent], *, now: datetime | None = None) -> IntakeResult:
-    """Dedup and record a batch of events; return the counts and the events to act on."""
-    verdicts = store.record_notifications(events, now=now or datetime.now(UTC))
+def ingest(
+    engine: Engine, events: list[AlertEvent], *, now: datetime | None = None
+) -> IntakeResult:
+    """Dedup and record a batch of events, then decide about each new episode."""
+    verdicts = engine.store.episodes.record_notifications(events, now=now or engine.clock())
     result = IntakeResult()
     for event, verdict in zip(events, verdicts, strict=True):
-        if verdict == DUPLICATE:
+        facts = {
+            "episode_id": event.episode_id,
+            "labels": event.labels,
+            "starts_at": event.starts_at,
+        }
+        if verdict in (NEW_FIRING, UNDECIDED):
+            result.decisions.append(engine.on_firing(**facts))
+        elif verdict == FIRST_RESOLVED:
+            result.decisions.append(engine.on_resolved(**facts))
+        else:
             result.duplicates += 1
             continue
         result.accepted += 1
-        if verdict == NEW_FIRING:
-            result.firing.append(event)
-        elif verdict == FIRST_RESOLVED:
-            result.resolved.append(event)
     return result

@@ -59,3 +59,42 @@ class AlertEvent:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(AlertEvent) if f.name != "episode_id")
+
+
+KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Rollout")
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A rollback target: one workload in one namespace of one cluster."""
+
+    cluster: str
+    namespace: str
+    kind: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        """`cluster/namespace/Kind/name`, unique and readable."""
+        return f"{self.cluster}/{self.namespace}/{self.kind}/{self.name}"
+
+    @property
+    def slug(self) -> str:
+        """A short hash of the key, safe in RQ job ids and URLs."""
+        return hashlib.blake2b(self.key.encode(), digest_size=8).hexdigest()
+
+    @classmethod
+    def from_key(cls, key: str) -> "Workload":
+        """Parse a `cluster/namespace/Kind/name` key."""
+        cluster, namespace, kind, name = key.split("/")
+        return cls(cluster, namespace, kind, name)
+
+    def to_json(self) -> dict:
+        """A JSON-ready view."""
+        return {
+            "cluster": self.cluster,
+            "namespace": self.namespace,
+            "kind": self.kind,
+            "name": self.name,
+            "key": self.key,
+        }

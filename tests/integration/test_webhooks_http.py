@@ -35,11 +35,11 @@ def test_accepted_then_duplicate(client, webhook_headers):
     body = samples.alertmanager(samples.am_alert(), samples.am_alert(fingerprint="other"))
     first = post(client, AM, body, webhook_headers)
     assert first.status_code == 202
-    assert first.get_json() == {
-        "accepted": 2,
-        "duplicates": 0,
-        "request_id": first.headers["X-Request-Id"],
-    }
+    answer = first.get_json()
+    assert (answer["accepted"], answer["duplicates"]) == (2, 0)
+    assert answer["request_id"] == first.headers["X-Request-Id"]
+    # No service and no backstop_rollback label: recorded, and skipped with its reason.
+    assert [d["reason"] for d in answer["decisions"]] == ["not_kill_switch"] * 2
     again = post(client, AM, body, webhook_headers).get_json()
     assert (again["accepted"], again["duplicates"]) == (0, 2)
 

@@ -1,4 +1,4 @@
-"""Dedup semantics of the store's intake script (fakeredis with Lua; pure and fast).
+"""Dedup semantics of the episode store's intake script (fakeredis with Lua; pure and fast).
 
 The same script runs against a real redis-server in tests/integration.
 """
@@ -10,9 +10,10 @@ import fakeredis
 import pytest
 
 from config.policy import IntakePolicy
-from workers.intake import ingest
 from workers.models import AlertEvent
-from workers.store import DUPLICATE, EPISODE_PREFIX, FIRST_RESOLVED, NEW_FIRING, Store
+from workers.store import DUPLICATE, FIRST_RESOLVED, NEW_FIRING
+from workers.store.episodes import EpisodeStore
+from workers.store.keys import EPISODE as EPISODE_PREFIX
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -31,7 +32,7 @@ def event(fingerprint="fp1", status="firing", starts_at=T0, **labels) -> AlertEv
 
 @pytest.fixture
 def store():
-    return Store(fakeredis.FakeRedis(), IntakePolicy())
+    return EpisodeStore(fakeredis.FakeRedis(), IntakePolicy())
 
 
 def record(store, *events, now=T0):
@@ -87,7 +88,7 @@ def test_episode_keys_expire(store):
 
 
 def test_episode_count_is_bounded_oldest_first():
-    store = Store(fakeredis.FakeRedis(), IntakePolicy(max_episodes=100))
+    store = EpisodeStore(fakeredis.FakeRedis(), IntakePolicy(max_episodes=100))
     for i in range(150):
         record(store, event(f"fp{i}"), now=T0 + timedelta(seconds=i))
     kept = store.recent_episodes(limit=1000)
@@ -98,7 +99,7 @@ def test_episode_count_is_bounded_oldest_first():
 
 
 def test_stream_length_is_bounded():
-    store = Store(fakeredis.FakeRedis(), IntakePolicy(events_max_len=100))
+    store = EpisodeStore(fakeredis.FakeRedis(), IntakePolicy(events_max_len=100))
     for i in range(500):
         record(store, event(f"fp{i}"))
     # MAXLEN ~ trims whole stream nodes, so allow one node of slack.
@@ -112,14 +113,6 @@ def test_recent_episodes_filters_by_status_and_limit(store):
     assert [e.event["fingerprint"] for e in store.recent_episodes(limit=2)] == ["f1", "f4"]
     assert [e.event["fingerprint"] for e in store.recent_episodes(status="resolved")] == ["f1"]
     assert len(store.recent_episodes(status="firing", limit=10)) == 4
-
-
-def test_ingest_reports_counts_and_what_to_act_on(store):
-    result = ingest(store, [event(), event("fp2"), event()], now=T0)
-    assert (result.accepted, result.duplicates) == (2, 1)
-    assert [e.fingerprint for e in result.firing] == ["fp1", "fp2"]
-    resolved = ingest(store, [event(status="resolved")], now=T0)
-    assert [e.fingerprint for e in resolved.resolved] == ["fp1"] and resolved.accepted == 1
 
 
 def test_events_keep_their_full_record(store):
@@ -148,7 +141,7 @@ def test_a_stale_memory_of_an_episode_is_corrected_by_redis(store):
 
 def test_another_process_resolving_first_is_respected():
     shared = fakeredis.FakeRedis()
-    worker_a, worker_b = Store(shared, IntakePolicy()), Store(shared, IntakePolicy())
+    worker_a, worker_b = EpisodeStore(shared, IntakePolicy()), EpisodeStore(shared, IntakePolicy())
     assert record(worker_a, event()) == [NEW_FIRING]
     assert record(worker_b, event(status="resolved")) == [FIRST_RESOLVED]
     assert record(worker_a, event(status="resolved")) == [DUPLICATE]

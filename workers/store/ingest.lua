@@ -13,7 +13,10 @@
 --
 -- Returns one verdict per event: 1 a new firing episode, 2 the first resolved notification
 -- of an episode, 0 a duplicate that must not be processed again, 3 "unknown after all: send
--- this event again with its record" (the client's belief was stale; nothing was written).
+-- this event again with its record" (the client's belief was stale; nothing was written),
+-- 4 a repeat of a firing episode that was accepted but never decided (the receiver that
+-- accepted it failed before recording its decision): decide it now. The right to decide is
+-- claimed in the hash (decide_claim) for DECIDE_CLAIM_MS, so only one receiver does.
 
 local now = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
@@ -22,6 +25,8 @@ local max_len = ARGV[4]
 local min_id = ARGV[5]
 local prefix = ARGV[6]
 local batch = cjson.decode(ARGV[7])
+local decision_prefix = ARGV[8 + #batch]
+local decide_claim_ms = tonumber(ARGV[9 + #batch])
 local verdicts = {}
 local created = false
 
@@ -29,14 +34,15 @@ for i, entry in ipairs(batch) do
   local id, status, starts, ends = entry[1], entry[2], entry[3], entry[4]
   local source, alertname, event = entry[5], entry[6], ARGV[7 + i]
   local key = KEYS[2 + i]
-  local previous = redis.call('HGET', key, 'status')
+  local state = redis.call('HMGET', key, 'status', 'decide_claim', 'decided')
+  local previous = state[1]
   local verdict = 0
   if not previous and event == '' then
     verdict = 3
   elseif not previous then
     redis.call('HSET', key, 'id', id, 'status', status, 'source', source,
       'alertname', alertname, 'starts_at', starts, 'ends_at', ends,
-      'first_seen', now, 'notifications', 1, 'event', event)
+      'first_seen', now, 'notifications', 1, 'event', event, 'decide_claim', now)
     if status == 'resolved' then
       redis.call('HSET', key, 'resolved_at', now)
       verdict = 2
@@ -52,6 +58,13 @@ for i, entry in ipairs(batch) do
       redis.call('HSET', key, 'status', 'resolved', 'ends_at', ends, 'resolved_at', now,
         'event', event)
       verdict = 2
+    elseif previous == 'firing' and not state[3] then
+      if redis.call('EXISTS', decision_prefix .. id) == 1 then
+        redis.call('HSET', key, 'decided', 1)
+      elseif now - tonumber(state[2] or 0) > decide_claim_ms then
+        redis.call('HSET', key, 'decide_claim', now)
+        verdict = 4
+      end
     end
   end
   if verdict ~= 3 then

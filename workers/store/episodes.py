@@ -1,8 +1,7 @@
-"""The Redis store: the only module that knows Backstop's key names.
+"""Alert episodes: dedup and recording of notifications, and reading them back.
 
-Every key starts with `backstop:`. Intake writes go through one Lua script, so a webhook
-costs one round trip and concurrent receivers cannot both accept the same episode.
-Redis errors propagate (redis.exceptions.RedisError); the receiver maps them to 503.
+Intake writes go through one Lua script, so a webhook costs one round trip and concurrent
+receivers cannot both accept the same episode.
 """
 
 import json
@@ -15,13 +14,13 @@ import redis
 
 from config.policy import IntakePolicy
 from workers.models import AlertEvent
+from workers.store.keys import DECISION, EPISODES, EVENTS
+from workers.store.keys import EPISODE as EPISODE_PREFIX
 
-PREFIX = "backstop:"
-EPISODE_PREFIX = PREFIX + "episode:"
-EPISODES = PREFIX + "episodes"
-EVENTS = PREFIX + "events"
-
-NEW_FIRING, FIRST_RESOLVED, DUPLICATE, RESEND = 1, 2, 0, 3
+NEW_FIRING, FIRST_RESOLVED, DUPLICATE, RESEND, UNDECIDED = 1, 2, 0, 3, 4
+# How long the receiver that accepted an episode has to record its decision before a repeat
+# notification may decide it instead (a decision normally takes milliseconds).
+DECIDE_CLAIM = 10_000
 
 # A notification is certainly a repeat when the episode is known to be in this state already.
 _ALREADY = {"firing": ("firing", "resolved"), "resolved": ("resolved",)}
@@ -93,21 +92,17 @@ def _episode(raw: dict[bytes, bytes], last_seen_ms: float) -> Episode:
     )
 
 
-class Store:
-    """Backstop's records in Redis."""
+class EpisodeStore:
+    """Alert episodes and the event stream."""
 
     def __init__(self, client: redis.Redis, intake: IntakePolicy):
         self.redis = client
         self.intake = intake
-        script = resources.files("workers").joinpath("ingest.lua").read_text()
+        script = resources.files("workers.store").joinpath("ingest.lua").read_text()
         self._ingest = client.register_script(script)
         # Episodes this process saw recorded, so their repeats are sent without the full
         # record. Only an optimization: Redis stays the authority (see RESEND in ingest.lua).
         self._known: OrderedDict[str, str] = OrderedDict()
-
-    def ping(self) -> bool:
-        """True when Redis answers."""
-        return bool(self.redis.ping())
 
     def record_notifications(self, events: list[AlertEvent], *, now: datetime) -> list[int]:
         """Dedup and record a batch atomically; one verdict per event (NEW_FIRING, ...)."""
@@ -159,6 +154,7 @@ class Store:
             )
         args.append(_dumps(batch))
         args.extend(records)
+        args += [DECISION, DECIDE_CLAIM]
         return [int(v) for v in self._ingest(keys=keys, args=args)]
 
     def _remember(self, episode_id: str, status: str) -> None:

@@ -1,0 +1,283 @@
+"""Decisions: for each alert episode, whether to roll back, with a recorded reason.
+
+The order of checks (each a possible outcome, first match wins):
+
+1. the alert is not a kill switch                     → skipped: not_kill_switch
+2. it names no workload                               → skipped: no_workload
+3. no rollout in the lookback window                  → skipped: no_recent_deployment
+   the episode began before the latest rollout        → skipped: predates_deployment
+   several rollouts in the window                     → skipped: ambiguous
+   the rollout is Backstop's own rollback             → skipped: rollback_of_rollback
+4. that revision is already (being) rolled back       → skipped: already_rolled_back
+5. automation is paused (globally or this workload)   → skipped: paused
+6. the episode is younger than min_firing             → deferred (re-checked later)
+7. the workload is in its cooldown                    → skipped: cooldown
+8. the circuit breaker is open                        → skipped: circuit_open
+9. mode dry-run → dry_run; approve → awaiting_approval; enforce → rollback (enqueued)
+
+In enforce mode, 4, 5, 7 and 8 are checked again atomically with claiming the rollback
+(workers/store/claim.lua), so concurrent receivers can never both roll back.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+
+from config.durations import format_duration
+from config.policy import Policy, ServicePolicy, matches
+from workers import queues
+from workers.correlation import correlate, workload_for
+from workers.records import AuditEntry, Decision, DecisionStep, WorkloadRecord
+from workers.store import Store
+
+DETAILS = {
+    "not_kill_switch": "the alert is not a kill switch for any service",
+    "no_workload": "the alert's labels name no workload (namespace + deployment/...)",
+    "no_recent_deployment": "no rollout of the workload in the lookback window explains it",
+    "predates_deployment": "the alert began before the latest rollout, so it did not cause it",
+    "ambiguous": "several rollouts in the lookback window could explain it; a human decides",
+    "rollback_of_rollback": "the explaining rollout is Backstop's own rollback",
+    "already_rolled_back": "this revision of the workload is already being rolled back",
+    "paused": "automation is paused",
+    "cooldown": "the workload was rolled back recently",
+    "circuit_open": "the circuit breaker is open; a human must reset it",
+    "resolved": "the alert resolved before it had fired for min_firing",
+    "denied": "a human denied the rollback",
+}
+
+
+class DecisionError(Exception):
+    """An on-call action that does not apply (unknown decision, wrong state)."""
+
+
+@dataclass
+class Engine:
+    """Decides about episodes; records every decision; enqueues what it decides to do."""
+
+    store: Store
+    policy: Policy
+    connection: redis.Redis
+    clock: Callable[[], datetime]
+
+    # -- entry points ----------------------------------------------------------------------
+
+    def on_firing(self, *, episode_id: str, labels: dict[str, str], starts_at: datetime):
+        """Decide about a newly firing episode."""
+        now = self.clock()
+        decision = Decision(
+            id=episode_id,
+            episode_id=episode_id,
+            starts_at=starts_at,
+            alertname=labels.get("alertname", ""),
+            labels=labels,
+            outcome="skipped",
+            reason="",
+            created_at=now,
+            updated_at=now,
+        )
+        return self._evaluate(decision, now)
+
+    def on_resolved(self, *, episode_id: str, labels: dict[str, str], starts_at: datetime):
+        """An episode resolved: close a deferred decision, or record one if none exists."""
+        decision = self.store.decisions.get(episode_id)
+        if decision is not None and decision.outcome != "deferred":
+            return decision
+        now = self.clock()
+        if decision is None:
+            decision = Decision(
+                id=episode_id,
+                episode_id=episode_id,
+                starts_at=starts_at,
+                alertname=labels.get("alertname", ""),
+                labels=labels,
+                outcome="skipped",
+                reason="",
+                created_at=now,
+                updated_at=now,
+            )
+        return self._finish(decision, now, "skipped", "resolved")
+
+    def recheck(self, episode_id: str):
+        """Re-evaluate a deferred episode at startsAt + min_firing, unless it resolved."""
+        decision = self.store.decisions.get(episode_id)
+        if decision is None or decision.outcome != "deferred":
+            return decision
+        now = self.clock()
+        episode = self.store.episodes.episode(episode_id)
+        if episode is None or episode.status == "resolved":
+            return self._finish(decision, now, "skipped", "resolved")
+        return self._evaluate(decision, now)
+
+    def approve(self, decision_id: str, *, actor: str, reason: str = "") -> Decision:
+        """A human approves an awaiting rollback: claim it (bypassing pause, cooldown and
+        breaker, but still counted by the breaker) and enqueue it."""
+        decision = self._awaiting(decision_id)
+        now = self.clock()
+        workload = decision.workload.workload()
+        bad = _bad_revision(decision)
+        skip = self.store.automation.claim_rollback(
+            workload=workload,
+            revision=bad,
+            decision_id=decision.id,
+            now=now,
+            cooldown=self.policy.timing(None).cooldown,
+            max_rollbacks=self.policy.circuit_breaker.max_rollbacks,
+            window=self.policy.circuit_breaker.window,
+            force=True,
+        )
+        self._audit(actor, "approve", decision, reason)
+        if skip is not None:
+            return self._finish(decision, now, "skipped", skip, by=actor)
+        return self._enqueue(decision, now, by=actor)
+
+    def deny(self, decision_id: str, *, actor: str, reason: str = "") -> Decision:
+        """A human denies an awaiting rollback."""
+        decision = self._awaiting(decision_id)
+        self._audit(actor, "deny", decision, reason)
+        return self._finish(decision, self.clock(), "skipped", "denied", by=actor)
+
+    # -- the rules -------------------------------------------------------------------------
+
+    def _evaluate(self, decision: Decision, now: datetime) -> Decision:
+        labels = decision.labels
+        service = self.policy.service_for(labels)
+        timing = self.policy.timing(service)
+        decision.mode = self.policy.mode
+        decision.policy = {
+            "service": service.name if service else None,
+            "mode": self.policy.mode,
+            **{name: format_duration(getattr(timing, name)) for name in type(timing).model_fields},
+            "circuit_breaker": {
+                "max_rollbacks": self.policy.circuit_breaker.max_rollbacks,
+                "window": format_duration(self.policy.circuit_breaker.window),
+            },
+        }
+        if not self._is_kill_switch(labels, service):
+            return self._finish(decision, now, "skipped", "not_kill_switch")
+        workload = workload_for(labels, self.policy, service)
+        if workload is None:
+            return self._finish(decision, now, "skipped", "no_workload")
+        decision.workload = WorkloadRecord.of(workload)
+
+        found = correlate(decision.starts_at, self.store.rollouts.for_workload(workload), timing)
+        decision.evidence, decision.confidence = found.evidence, found.confidence
+        if found.status != "match":
+            reason = {
+                "none": "no_recent_deployment",
+                "predates": "predates_deployment",
+                "ambiguous": "ambiguous",
+            }[found.status]
+            return self._finish(decision, now, "skipped", reason)
+        decision.rollout = found.rollout
+        if found.rollout.by_backstop:
+            return self._finish(decision, now, "skipped", "rollback_of_rollback")
+
+        automation = self.store.automation
+        claimed_by = automation.claimed(workload, _bad_revision(decision))
+        if claimed_by is not None and claimed_by != decision.id:
+            return self._finish(decision, now, "skipped", "already_rolled_back")
+        if automation.paused(workload) is not None:
+            return self._finish(decision, now, "skipped", "paused")
+        due = decision.starts_at + timing.min_firing
+        if now < due:
+            decision.recheck_at = due
+            queues.schedule_recheck(self.connection, episode_id=decision.episode_id, at=due)
+            return self._finish(decision, now, "deferred", "min_firing")
+        if automation.cooldown_left(workload, now=now, cooldown=timing.cooldown):
+            return self._finish(decision, now, "skipped", "cooldown")
+        breaker = self.policy.circuit_breaker
+        if automation.circuit(now=now, window=breaker.window)["state"] == "open":
+            return self._finish(decision, now, "skipped", "circuit_open")
+
+        if self.policy.mode == "dry-run":
+            return self._finish(decision, now, "dry_run", "would_roll_back")
+        if self.policy.mode == "approve":
+            return self._finish(decision, now, "awaiting_approval", "approval_required")
+        skip = automation.claim_rollback(
+            workload=workload,
+            revision=_bad_revision(decision),
+            decision_id=decision.id,
+            now=now,
+            cooldown=timing.cooldown,
+            max_rollbacks=breaker.max_rollbacks,
+            window=breaker.window,
+        )
+        if skip is not None:
+            return self._finish(decision, now, "skipped", skip)
+        return self._enqueue(decision, now)
+
+    def _is_kill_switch(self, labels: dict[str, str], service: ServicePolicy | None) -> bool:
+        if labels.get(self.policy.correlation.kill_switch_label, "").lower() == "true":
+            return True
+        return service is not None and any(matches(m, labels) for m in service.kill_switches)
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _enqueue(self, decision: Decision, now: datetime, by: str = "backstop") -> Decision:
+        # The claim is ours (keyed by this decision's id, which is the episode's), so a retry
+        # after a failure here re-enqueues; the unique job id keeps it to one job.
+        decision.job_id = queues.enqueue_rollback(
+            self.connection,
+            decision_id=decision.id,
+            workload=decision.workload.workload(),
+            bad_revision=_bad_revision(decision),
+        )
+        return self._finish(decision, now, "rollback", "enqueued", by=by)
+
+    def _finish(
+        self, decision: Decision, now: datetime, outcome: str, reason: str, by: str = "backstop"
+    ) -> Decision:
+        decision.outcome, decision.reason = outcome, reason
+        decision.detail = _detail(decision)
+        decision.updated_at = now
+        decision.history.append(DecisionStep(at=now, outcome=outcome, reason=reason, by=by))
+        self.store.decisions.save(decision)
+        return decision
+
+    def _awaiting(self, decision_id: str) -> Decision:
+        decision = self.store.decisions.get(decision_id)
+        if decision is None:
+            raise DecisionError(f"no decision {decision_id}")
+        if decision.outcome != "awaiting_approval":
+            raise DecisionError(
+                f"decision {decision_id} is {decision.outcome}, not awaiting approval"
+            )
+        return decision
+
+    def _audit(self, actor: str, action: str, decision: Decision, reason: str) -> None:
+        self.store.automation.audit(
+            AuditEntry(
+                at=self.clock(),
+                actor=actor,
+                action=action,
+                target=f"decision/{decision.id}",
+                reason=reason,
+                details={"workload": decision.summary()["workload"]},
+            )
+        )
+
+
+def _bad_revision(decision: Decision) -> str:
+    """The revision to roll back from; a CI-only rollout without revision uses its id."""
+    rollout = decision.rollout
+    return rollout.revision or f"rollout-{rollout.id}"
+
+
+def _detail(decision: Decision) -> str:
+    """One sentence a human can read in the API and on the dashboard."""
+    workload = decision.workload.workload().key if decision.workload else "no workload"
+    revision = decision.rollout.revision if decision.rollout else None
+    if decision.outcome == "rollback":
+        return f"rolling back {workload} from revision {revision} (job {decision.job_id})"
+    if decision.outcome == "dry_run":
+        return f"dry-run: would roll back {workload} from revision {revision}"
+    if decision.outcome == "awaiting_approval":
+        return f"waiting for a human to approve rolling back {workload} from revision {revision}"
+    if decision.outcome == "deferred":
+        return (
+            f"deferred until {decision.recheck_at.isoformat()}: the alert must fire for "
+            f"{decision.policy.get('min_firing')} before Backstop acts"
+        )
+    return f"{workload}: {DETAILS.get(decision.reason, decision.reason)}"

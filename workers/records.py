@@ -1,0 +1,141 @@
+"""Records Backstop keeps in Redis as JSON: rollouts, decisions, audit entries.
+
+Pydantic models, so what is written is what is read back, typed, and the API can serve
+them as they are.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workers.models import Workload
+
+Outcome = Literal["rollback", "dry_run", "awaiting_approval", "deferred", "skipped"]
+
+# Why a decision did not (or not yet) roll back. Each is explained in the README.
+SKIP_REASONS = (
+    "not_kill_switch",
+    "no_workload",
+    "no_recent_deployment",
+    "predates_deployment",
+    "ambiguous",
+    "cooldown",
+    "circuit_open",
+    "paused",
+    "already_rolled_back",
+    "rollback_of_rollback",
+    "resolved",
+    "denied",
+)
+
+
+def new_id() -> str:
+    """A random record id."""
+    return uuid.uuid4().hex[:20]
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware."""
+    return datetime.now(UTC)
+
+
+class Record(BaseModel):
+    """Base for stored records: tolerant of fields added by newer versions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class WorkloadRecord(Record):
+    """A workload as stored (see workers.models.Workload)."""
+
+    cluster: str
+    namespace: str
+    kind: str
+    name: str
+
+    @classmethod
+    def of(cls, workload: Workload) -> "WorkloadRecord":
+        return cls(
+            cluster=workload.cluster,
+            namespace=workload.namespace,
+            kind=workload.kind,
+            name=workload.name,
+        )
+
+    def workload(self) -> Workload:
+        return Workload(self.cluster, self.namespace, self.kind, self.name)
+
+
+class Rollout(Record):
+    """One rollout of a workload, from the watcher, from CI, or both merged."""
+
+    id: str = Field(default_factory=new_id)
+    workload: WorkloadRecord
+    revision: str | None = None
+    previous_revision: str | None = None
+    images: list[str] = Field(default_factory=list)
+    change_cause: str = ""
+    started_at: datetime
+    completed_at: datetime | None = None
+    by_backstop: bool = False
+    rollback_of: str | None = None
+    sources: list[str] = Field(default_factory=list)
+    version: str = ""
+    commit: str = ""
+    author: str = ""
+    url: str = ""
+
+
+class DecisionStep(Record):
+    """One outcome a decision went through (deferred, then rollback, ...)."""
+
+    at: datetime
+    outcome: Outcome
+    reason: str
+    by: str = "backstop"
+
+
+class Decision(Record):
+    """What Backstop decided about one alert episode, and why. Its id is the episode's."""
+
+    id: str
+    episode_id: str
+    alertname: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime
+    workload: WorkloadRecord | None = None
+    rollout: Rollout | None = None
+    outcome: Outcome
+    reason: str
+    detail: str = ""
+    confidence: str = ""
+    evidence: dict = Field(default_factory=dict)
+    policy: dict = Field(default_factory=dict)
+    mode: str = ""
+    job_id: str | None = None
+    recheck_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    history: list[DecisionStep] = Field(default_factory=list)
+
+    def summary(self) -> dict:
+        """The short form carried in webhook answers."""
+        return {
+            "id": self.id,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "workload": self.workload.workload().key if self.workload else None,
+        }
+
+
+class AuditEntry(Record):
+    """Who did what, when, to what, and why."""
+
+    at: datetime = Field(default_factory=utcnow)
+    actor: str
+    action: str
+    target: str = ""
+    reason: str = ""
+    details: dict = Field(default_factory=dict)

@@ -1,0 +1,38 @@
+"""The Redis store: the only package that knows Backstop's key names (see keys.py).
+
+`Store` bundles one sub-store per record type. Redis errors propagate
+(redis.exceptions.RedisError); the receiver maps them to 503, jobs retry.
+"""
+
+import redis
+
+from config.policy import Policy
+from workers.store.automation import AutomationStore
+from workers.store.decisions import DecisionStore
+from workers.store.episodes import (
+    DUPLICATE,
+    FIRST_RESOLVED,
+    NEW_FIRING,
+    RESEND,
+    UNDECIDED,
+    Episode,
+    EpisodeStore,
+)
+from workers.store.rollouts import RolloutStore
+
+__all__ = ["DUPLICATE", "FIRST_RESOLVED", "NEW_FIRING", "RESEND", "UNDECIDED", "Episode", "Store"]
+
+
+class Store:
+    """Backstop's records in Redis."""
+
+    def __init__(self, client: redis.Redis, policy: Policy):
+        self.redis = client
+        self.episodes = EpisodeStore(client, policy.intake)
+        self.rollouts = RolloutStore(client)
+        self.decisions = DecisionStore(client)
+        self.automation = AutomationStore(client)
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        return bool(self.redis.ping())

@@ -1,0 +1,88 @@
+"""Decisions: one per processed alert episode (its id is the episode's), with history."""
+
+from datetime import datetime
+
+import redis
+
+from workers.records import Decision
+from workers.store import keys
+
+MAX_DECISIONS = 100_000
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class DecisionStore:
+    """Decisions in Redis, bounded in count."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    def save(self, decision: Decision) -> None:
+        """Write a decision (new or updated) and its indexes."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.DECISION + decision.id, decision.model_dump_json())
+        pipe.zadd(keys.DECISIONS, {decision.id: _ms(decision.created_at)})
+        if decision.outcome == "awaiting_approval":
+            pipe.zadd(keys.AWAITING, {decision.id: _ms(decision.created_at)})
+        else:
+            pipe.zrem(keys.AWAITING, decision.id)
+        pipe.execute()
+        self._trim()
+
+    def _trim(self) -> None:
+        excess = self.redis.zcard(keys.DECISIONS) - MAX_DECISIONS
+        if excess <= 0:
+            return
+        old = [i.decode() for i in self.redis.zrange(keys.DECISIONS, 0, excess - 1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for decision_id in old:
+            pipe.delete(keys.DECISION + decision_id)
+            pipe.zrem(keys.AWAITING, decision_id)
+        pipe.zrem(keys.DECISIONS, *old)
+        pipe.execute()
+
+    def get(self, decision_id: str) -> Decision | None:
+        """One decision by id."""
+        raw = self.redis.get(keys.DECISION + decision_id)
+        return Decision.model_validate_json(raw) if raw else None
+
+    def _many(self, ids: list[bytes]) -> list[Decision]:
+        if not ids:
+            return []
+        raws = self.redis.mget([keys.DECISION + i.decode() for i in ids])
+        return [Decision.model_validate_json(raw) for raw in raws if raw]
+
+    def recent(
+        self,
+        *,
+        outcome: str | None = None,
+        reason: str | None = None,
+        workload: str | None = None,
+        limit: int = 50,
+    ) -> list[Decision]:
+        """Decisions, newest first, optionally filtered by outcome, reason, workload key."""
+        index = keys.AWAITING if outcome == "awaiting_approval" else keys.DECISIONS
+        found: list[Decision] = []
+        start, page = 0, max(limit, 200)
+        while len(found) < limit:
+            ids = self.redis.zrevrange(index, start, start + page - 1)
+            if not ids:
+                break
+            for decision in self._many(ids):
+                if (
+                    (outcome is None or decision.outcome == outcome)
+                    and (reason is None or decision.reason == reason)
+                    and (
+                        workload is None
+                        or (
+                            decision.workload is not None
+                            and decision.workload.workload().key == workload
+                        )
+                    )
+                ):
+                    found.append(decision)
+            start += page
+        return found[:limit]

@@ -1,0 +1,44 @@
+"""Every Redis key Backstop uses, in one place. All start with `backstop:`."""
+
+PREFIX = "backstop:"
+
+# Alert episodes (intake).
+EPISODE = PREFIX + "episode:"  # + episode id -> hash of the episode's latest state
+EPISODES = PREFIX + "episodes"  # zset: episode id -> last activity (ms)
+EVENTS = PREFIX + "events"  # stream of accepted alert events
+
+# Deployment history.
+ROLLOUT = PREFIX + "rollout:"  # + rollout id -> JSON record
+ROLLOUTS = PREFIX + "rollouts"  # zset: rollout id -> started_at (ms), every workload
+WORKLOAD_ROLLOUTS = PREFIX + "rollouts:"  # + workload key -> zset: rollout id -> started_at
+WORKLOAD_REVISIONS = PREFIX + "revisions:"  # + workload key -> hash: revision -> rollout id
+
+# Decisions.
+DECISION = PREFIX + "decision:"  # + decision id (= episode id) -> JSON record
+DECISIONS = PREFIX + "decisions"  # zset: decision id -> created (ms)
+AWAITING = PREFIX + "decisions:awaiting"  # zset: decision id -> created (ms)
+
+# Automation state: pauses, cooldowns, circuit breaker, rollback claims, audit.
+PAUSE_GLOBAL = PREFIX + "pause"  # hash: by, reason, at
+PAUSE_WORKLOAD = PREFIX + "pause:"  # + workload key -> hash: by, reason, at
+PAUSED_WORKLOADS = PREFIX + "paused-workloads"  # set of workload keys
+LAST_ROLLBACK = PREFIX + "last-rollback:"  # + workload key -> ms of the last claimed rollback
+CLAIM = PREFIX + "claim:"  # + workload key + ":" + revision -> decision id
+CIRCUIT = PREFIX + "circuit"  # hash: state, opened_at, reason, reset_by, reset_at
+ROLLBACK_TIMES = PREFIX + "rollback-times"  # zset: decision id -> claimed at (ms)
+AUDIT = PREFIX + "audit"  # stream of audit entries
+
+
+def workload_rollouts(workload_key: str) -> str:
+    """The rollouts of one workload, by start time."""
+    return WORKLOAD_ROLLOUTS + workload_key
+
+
+def workload_revisions(workload_key: str) -> str:
+    """Revision -> rollout id for one workload."""
+    return WORKLOAD_REVISIONS + workload_key
+
+
+def claim(workload_key: str, revision: str) -> str:
+    """The claim that one bad revision of one workload is (being) rolled back."""
+    return f"{CLAIM}{workload_key}:{revision}"

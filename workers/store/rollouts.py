@@ -1,0 +1,210 @@
+"""Deployment history: rollouts per workload, from the watcher and from CI, merged.
+
+A rollout is identified by (workload, revision) once the revision is known. A CI event
+without a revision joins the rollout that started closest to it within the merge window,
+or stands alone until the watcher sees the revision and adopts it. Writes use optimistic
+transactions on the workload's keys, so the watcher and several receivers can record the
+same rollout concurrently without duplicating it.
+"""
+
+from datetime import datetime, timedelta
+
+import redis
+
+from workers.models import Workload
+from workers.records import Rollout, WorkloadRecord
+from workers.store import keys
+
+PER_WORKLOAD = 50  # rollouts kept per workload
+EVERY_WORKLOAD = 20_000  # rollouts kept in the global index
+RETENTION = timedelta(days=90)  # history of a workload not deployed for this long expires
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class RolloutStore:
+    """Rollouts in Redis."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, rollout_id: str) -> Rollout | None:
+        """One rollout by id."""
+        raw = self.redis.get(keys.ROLLOUT + rollout_id)
+        return Rollout.model_validate_json(raw) if raw else None
+
+    def _many(self, ids: list[bytes]) -> list[Rollout]:
+        if not ids:
+            return []
+        raws = self.redis.mget([keys.ROLLOUT + i.decode() for i in ids])
+        return [Rollout.model_validate_json(raw) for raw in raws if raw]
+
+    def by_revision(self, workload: Workload, revision: str) -> Rollout | None:
+        """The rollout of `workload` at `revision`."""
+        rollout_id = self.redis.hget(keys.workload_revisions(workload.key), revision)
+        return self.get(rollout_id.decode()) if rollout_id else None
+
+    def for_workload(self, workload: Workload, *, limit: int = PER_WORKLOAD) -> list[Rollout]:
+        """A workload's rollouts, newest first."""
+        ids = self.redis.zrevrange(keys.workload_rollouts(workload.key), 0, limit - 1)
+        return self._many(ids)
+
+    def recent(
+        self, *, namespace: str | None = None, name: str | None = None, limit: int = 50
+    ) -> list[Rollout]:
+        """Rollouts of every workload, newest first, optionally filtered."""
+        found: list[Rollout] = []
+        start, page = 0, max(limit, 200)
+        while len(found) < limit:
+            ids = self.redis.zrevrange(keys.ROLLOUTS, start, start + page - 1)
+            if not ids:
+                break
+            for rollout in self._many(ids):
+                wl = rollout.workload
+                if (namespace is None or wl.namespace == namespace) and (
+                    name is None or wl.name == name
+                ):
+                    found.append(rollout)
+            start += page
+        return found[:limit]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def record_observed(self, rollout: Rollout, *, merge_window: timedelta) -> tuple[Rollout, bool]:
+        """Record a rollout the watcher saw; idempotent. Returns (stored, created)."""
+        assert rollout.revision is not None
+        workload = rollout.workload.workload()
+
+        def apply(pipe: redis.client.Pipeline) -> tuple[Rollout, bool]:
+            existing_id = pipe.hget(keys.workload_revisions(workload.key), rollout.revision)
+            if existing_id:
+                stored = self._get_in(pipe, existing_id.decode())
+                if stored is not None:
+                    return stored, False
+            orphan = self._ci_orphan_near(pipe, workload, rollout.started_at, merge_window)
+            merged = rollout
+            if orphan is not None:
+                merged = rollout.model_copy(
+                    update={
+                        "id": orphan.id,
+                        "sources": sorted({*orphan.sources, *rollout.sources}),
+                        "version": orphan.version,
+                        "commit": orphan.commit,
+                        "author": orphan.author,
+                        "url": orphan.url,
+                        "images": rollout.images or orphan.images,
+                    }
+                )
+            evict = self._evictions(pipe, workload) if orphan is None else []
+            pipe.multi()
+            self._write(pipe, merged, evict)
+            return merged, orphan is None
+
+        return self._transaction(workload, apply)
+
+    def record_ci(self, rollout: Rollout, *, merge_window: timedelta) -> Rollout:
+        """Record a CI/CD deployment event, merged into the matching rollout if any."""
+        workload = rollout.workload.workload()
+
+        def apply(pipe: redis.client.Pipeline) -> Rollout:
+            target = None
+            if rollout.revision is not None:
+                existing_id = pipe.hget(keys.workload_revisions(workload.key), rollout.revision)
+                target = self._get_in(pipe, existing_id.decode()) if existing_id else None
+            else:
+                target = self._nearest(pipe, workload, rollout.started_at, merge_window)
+            if target is None:
+                merged = rollout
+            else:
+                ci_fields = {
+                    name: getattr(rollout, name)
+                    for name in ("version", "commit", "author", "url")
+                    if getattr(rollout, name)
+                }
+                merged = target.model_copy(
+                    update={
+                        **ci_fields,
+                        "sources": sorted({*target.sources, *rollout.sources}),
+                        "images": target.images or rollout.images,
+                    }
+                )
+            evict = self._evictions(pipe, workload) if target is None else []
+            pipe.multi()
+            self._write(pipe, merged, evict)
+            return merged
+
+        return self._transaction(workload, apply)
+
+    def mark_completed(self, workload: Workload, revision: str, at: datetime) -> bool:
+        """Set a rollout's completion time once; True when this call set it."""
+
+        def apply(pipe: redis.client.Pipeline) -> bool:
+            existing_id = pipe.hget(keys.workload_revisions(workload.key), revision)
+            stored = self._get_in(pipe, existing_id.decode()) if existing_id else None
+            if stored is None or stored.completed_at is not None:
+                return False
+            pipe.multi()
+            self._write(pipe, stored.model_copy(update={"completed_at": at}), [])
+            return True
+
+        return self._transaction(workload, apply)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _transaction(self, workload: Workload, apply):
+        watched = (keys.workload_revisions(workload.key), keys.workload_rollouts(workload.key))
+        return self.redis.transaction(apply, *watched, value_from_callable=True)
+
+    @staticmethod
+    def _get_in(pipe: redis.client.Pipeline, rollout_id: str) -> Rollout | None:
+        raw = pipe.get(keys.ROLLOUT + rollout_id)
+        return Rollout.model_validate_json(raw) if raw else None
+
+    def _near(self, pipe, workload: Workload, at: datetime, window: timedelta) -> list[Rollout]:
+        """Rollouts of `workload` that started within `window` of `at`, closest first."""
+        low, high = _ms(at - window), _ms(at + window)
+        ids = pipe.zrangebyscore(keys.workload_rollouts(workload.key), low, high)
+        found = [r for r in (self._get_in(pipe, i.decode()) for i in ids) if r is not None]
+        return sorted(found, key=lambda r: abs((r.started_at - at).total_seconds()))
+
+    def _nearest(self, pipe, workload: Workload, at: datetime, window: timedelta):
+        near = self._near(pipe, workload, at, window)
+        return near[0] if near else None
+
+    def _ci_orphan_near(self, pipe, workload: Workload, at: datetime, window: timedelta):
+        orphans = [r for r in self._near(pipe, workload, at, window) if r.revision is None]
+        return orphans[0] if orphans else None
+
+    def _evictions(self, pipe, workload: Workload) -> list[Rollout]:
+        """The oldest rollouts to drop so that one more fits within PER_WORKLOAD."""
+        ids = pipe.zrange(keys.workload_rollouts(workload.key), 0, -PER_WORKLOAD)
+        return [r for r in (self._get_in(pipe, i.decode()) for i in ids) if r is not None]
+
+    def _write(self, pipe: redis.client.Pipeline, rollout: Rollout, evict: list[Rollout]) -> None:
+        """Queue the writes for `rollout` on a MULTI pipeline, history bounded."""
+        key = rollout.workload.workload().key
+        by_start, revisions = keys.workload_rollouts(key), keys.workload_revisions(key)
+        started = _ms(rollout.started_at)
+        pipe.set(keys.ROLLOUT + rollout.id, rollout.model_dump_json(), ex=RETENTION)
+        pipe.zadd(by_start, {rollout.id: started})
+        pipe.zadd(keys.ROLLOUTS, {rollout.id: started})
+        if rollout.revision is not None:
+            pipe.hset(revisions, rollout.revision, rollout.id)
+        for old in evict:
+            pipe.delete(keys.ROLLOUT + old.id)
+            pipe.zrem(by_start, old.id)
+            pipe.zrem(keys.ROLLOUTS, old.id)
+            if old.revision is not None:
+                pipe.hdel(revisions, old.revision)
+        pipe.expire(by_start, RETENTION)
+        pipe.expire(revisions, RETENTION)
+        pipe.zremrangebyrank(keys.ROLLOUTS, 0, -EVERY_WORKLOAD - 1)
+
+
+def rollout_for(workload: Workload, **fields) -> Rollout:
+    """Build a Rollout of `workload`."""
+    return Rollout(workload=WorkloadRecord.of(workload), **fields)
