@@ -1,21 +1,39 @@
-"""The JSON API under /api/v1, behind the API bearer token."""
+"""The JSON API under /api/v1, behind the API bearer token.
 
-from flask import Blueprint, jsonify, request
+Reads: alerts, decisions, deployments, automation state, audit. Actions: approve or deny
+a decision, pause or resume automation (globally or per workload), reset the circuit
+breaker. Every action is audited with who did it, when, and why.
+"""
+
+from flask import Blueprint, g, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
 
 from receiver import auth
+from receiver.bodies import parse_body
 from receiver.errors import ApiError
 from receiver.state import app_state
+from workers.decisions import DecisionError
+from workers.models import KINDS, Workload
+from workers.records import SKIP_REASONS, AuditEntry, utcnow
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 STATUSES = ("firing", "resolved")
+OUTCOMES = ("rollback", "dry_run", "awaiting_approval", "deferred", "skipped")
 MAX_LIMIT = 1000
+ACTOR_HEADER = "X-Backstop-Actor"
 
 
 @bp.before_request
 def authenticate() -> None:
     """Every API route needs the API token."""
     auth.require_api_auth(request, app_state().settings)
+
+
+def actor() -> str:
+    """Who is acting: the API token, with the name its holder gives in X-Backstop-Actor."""
+    name = request.headers.get(ACTOR_HEADER, "").strip()[:64]
+    return f"api:{name}" if name else "api"
 
 
 def query_limit(default: int = 50) -> int:
@@ -34,6 +52,61 @@ def query_choice(name: str, choices: tuple[str, ...]) -> str | None:
     return value
 
 
+class ActionBody(BaseModel):
+    """An optional reason for an action."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=1000)
+
+
+class WorkloadBody(BaseModel):
+    """A workload named in an action."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = Field(min_length=1, max_length=253)
+    name: str = Field(min_length=1, max_length=253)
+    kind: str = "Deployment"
+    cluster: str | None = None
+
+    def workload(self, default_cluster: str) -> Workload:
+        if self.kind not in KINDS:
+            raise ApiError(400, "invalid_payload", f"workload.kind: must be one of {KINDS}")
+        return Workload(self.cluster or default_cluster, self.namespace, self.kind, self.name)
+
+
+class PauseBody(BaseModel):
+    """Pause automation globally, or for one workload; a reason is required."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=1000)
+    workload: WorkloadBody | None = None
+
+
+class ResumeBody(BaseModel):
+    """Resume automation globally, or for one workload."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=1000)
+    workload: WorkloadBody | None = None
+
+
+def audit(action: str, target: str, reason: str = "", **details) -> None:
+    """Record an on-call action."""
+    app_state().store.automation.audit(
+        AuditEntry(
+            at=utcnow(),
+            actor=actor(),
+            action=action,
+            target=target,
+            reason=reason,
+            details={"request_id": g.request_id, **details},
+        )
+    )
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
 @bp.get("/alerts")
 def alerts():
     """Recent alert episodes, most recently active first."""
@@ -41,3 +114,119 @@ def alerts():
     limit = query_limit()
     episodes = app_state().store.episodes.recent_episodes(status=status, limit=limit)
     return jsonify({"alerts": [episode.to_json() for episode in episodes]})
+
+
+@bp.get("/decisions")
+def decisions():
+    """Decisions, newest first; filter by outcome, reason, workload key."""
+    outcome = query_choice("outcome", OUTCOMES)
+    reasons = (*SKIP_REASONS, "enqueued", "would_roll_back", "approval_required", "min_firing")
+    reason = query_choice("reason", reasons)
+    found = app_state().store.decisions.recent(
+        outcome=outcome,
+        reason=reason,
+        workload=request.args.get("workload"),
+        limit=query_limit(),
+    )
+    return jsonify({"decisions": [d.model_dump(mode="json") for d in found]})
+
+
+@bp.get("/decisions/<decision_id>")
+def decision(decision_id: str):
+    """One decision with its evidence and history."""
+    found = app_state().store.decisions.get(decision_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no decision {decision_id}")
+    return jsonify(found.model_dump(mode="json"))
+
+
+@bp.get("/deployments")
+def deployments():
+    """Deployment history, newest first; filter by namespace and name."""
+    found = app_state().store.rollouts.recent(
+        namespace=request.args.get("namespace"),
+        name=request.args.get("name"),
+        limit=query_limit(),
+    )
+    return jsonify({"deployments": [r.model_dump(mode="json") for r in found]})
+
+
+@bp.get("/automation")
+def automation():
+    """Mode, pauses, and the circuit breaker."""
+    state = app_state()
+    store, breaker = state.store.automation, state.policy.circuit_breaker
+    return jsonify(
+        {
+            "mode": state.policy.mode,
+            "paused": store.paused(None),
+            "paused_workloads": store.paused_workloads(),
+            "circuit": {
+                **store.circuit(now=utcnow(), window=breaker.window),
+                "max_rollbacks": breaker.max_rollbacks,
+            },
+        }
+    )
+
+
+@bp.get("/audit")
+def audit_log():
+    """On-call actions, newest first."""
+    entries = app_state().store.automation.audit_log(limit=query_limit(100))
+    return jsonify({"audit": [e.model_dump(mode="json") for e in entries]})
+
+
+# -- actions -------------------------------------------------------------------------------
+
+
+@bp.post("/decisions/<decision_id>/approve")
+def approve(decision_id: str):
+    """Approve a rollback that awaits a human."""
+    body = parse_body(ActionBody, optional=True)
+    try:
+        result = app_state().engine.approve(decision_id, actor=actor(), reason=body.reason)
+    except DecisionError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return jsonify(result.model_dump(mode="json"))
+
+
+@bp.post("/decisions/<decision_id>/deny")
+def deny(decision_id: str):
+    """Deny a rollback that awaits a human."""
+    body = parse_body(ActionBody, optional=True)
+    try:
+        result = app_state().engine.deny(decision_id, actor=actor(), reason=body.reason)
+    except DecisionError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return jsonify(result.model_dump(mode="json"))
+
+
+@bp.post("/automation/pause")
+def pause():
+    """Pause automation, globally or for one workload."""
+    state = app_state()
+    body = parse_body(PauseBody)
+    workload = body.workload.workload(state.policy.cluster) if body.workload else None
+    state.store.automation.pause(workload=workload, actor=actor(), reason=body.reason, now=utcnow())
+    audit("pause", workload.key if workload else "global", body.reason)
+    return jsonify({"paused": workload.key if workload else "global"})
+
+
+@bp.post("/automation/resume")
+def resume():
+    """Resume automation, globally or for one workload."""
+    state = app_state()
+    body = parse_body(ResumeBody, optional=True)
+    workload = body.workload.workload(state.policy.cluster) if body.workload else None
+    was_paused = state.store.automation.resume(workload=workload)
+    audit("resume", workload.key if workload else "global", body.reason, was_paused=was_paused)
+    return jsonify({"resumed": workload.key if workload else "global", "was_paused": was_paused})
+
+
+@bp.post("/automation/circuit/reset")
+def reset_circuit():
+    """Close the circuit breaker after a human looked at what tripped it."""
+    body = parse_body(ActionBody, optional=True)
+    app_state().store.automation.reset_circuit(actor=actor(), now=utcnow())
+    audit("circuit_reset", "circuit", body.reason)
+    return jsonify({"circuit": "closed"})

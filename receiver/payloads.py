@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from config.policy import WorkloadKind
 from workers.models import AlertEvent, Source, label_fingerprint
 
 Labels = dict[str, str]
@@ -117,3 +118,21 @@ def grafana_events(body: bytes) -> list[AlertEvent]:
     """Parse and normalize a Grafana webhook; raises pydantic.ValidationError."""
     hook = GrafanaWebhook.model_validate_json(body)
     return [_event("grafana", hook, alert) for alert in hook.alerts]
+
+
+class DeploymentEvent(BaseModel):
+    """A deployment reported by CI/CD to /webhooks/deployments (our own contract: strict)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field(min_length=1, max_length=253)
+    name: str = Field(min_length=1, max_length=253)
+    kind: WorkloadKind = "Deployment"
+    cluster: str | None = Field(None, min_length=1, max_length=253)
+    revision: str | int | None = None
+    version: str = Field("", max_length=256)
+    images: list[str] = Field(default_factory=list, max_length=50)
+    started_at: AwareDatetime | None = None
+    commit: str = Field("", max_length=256)
+    author: str = Field("", max_length=256)
+    url: str = Field("", max_length=2048)

@@ -12,34 +12,17 @@ from collections.abc import Callable
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import ValidationError
 
-from config.policy import field_path
 from receiver import auth, metrics
-from receiver.errors import ApiError
-from receiver.payloads import alertmanager_events, grafana_events
+from receiver.bodies import invalid_payload, parse_body, require_json
+from receiver.payloads import DeploymentEvent, alertmanager_events, grafana_events
 from receiver.state import app_state
 from workers.intake import ingest
-from workers.models import AlertEvent
+from workers.models import AlertEvent, Workload
+from workers.records import utcnow
+from workers.store.rollouts import rollout_for
 
 log = logging.getLogger("backstop.receiver.webhooks")
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
-
-
-def invalid_payload(exc: ValidationError) -> ApiError:
-    """A 400 naming the first offending field, with every problem in details."""
-    problems = [
-        {"path": field_path(err["loc"]), "message": err["msg"]} for err in exc.errors()[:20]
-    ]
-    first = problems[0]
-    if exc.errors()[0]["type"] == "json_invalid":
-        return ApiError(400, "invalid_json", first["message"])
-    message = f"{first['path'] or 'body'}: {first['message']}"
-    return ApiError(400, "invalid_payload", message, details=problems)
-
-
-def require_json() -> None:
-    """Only `application/json` bodies are accepted."""
-    if request.mimetype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
 
 
 def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
@@ -86,6 +69,34 @@ def alertmanager():
 def grafana():
     """Receive a Grafana alerting webhook (version 1)."""
     return receive("grafana", grafana_events)
+
+
+@bp.post("/deployments")
+def deployments():
+    """Record a deployment reported by CI/CD, merged with the watcher's record."""
+    g.webhook_source = "deployments"
+    g.webhook_started = time.perf_counter()
+    state = app_state()
+    auth.require_webhook_auth(request, state.settings)
+    event = parse_body(DeploymentEvent)
+    workload = Workload(
+        event.cluster or state.policy.cluster, event.namespace, event.kind, event.name
+    )
+    rollout = state.store.rollouts.record_ci(
+        rollout_for(
+            workload,
+            revision=None if event.revision is None else str(event.revision),
+            started_at=event.started_at or utcnow(),
+            images=event.images,
+            version=event.version,
+            commit=event.commit,
+            author=event.author,
+            url=event.url,
+            sources=["ci"],
+        ),
+        merge_window=state.policy.watch.ci_merge_window,
+    )
+    return jsonify({"rollout": rollout.model_dump(mode="json"), "request_id": g.request_id}), 202
 
 
 @bp.after_request
