@@ -51,6 +51,8 @@ class Settings(BaseSettings):
         2.0, gt=0, le=2.0, validation_alias=_env("BACKSTOP_REDIS_TIMEOUT")
     )
     log_level: str = Field("INFO", validation_alias=_env("BACKSTOP_LOG_LEVEL"))
+    kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
+    kube_context: str | None = Field(None, validation_alias=_env("BACKSTOP_KUBE_CONTEXT"))
 
     @field_validator("webhook_token", "api_token", "grafana_hmac_secret", mode="before")
     @classmethod

@@ -43,6 +43,36 @@ def worker(burst: bool) -> int:
     return 0
 
 
+def watch() -> int:
+    """Run the deployment watcher until SIGTERM or Ctrl-C."""
+    import logging
+    import threading
+
+    from receiver.logs import configure_logging
+    from workers.context import process_context
+    from workers.errors import PermanentError
+    from workers.integrations.kubernetes import Kube, api_client
+    from workers.records import utcnow
+    from workers.watcher import Watcher
+
+    context = process_context()
+    configure_logging(context.settings.log_level)
+    log = logging.getLogger("backstop.watcher")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        api = api_client(context.settings.kubeconfig, context.settings.kube_context)
+    except PermanentError as exc:
+        # Without a cluster there is nothing to watch; stay up (so `make run` keeps its
+        # other processes) and say why, until stopped.
+        log.warning("watcher idle: %s", exc)
+        stop.wait()
+        return 0
+    Watcher(Kube(api), context.store, context.policy, utcnow).run(stop)
+    return 0
+
+
 def local_environment(var: Path, insecure: bool) -> dict[str, str]:
     """The environment for `run`'s processes: generated credentials, metrics dir, PATH."""
     env = dict(os.environ)
@@ -99,6 +129,7 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--insecure", action="store_true", help="no credentials: for local experiments only"
     )
+    commands.add_parser("watch", help="run the deployment watcher")
     work = commands.add_parser("worker", help="run an RQ worker with scheduler")
     work.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     return cli
@@ -111,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.path)
     if args.command == "run":
         return run(args.insecure)
+    if args.command == "watch":
+        return watch()
     return worker(args.burst)
 
 

@@ -3,7 +3,7 @@
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+import time
 
 from flask import g, has_app_context
 
@@ -12,8 +12,10 @@ class JsonFormatter(logging.Formatter):
     """Render a record and its `fields` extra as one JSON line."""
 
     def format(self, record: logging.LogRecord) -> str:
+        # time.strftime is several times cheaper than datetime on this per-request path.
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "time": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -9,7 +9,9 @@ Workload → rollout: the rollouts that started within `lookback` before the epi
 before it: only it and later rollouts remain candidates, and it stays one only when
 nothing followed it. One candidate is a match; several are ambiguous; none, while a
 rollout started after the episode began, means the episode predates the deployment and
-was not caused by it.
+was not caused by it. A workload's first revision (its creation) has nothing to return
+to: it never makes a rollback ambiguous, and when it is the only candidate the outcome is
+`first_revision`.
 """
 
 from dataclasses import dataclass, field
@@ -47,7 +49,7 @@ def workload_for(labels: dict[str, str], policy: Policy, service: ServicePolicy 
     return None
 
 
-Status = Literal["match", "none", "predates", "ambiguous"]
+Status = Literal["match", "none", "predates", "ambiguous", "first_revision"]
 
 
 @dataclass
@@ -85,15 +87,23 @@ def correlate(starts_at: datetime, rollouts: list[Rollout], timing: DecisionDefa
             evidence["later_rollouts"] = [_brief(r, starts_at) for r in later[:5]]
             return Correlation("predates", evidence=evidence)
         return Correlation("none", evidence=evidence)
-    newest = candidates[0]
-    if len(candidates) > 1:
-        return Correlation("ambiguous", candidates=candidates, evidence=evidence)
+    revertible = [r for r in candidates if not _is_creation(r)]
+    if not revertible:
+        return Correlation("first_revision", candidates=candidates, evidence=evidence)
+    newest = revertible[0]
+    if len(revertible) > 1:
+        return Correlation("ambiguous", candidates=revertible, evidence=evidence)
     # The alert began after the rollout started: high confidence; within the clock-skew
     # allowance before it: medium.
     confidence = "high" if newest.started_at <= starts_at else "medium"
     return Correlation(
         "match", rollout=newest, candidates=candidates, confidence=confidence, evidence=evidence
     )
+
+
+def _is_creation(rollout: Rollout) -> bool:
+    """The workload's first revision: there is no earlier one to roll back to."""
+    return rollout.revision == "1" and rollout.previous_revision is None
 
 
 def _supersede(newest_first: list[Rollout]) -> list[Rollout]:

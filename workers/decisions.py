@@ -7,6 +7,7 @@ The order of checks (each a possible outcome, first match wins):
 3. no rollout in the lookback window                  → skipped: no_recent_deployment
    the episode began before the latest rollout        → skipped: predates_deployment
    several rollouts in the window                     → skipped: ambiguous
+   only the workload's creation in the window         → skipped: first_revision
    the rollout is Backstop's own rollback             → skipped: rollback_of_rollback
 4. that revision is already (being) rolled back       → skipped: already_rolled_back
 5. automation is paused (globally or this workload)   → skipped: paused
@@ -39,6 +40,7 @@ DETAILS = {
     "predates_deployment": "the alert began before the latest rollout, so it did not cause it",
     "ambiguous": "several rollouts in the lookback window could explain it; a human decides",
     "rollback_of_rollback": "the explaining rollout is Backstop's own rollback",
+    "first_revision": "the explaining rollout created the workload: nothing to roll back to",
     "already_rolled_back": "this revision of the workload is already being rolled back",
     "paused": "automation is paused",
     "cooldown": "the workload was rolled back recently",

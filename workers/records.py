@@ -26,6 +26,7 @@ SKIP_REASONS = (
     "paused",
     "already_rolled_back",
     "rollback_of_rollback",
+    "first_revision",
     "resolved",
     "denied",
 )

@@ -76,14 +76,16 @@ TIMING = DecisionDefaults()
     ("rollouts", "status", "revision"),
     [
         ([], "none", None),
-        ([rollout("1", 31)], "none", None),  # just outside the 30m lookback
-        ([rollout("1", 29)], "match", "1"),
-        ([rollout("1", -0.5)], "match", "1"),  # within the 60s clock skew after the start
-        ([rollout("1", -2)], "predates", None),  # started 2m after the alert
-        ([rollout("1", 20), rollout("2", 10)], "ambiguous", None),
+        ([rollout("2", 31)], "none", None),  # just outside the 30m lookback
+        ([rollout("2", 29)], "match", "2"),
+        ([rollout("2", -0.5)], "match", "2"),  # within the 60s clock skew after the start
+        ([rollout("2", -2)], "predates", None),  # started 2m after the alert
+        ([rollout("2", 20), rollout("3", 10)], "ambiguous", None),
         ([rollout("1", 60), rollout("2", 10)], "match", "2"),
-        ([rollout("1", 20), rollout("2", 10, by_backstop=True)], "match", "2"),
-        ([rollout("1", 25), rollout("2", 15, by_backstop=True), rollout("3", 5)], "match", "3"),
+        ([rollout("1", 20), rollout("2", 10)], "match", "2"),  # creation is not ambiguous
+        ([rollout("1", 10)], "first_revision", None),
+        ([rollout("2", 20), rollout("3", 10, by_backstop=True)], "match", "3"),
+        ([rollout("2", 25), rollout("3", 15, by_backstop=True), rollout("4", 5)], "match", "4"),
     ],
 )
 def test_correlation(rollouts, status, revision):
@@ -94,10 +96,10 @@ def test_correlation(rollouts, status, revision):
 
 
 def test_confidence_and_evidence():
-    after = correlate(T, [rollout("1", 10)], TIMING)
+    after = correlate(T, [rollout("2", 10)], TIMING)
     assert after.confidence == "high"
     assert after.evidence["candidates"][0]["seconds_before_alert"] == 600
-    skewed = correlate(T, [rollout("1", -0.5)], TIMING)
+    skewed = correlate(T, [rollout("2", -0.5)], TIMING)
     assert skewed.confidence == "medium"
 
 

@@ -12,6 +12,7 @@ ROLLOUT = PREFIX + "rollout:"  # + rollout id -> JSON record
 ROLLOUTS = PREFIX + "rollouts"  # zset: rollout id -> started_at (ms), every workload
 WORKLOAD_ROLLOUTS = PREFIX + "rollouts:"  # + workload key -> zset: rollout id -> started_at
 WORKLOAD_REVISIONS = PREFIX + "revisions:"  # + workload key -> hash: revision -> rollout id
+EXPECTED_ROLLBACK = PREFIX + "expected-rollback:"  # + workload key -> hash: what Backstop applies
 
 # Decisions.
 DECISION = PREFIX + "decision:"  # + decision id (= episode id) -> JSON record

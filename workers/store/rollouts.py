@@ -83,8 +83,15 @@ class RolloutStore:
             existing_id = pipe.hget(keys.workload_revisions(workload.key), rollout.revision)
             if existing_id:
                 stored = self._get_in(pipe, existing_id.decode())
-                if stored is not None:
+                if stored is not None and (stored.by_backstop or not rollout.by_backstop):
                     return stored, False
+                if stored is not None:  # learnt later that Backstop made it: say so
+                    marked = stored.model_copy(
+                        update={"by_backstop": True, "rollback_of": rollout.rollback_of}
+                    )
+                    pipe.multi()
+                    self._write(pipe, marked, [])
+                    return marked, False
             orphan = self._ci_orphan_near(pipe, workload, rollout.started_at, merge_window)
             merged = rollout
             if orphan is not None:
@@ -152,6 +159,36 @@ class RolloutStore:
             return True
 
         return self._transaction(workload, apply)
+
+    def expect_rollback(
+        self,
+        workload: Workload,
+        *,
+        template_hash: str,
+        bad_revision: str,
+        decision_id: str,
+        ttl: timedelta = timedelta(hours=1),
+    ) -> None:
+        """Say, before patching, which template Backstop is about to restore, so the
+        revision it creates is recorded as Backstop's own."""
+        key = keys.EXPECTED_ROLLBACK + workload.key
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(
+            key,
+            mapping={
+                "template_hash": template_hash,
+                "bad_revision": bad_revision,
+                "decision_id": decision_id,
+            },
+        )
+        pipe.expire(key, ttl)
+        pipe.execute()
+
+    def expected_rollback(self, workload: Workload) -> dict[str, str] | None:
+        """What Backstop said it is restoring for `workload`, if anything."""
+        raw = self.redis.hgetall(keys.EXPECTED_ROLLBACK + workload.key)
+        return {k.decode(): v.decode() for k, v in raw.items()} or None
 
     # -- internals -------------------------------------------------------------------------
 

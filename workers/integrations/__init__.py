@@ -1,0 +1,1 @@
+"""The only modules that import outside systems' client libraries (Kubernetes, Jira, ...)."""

@@ -1,0 +1,186 @@
+"""Kubernetes access as plain JSON dicts, through the official `kubernetes` client.
+
+Objects are read with `_preload_content=False` and parsed as JSON, so the rest of Backstop
+works with the API's own camelCase documents, whatever the client's model classes do.
+
+Errors: `ApiException` with status 409, 429 or 5xx, urllib3 timeouts and connection
+errors → TransientError (retry); 410 Gone on a watch → Gone (relist); any other status
+(400, 401, 403, 404, 422, ...) → PermanentError. No network call happens in a constructor.
+"""
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from workers.errors import PermanentError, TransientError
+
+ARGO = ("argoproj.io", "v1alpha1", "rollouts")
+REQUEST_TIMEOUT = 30
+
+
+class Gone(TransientError):
+    """A watch's resourceVersion is too old: list again."""
+
+
+def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """An API client from a kubeconfig, or in-cluster credentials when running in a pod."""
+    if kubeconfig:
+        return config.new_client_from_config(kubeconfig, context=context)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
+    raise PermanentError("no Kubernetes configured: set KUBECONFIG or run in a cluster")
+
+
+def classify(exc: Exception) -> Exception:
+    """Map a client error to TransientError or PermanentError (see module docstring)."""
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        detail = f"Kubernetes API {status}: {exc.reason}"
+        if status == 410:
+            return Gone(detail)
+        if status in (409, 429) or status >= 500 or status == 0:
+            return TransientError(detail)
+        return PermanentError(detail)
+    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
+        return TransientError(f"Kubernetes API unreachable: {type(exc).__name__}")
+    return exc
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How to list and watch one kind of object."""
+
+    name: str
+    namespaced: Callable
+    everywhere: Callable
+
+
+class Kube:
+    """The Kubernetes calls Backstop makes, returning JSON dicts."""
+
+    def __init__(self, api: client.ApiClient, *, timeout: float = REQUEST_TIMEOUT):
+        self.api = api
+        self.timeout = timeout
+        apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.apps = apps
+        self.kinds = {
+            "Deployment": Kind(
+                "Deployment",
+                apps.list_namespaced_deployment,
+                apps.list_deployment_for_all_namespaces,
+            ),
+            "StatefulSet": Kind(
+                "StatefulSet",
+                apps.list_namespaced_stateful_set,
+                apps.list_stateful_set_for_all_namespaces,
+            ),
+            "DaemonSet": Kind(
+                "DaemonSet",
+                apps.list_namespaced_daemon_set,
+                apps.list_daemon_set_for_all_namespaces,
+            ),
+            "ReplicaSet": Kind(
+                "ReplicaSet",
+                apps.list_namespaced_replica_set,
+                apps.list_replica_set_for_all_namespaces,
+            ),
+            "ControllerRevision": Kind(
+                "ControllerRevision",
+                apps.list_namespaced_controller_revision,
+                apps.list_controller_revision_for_all_namespaces,
+            ),
+            "Rollout": Kind("Rollout", self._list_rollouts, self._list_all_rollouts),
+        }
+
+    def _list_rollouts(self, namespace: str, **kwargs):
+        return self.custom.list_namespaced_custom_object(*ARGO[:2], namespace, ARGO[2], **kwargs)
+
+    def _list_all_rollouts(self, **kwargs):
+        return self.custom.list_cluster_custom_object(*ARGO, **kwargs)
+
+    def _raw(self, kind: str, namespace: str | None, **kwargs):
+        spec = self.kinds[kind]
+        try:
+            if namespace is None:
+                return spec.everywhere(_preload_content=False, **kwargs)
+            return spec.namespaced(namespace, _preload_content=False, **kwargs)
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def list_all(
+        self, kind: str, namespace: str | None = None, *, label_selector: str | None = None
+    ) -> tuple[list[dict], str]:
+        """Every object of `kind` (in `namespace`, or everywhere) and the list's resourceVersion."""
+        extra = {"label_selector": label_selector} if label_selector else {}
+        response = self._raw(kind, namespace, _request_timeout=self.timeout, **extra)
+        try:
+            document = json.loads(response.data)
+        finally:
+            response.release_conn()
+        return document.get("items", []), document["metadata"].get("resourceVersion", "")
+
+    def watch(
+        self, kind: str, namespace: str | None, resource_version: str, *, seconds: int = 60
+    ) -> Iterator[tuple[str, dict]]:
+        """Changes to `kind` after `resource_version`, for at most `seconds`; raises Gone."""
+        response = self._raw(
+            kind,
+            namespace,
+            watch=True,
+            resource_version=resource_version,
+            timeout_seconds=seconds,
+            allow_watch_bookmarks=True,
+            _request_timeout=seconds + self.timeout,
+        )
+        try:
+            for line in iter_resp_lines(response):
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    status = event["object"]
+                    raise classify(
+                        ApiException(status=status.get("code"), reason=status.get("message", ""))
+                    )
+                yield event["type"], event["object"]
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise classify(exc) from exc
+        finally:
+            response.release_conn()
+
+    def owned(self, kind: str, owner: dict) -> list[dict]:
+        """Objects of `kind` in the owner's namespace whose controller is `owner`."""
+        selector = owner["spec"].get("selector", {}).get("matchLabels", {})
+        text = ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or None
+        items, _ = self.list_all(kind, owner["metadata"]["namespace"], label_selector=text)
+        uid = owner["metadata"]["uid"]
+        return [
+            item
+            for item in items
+            if any(
+                ref.get("uid") == uid and ref.get("controller")
+                for ref in item["metadata"].get("ownerReferences", [])
+            )
+        ]
+
+    def has_argo_rollouts(self) -> bool:
+        """True when the Argo Rollouts CRD is served by this cluster."""
+        try:
+            self.custom.list_cluster_custom_object(
+                *ARGO, limit=1, _preload_content=False, _request_timeout=self.timeout
+            ).release_conn()
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise classify(exc) from exc
+        except Exception as exc:
+            raise classify(exc) from exc
+        return True

@@ -1,0 +1,189 @@
+"""The deployment watcher (`backstop watch`): records every rollout once.
+
+For each kind (Deployment, StatefulSet, DaemonSet, and Argo Rollout when its CRD is
+served) and each allowed namespace (or all), a thread lists the objects, records what it
+sees, then watches from the list's resourceVersion. On 410 Gone, a dropped connection or a
+restart it lists again: recording is idempotent, keyed by (workload, revision), so a
+relist neither duplicates nor misses a rollout.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from redis.exceptions import RedisError
+
+from config.policy import Policy
+from workers.errors import IntegrationError, PermanentError
+from workers.integrations.kubernetes import Gone, Kube
+from workers.models import Workload
+from workers.records import Rollout, WorkloadRecord
+from workers.revisions import controller_revision, is_complete, replica_set_revision
+from workers.store import Store
+
+log = logging.getLogger("backstop.watcher")
+
+WATCHED = ("Deployment", "StatefulSet", "DaemonSet")
+CHILDREN = {
+    "Deployment": "ReplicaSet",
+    "Rollout": "ReplicaSet",
+    "StatefulSet": "ControllerRevision",
+    "DaemonSet": "ControllerRevision",
+}
+WATCH_SECONDS = 60
+MAX_BACKOFF = 60.0
+
+
+class Watcher:
+    """Observes workloads and records their rollouts in the store."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        store: Store,
+        policy: Policy,
+        clock: Callable[[], datetime],
+        *,
+        watch_seconds: int = WATCH_SECONDS,
+    ):
+        self.kube = kube
+        # A watch returns after this long, so a stop request is noticed within it.
+        self.watch_seconds = watch_seconds
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+        # Workload key -> (revision, complete) already recorded: most events are status
+        # updates of a known revision and need no Redis round trip.
+        self._seen: dict[str, tuple[str, bool]] = {}
+
+    def kinds(self) -> list[str]:
+        """The kinds this cluster serves and Backstop watches."""
+        return [*WATCHED, "Rollout"] if self.kube.has_argo_rollouts() else list(WATCHED)
+
+    def scopes(self) -> list[str | None]:
+        """Namespaces to watch; None means all of them."""
+        return list(self.policy.watch.namespaces) or [None]
+
+    # -- observing -------------------------------------------------------------------------
+
+    def observe(self, kind: str, obj: dict) -> Rollout | None:
+        """Record the object's current revision (once) and its completion (once)."""
+        meta = obj["metadata"]
+        workload = Workload(self.policy.cluster, meta["namespace"], kind, meta["name"])
+        complete = is_complete(kind, obj)
+        hint = self._revision_hint(kind, obj)
+        if hint is not None and self._seen.get(workload.key) == (hint, True):
+            return None  # nothing new: same revision, already recorded as complete
+        children = self.kube.owned(CHILDREN[kind], obj)
+        now = self.clock()
+        if CHILDREN[kind] == "ReplicaSet":
+            seen = replica_set_revision(kind, obj, children, now, complete)
+        else:
+            seen = controller_revision(kind, obj, children, now, complete)
+        if seen is None:
+            return None
+        rollout, created = self.store.rollouts.record_observed(
+            self._rollout(workload, seen), merge_window=self.policy.watch.ci_merge_window
+        )
+        if created:
+            log.info(
+                "rollout recorded",
+                extra={
+                    "fields": {
+                        "workload": workload.key,
+                        "revision": seen.revision,
+                        "by_backstop": rollout.by_backstop,
+                    }
+                },
+            )
+        if seen.complete and rollout.completed_at is None:
+            self.store.rollouts.mark_completed(workload, seen.revision, now)
+        self._seen[workload.key] = (seen.revision, seen.complete)
+        return rollout
+
+    def _rollout(self, workload: Workload, seen) -> Rollout:
+        expected = self.store.rollouts.expected_rollback(workload)
+        ours = expected is not None and expected.get("template_hash") == seen.template_hash
+        return Rollout(
+            workload=WorkloadRecord.of(workload),
+            revision=seen.revision,
+            previous_revision=seen.previous_revision,
+            images=seen.images,
+            change_cause=seen.change_cause,
+            started_at=seen.started_at,
+            sources=["watcher"],
+            by_backstop=ours,
+            rollback_of=expected["bad_revision"] if ours else None,
+        )
+
+    @staticmethod
+    def _revision_hint(kind: str, obj: dict) -> str | None:
+        """The revision an object announces about itself, when it does (cheap check)."""
+        annotations = obj["metadata"].get("annotations") or {}
+        if kind == "Deployment":
+            return annotations.get("deployment.kubernetes.io/revision")
+        if kind == "Rollout":
+            return annotations.get("rollout.argoproj.io/revision")
+        return None  # StatefulSet/DaemonSet: only ControllerRevisions tell
+
+    # -- list and watch --------------------------------------------------------------------
+
+    def sync(self, kind: str, namespace: str | None) -> str:
+        """List and observe every object of `kind`; return the list's resourceVersion."""
+        items, resource_version = self.kube.list_all(kind, namespace)
+        for obj in items:
+            self.observe(kind, obj)
+        return resource_version
+
+    def follow(self, kind: str, namespace: str | None, stop: threading.Event) -> None:
+        """List, then watch, until stopped; relist after 410 Gone or errors, with backoff."""
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                resource_version = self.sync(kind, namespace)
+                backoff = 1.0
+                while not stop.is_set():
+                    for event, obj in self.kube.watch(
+                        kind, namespace, resource_version, seconds=self.watch_seconds
+                    ):
+                        resource_version = obj["metadata"].get("resourceVersion", resource_version)
+                        if event in ("ADDED", "MODIFIED"):
+                            self.observe(kind, obj)
+                        if stop.is_set():
+                            return
+            except Gone:
+                log.info("watch expired; listing again", extra={"fields": {"kind": kind}})
+            except (IntegrationError, RedisError) as exc:
+                level = logging.ERROR if isinstance(exc, PermanentError) else logging.WARNING
+                log.log(
+                    level,
+                    "watch failed; retrying",
+                    extra={
+                        "fields": {
+                            "kind": kind,
+                            "namespace": namespace,
+                            "error": str(exc),
+                            "retry_in_s": backoff,
+                        }
+                    },
+                )
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow every kind in every scope until `stop` is set."""
+        threads = [
+            threading.Thread(
+                target=self.follow,
+                args=(kind, scope, stop),
+                daemon=True,
+                name=f"watch-{kind}-{scope or 'all'}",
+            )
+            for kind in self.kinds()
+            for scope in self.scopes()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
