@@ -9,9 +9,9 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
 # Debian packages the tests start for real (see DESIGN.md §6).
-TEST_DEBS := redis-server prometheus-alertmanager
+TEST_DEBS := redis-server prometheus-alertmanager prometheus
 
-.PHONY: run test lint bench-ingest system-deps clean
+.PHONY: run test lint bench-ingest system-deps clean kube-build kube-up kube-down
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/backstop run
@@ -24,7 +24,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/lint-imports
 
 bench-ingest: $(DEV_STAMP)
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python -m bench.ingest
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) --no-print-directory system-deps TEST_DEBS=python3-venv
@@ -38,6 +38,17 @@ $(RUNTIME_STAMP): $(VENV)/bin/python requirements.txt pyproject.toml
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
+
+# The real Kubernetes test control plane (DESIGN.md §6): built once from Debian's source
+# package, cached under ~/.cache/backstop/kube; `kube-up` writes var/kube/kubeconfig.
+kube-build: $(DEV_STAMP)
+	$(BIN)/python -m tests.stack build
+
+kube-up: $(DEV_STAMP)
+	$(BIN)/python -m tests.stack kube-up --dir var/kube
+
+kube-down:
+	$(BIN)/python -m tests.stack kube-down --dir var/kube
 
 # Installs missing Debian packages when root; otherwise says which ones to install.
 system-deps:
