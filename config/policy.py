@@ -38,8 +38,45 @@ Matchers = dict[str, str]
 MAX_KILL_SWITCHES = 3
 
 
+Comparison = Literal["<", "<=", ">", ">="]
+
+
+class VerifyQuery(StrictModel):
+    """A KPI that must hold after a rollback: every series of `query` compared to `threshold`."""
+
+    name: str = Field(min_length=1)
+    query: str = Field(min_length=1, description="PromQL")
+    comparison: Comparison = "<"
+    threshold: float
+    unit: str = ""
+
+
+class VerifyPolicy(StrictModel):
+    """How the prior version is verified once its rollout is complete."""
+
+    queries: list[VerifyQuery] = Field(default_factory=list)
+    interval: Duration = timedelta(seconds=15)
+    window: Duration = timedelta(minutes=2)
+    wait_for_resolved: bool = Field(
+        False, description="also wait for the kill-switch episode's resolved notification"
+    )
+
+
+class MigrationGuard(StrictModel):
+    """Schema drift: never revert code across a change of this pod-template marker."""
+
+    annotation: str | None = Field(
+        "backstop.io/schema-version", description="pod template annotation naming the schema"
+    )
+    label: str | None = Field(None, description="or a pod template label")
+    down_migration_cronjob: str | None = Field(
+        None, description="a CronJob in the namespace whose job template migrates down first"
+    )
+    down_migration_timeout: Duration = timedelta(minutes=15)
+
+
 class DecisionDefaults(StrictModel):
-    """Timing of decisions; each service may override any of them."""
+    """Decision timing and rollback settings; each service may override any of them."""
 
     min_firing: Duration = Field(
         timedelta(minutes=2), description="an episode younger than this is deferred, not acted on"
@@ -53,6 +90,16 @@ class DecisionDefaults(StrictModel):
     cooldown: Duration = Field(
         timedelta(minutes=30), description="no second rollback of a workload within this"
     )
+    rollout_timeout: Duration = Field(
+        timedelta(minutes=10), description="how long the reverted rollout may take"
+    )
+    known_good_min_age: Duration = Field(
+        timedelta(minutes=10), description="a rollback target must have been live this long"
+    )
+    max_depth: int = Field(3, ge=1, le=10, description="revisions to walk back for a good one")
+    argo_undo: bool = Field(True, description="after aborting an Argo Rollout, also revert it")
+    verify: VerifyPolicy = VerifyPolicy()
+    migration_guard: MigrationGuard = MigrationGuard()
 
 
 class WorkloadRef(StrictModel):
@@ -75,6 +122,12 @@ class ServicePolicy(StrictModel):
     lookback: Duration | None = None
     clock_skew: Duration | None = None
     cooldown: Duration | None = None
+    rollout_timeout: Duration | None = None
+    known_good_min_age: Duration | None = None
+    max_depth: int | None = Field(None, ge=1, le=10)
+    argo_undo: bool | None = None
+    verify: VerifyPolicy | None = None
+    migration_guard: MigrationGuard | None = None
 
     @field_validator("kill_switches")
     @classmethod

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
         2.0, gt=0, le=2.0, validation_alias=_env("BACKSTOP_REDIS_TIMEOUT")
     )
     log_level: str = Field("INFO", validation_alias=_env("BACKSTOP_LOG_LEVEL"))
+    prometheus_url: str | None = Field(None, validation_alias=_env("PROMETHEUS_URL"))
     kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
     kube_context: str | None = Field(None, validation_alias=_env("BACKSTOP_KUBE_CONTEXT"))
 

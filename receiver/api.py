@@ -12,14 +12,17 @@ from receiver import auth
 from receiver.bodies import parse_body
 from receiver.errors import ApiError
 from receiver.state import app_state
+from workers import queues
 from workers.decisions import DecisionError
 from workers.models import KINDS, Workload
-from workers.records import SKIP_REASONS, AuditEntry, utcnow
+from workers.records import SKIP_REASONS, TERMINAL, AuditEntry, utcnow
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 STATUSES = ("firing", "resolved")
 OUTCOMES = ("rollback", "dry_run", "awaiting_approval", "deferred", "skipped")
+ROLLBACK_STATUSES = ("running", *TERMINAL)
+RETRYABLE = ("blocked", "failed", "verification_failed")
 MAX_LIMIT = 1000
 ACTOR_HEADER = "X-Backstop-Actor"
 
@@ -149,6 +152,61 @@ def deployments():
         limit=query_limit(),
     )
     return jsonify({"deployments": [r.model_dump(mode="json") for r in found]})
+
+
+@bp.get("/rollbacks")
+def rollbacks():
+    """Rollbacks, newest first; filter by status."""
+    status = query_choice("status", ROLLBACK_STATUSES)
+    found = app_state().store.rollbacks.recent(status=status, limit=query_limit())
+    return jsonify({"rollbacks": [r.to_json() for r in found]})
+
+
+@bp.get("/rollbacks/<rollback_id>")
+def rollback(rollback_id: str):
+    """One rollback with its steps, evidence and incident."""
+    store = app_state().store.rollbacks
+    found = store.get(rollback_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no rollback {rollback_id}")
+    return jsonify(
+        {
+            **found.to_json(),
+            "evidence": store.evidence(rollback_id),
+            "incident": store.incident(rollback_id),
+        }
+    )
+
+
+@bp.post("/rollbacks/<rollback_id>/retry")
+def retry_rollback(rollback_id: str):
+    """Run a blocked, failed or verification-failed rollback again."""
+    state = app_state()
+    body = parse_body(ActionBody, optional=True)
+    found = state.store.rollbacks.get(rollback_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no rollback {rollback_id}")
+    if found.status not in RETRYABLE:
+        raise ApiError(
+            409,
+            "conflict",
+            f"rollback {rollback_id} is {found.status}; only "
+            f"{', '.join(RETRYABLE)} rollbacks can be retried",
+        )
+    found.status, found.reason, found.finished_at = "running", f"retried by {actor()}", None
+    state.store.rollbacks.save(found)
+    queues.retry_rollback(
+        state.store.redis,
+        rollback_id,
+        {
+            "decision_id": found.decision_id,
+            "workload": found.workload.workload().key,
+            "bad_revision": found.bad_revision,
+            "mode": found.mode,
+        },
+    )
+    audit("retry", f"rollback/{rollback_id}", body.reason)
+    return jsonify(found.to_json()), 202
 
 
 @bp.get("/automation")

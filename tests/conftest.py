@@ -8,6 +8,10 @@ from config.settings import Settings
 from receiver.app import create_app
 from receiver.localredis import LocalRedis
 
+# The real Kubernetes control plane (`kube`), Backstop stacks on it (`make_stack`), and a
+# real Prometheus scraping a settable exporter (`prometheus`, `exporter`).
+pytest_plugins = ["tests.stack.fixtures", "tests.workloads", "tests.prometheus_fixtures"]
+
 WEBHOOK_TOKEN = "test-webhook-token"
 API_TOKEN = "test-api-token"
 

@@ -9,7 +9,10 @@ from config.policy import Policy, load_policy
 from config.settings import Settings
 from workers.connection import connect
 from workers.decisions import Engine
+from workers.integrations.kubernetes import Kube, api_client
+from workers.integrations.prometheus import Prometheus
 from workers.records import utcnow
+from workers.rollback import Executor
 from workers.store import Store
 
 
@@ -22,6 +25,19 @@ class Context:
     connection: redis.Redis
     store: Store
     engine: Engine
+
+    def executor(self) -> Executor:
+        """A rollback executor on this process's cluster and Prometheus."""
+        kube = Kube(api_client(self.settings.kubeconfig, self.settings.kube_context))
+        url = self.settings.prometheus_url
+        return Executor(
+            store=self.store,
+            policy=self.policy,
+            kube=kube,
+            prometheus=Prometheus(url) if url else None,
+            connection=self.connection,
+            clock=utcnow,
+        )
 
     @classmethod
     def build(cls, settings: Settings, policy: Policy, connection: redis.Redis) -> "Context":

@@ -50,6 +50,9 @@ DETAILS = {
 }
 
 
+TIMING_FIELDS = ("min_firing", "lookback", "clock_skew", "cooldown")
+
+
 class DecisionError(Exception):
     """An on-call action that does not apply (unknown decision, wrong state)."""
 
@@ -68,18 +71,7 @@ class Engine:
     def on_firing(self, *, episode_id: str, labels: dict[str, str], starts_at: datetime):
         """Decide about a newly firing episode."""
         now = self.clock()
-        decision = Decision(
-            id=episode_id,
-            episode_id=episode_id,
-            starts_at=starts_at,
-            alertname=labels.get("alertname", ""),
-            labels=labels,
-            outcome="skipped",
-            reason="",
-            created_at=now,
-            updated_at=now,
-        )
-        return self._evaluate(decision, now)
+        return self._evaluate(_new_decision(episode_id, labels, starts_at, now), now)
 
     def on_resolved(self, *, episode_id: str, labels: dict[str, str], starts_at: datetime):
         """An episode resolved: close a deferred decision, or record one if none exists."""
@@ -88,17 +80,7 @@ class Engine:
             return decision
         now = self.clock()
         if decision is None:
-            decision = Decision(
-                id=episode_id,
-                episode_id=episode_id,
-                starts_at=starts_at,
-                alertname=labels.get("alertname", ""),
-                labels=labels,
-                outcome="skipped",
-                reason="",
-                created_at=now,
-                updated_at=now,
-            )
+            decision = _new_decision(episode_id, labels, starts_at, now)
         return self._finish(decision, now, "skipped", "resolved")
 
     def recheck(self, episode_id: str):
@@ -124,7 +106,7 @@ class Engine:
             revision=bad,
             decision_id=decision.id,
             now=now,
-            cooldown=self.policy.timing(None).cooldown,
+            cooldown=self.policy.timing(self.policy.service_for(decision.labels)).cooldown,
             max_rollbacks=self.policy.circuit_breaker.max_rollbacks,
             window=self.policy.circuit_breaker.window,
             force=True,
@@ -150,7 +132,7 @@ class Engine:
         decision.policy = {
             "service": service.name if service else None,
             "mode": self.policy.mode,
-            **{name: format_duration(getattr(timing, name)) for name in type(timing).model_fields},
+            **{name: format_duration(getattr(timing, name)) for name in TIMING_FIELDS},
             "circuit_breaker": {
                 "max_rollbacks": self.policy.circuit_breaker.max_rollbacks,
                 "window": format_duration(self.policy.circuit_breaker.window),
@@ -194,6 +176,14 @@ class Engine:
             return self._finish(decision, now, "skipped", "circuit_open")
 
         if self.policy.mode == "dry-run":
+            # The dry-run job runs pre-flight and records the exact patch; it changes nothing.
+            decision.job_id = queues.enqueue_rollback(
+                self.connection,
+                decision_id=decision.id,
+                workload=workload,
+                bad_revision=_bad_revision(decision),
+                mode="dry-run",
+            )
             return self._finish(decision, now, "dry_run", "would_roll_back")
         if self.policy.mode == "approve":
             return self._finish(decision, now, "awaiting_approval", "approval_required")
@@ -259,6 +249,23 @@ class Engine:
                 details={"workload": decision.summary()["workload"]},
             )
         )
+
+
+def _new_decision(
+    episode_id: str, labels: dict[str, str], starts_at: datetime, now: datetime
+) -> Decision:
+    """A blank decision about an episode (its id is the episode's), before any rule ran."""
+    return Decision(
+        id=episode_id,
+        episode_id=episode_id,
+        starts_at=starts_at,
+        alertname=labels.get("alertname", ""),
+        labels=labels,
+        outcome="skipped",
+        reason="",
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _bad_revision(decision: Decision) -> str:

@@ -3,7 +3,14 @@
 The contracts (job ids, arguments) are defined in workers/queues.py.
 """
 
+import logging
+
+from rq import get_current_job
+
 from workers.context import process_context
+from workers.errors import PermanentError, TransientError
+
+log = logging.getLogger("backstop.jobs")
 
 
 def recheck(episode_id: str) -> dict:
@@ -12,3 +19,34 @@ def recheck(episode_id: str) -> dict:
     if decision is None:
         return {"episode_id": episode_id, "outcome": None, "reason": "no deferred decision"}
     return decision.summary()
+
+
+def rollback(decision_id: str, workload: str, bad_revision: str, mode: str = "enforce") -> dict:
+    """Run (or resume) the rollback of `workload` from `bad_revision`."""
+    job = get_current_job()
+    executor = process_context().executor()
+    arguments = {
+        "rollback_id": job.id,
+        "decision_id": decision_id,
+        "workload_key": workload,
+        "bad_revision": bad_revision,
+        "mode": mode,
+    }
+    try:
+        result = executor.run(**arguments)
+    except PermanentError as exc:
+        result = executor.fail(reason=f"permanent error: {exc}", **arguments)
+    except TransientError as exc:
+        if not job.retries_left:
+            result = executor.fail(reason=f"gave up after retries: {exc}", **arguments)
+        else:
+            log.warning("rollback %s will be retried: %s", job.id, exc)
+            raise
+    return {"rollback_id": result.id, "status": result.status, "reason": result.reason}
+
+
+def incident(rollback_id: str) -> dict:
+    """File the incident for a finished rollback (see workers/incidents.py)."""
+    from workers.incidents import file_incident
+
+    return file_incident(process_context(), rollback_id)

@@ -36,9 +36,18 @@ def queues(connection: redis.Redis) -> list[Queue]:
     return [queue(connection, name) for name in QUEUE_NAMES]
 
 
-def rollback_job_id(workload: Workload, bad_revision: str) -> str:
-    """One rollback job per (workload, bad revision): `rollback-<workload hash>-<revision>`."""
-    return f"rollback-{workload.slug}-{_UNSAFE.sub('_', bad_revision)[:40]}"
+def rollback_job_id(workload: Workload, bad_revision: str, *, mode: str = "enforce") -> str:
+    """One rollback job per (workload, bad revision): `rollback-<workload hash>-<revision>`.
+
+    A dry run has its own id (`dryrun-...`), so it never blocks a real rollback later.
+    """
+    prefix = "dryrun" if mode == "dry-run" else "rollback"
+    return f"{prefix}-{workload.slug}-{_UNSAFE.sub('_', bad_revision)[:40]}"
+
+
+def incident_job_id(rollback_id: str) -> str:
+    """One incident job per rollback."""
+    return f"incident-{rollback_id}"
 
 
 def recheck_job_id(episode_id: str) -> str:
@@ -47,10 +56,15 @@ def recheck_job_id(episode_id: str) -> str:
 
 
 def enqueue_rollback(
-    connection: redis.Redis, *, decision_id: str, workload: Workload, bad_revision: str
+    connection: redis.Redis,
+    *,
+    decision_id: str,
+    workload: Workload,
+    bad_revision: str,
+    mode: str = "enforce",
 ) -> str:
     """Enqueue `workers.jobs.rollback` once per (workload, bad revision); return its id."""
-    job_id = rollback_job_id(workload, bad_revision)
+    job_id = rollback_job_id(workload, bad_revision, mode=mode)
     try:
         queue(connection, ROLLBACKS).enqueue_call(
             "workers.jobs.rollback",
@@ -58,6 +72,7 @@ def enqueue_rollback(
                 "decision_id": decision_id,
                 "workload": workload.key,
                 "bad_revision": bad_revision,
+                "mode": mode,
             },
             job_id=job_id,
             unique=True,
@@ -69,6 +84,26 @@ def enqueue_rollback(
         )
     except DuplicateJobError:
         pass  # already enqueued by an earlier delivery: exactly what unique is for
+    return job_id
+
+
+def enqueue_incident(connection: redis.Redis, *, rollback_id: str) -> str:
+    """Enqueue `workers.jobs.incident` once per rollback, on its own queue: an outage of
+    Jira or PagerDuty retries there for hours without touching rollbacks."""
+    job_id = incident_job_id(rollback_id)
+    try:
+        queue(connection, INCIDENTS).enqueue_call(
+            "workers.jobs.incident",
+            kwargs={"rollback_id": rollback_id},
+            job_id=job_id,
+            unique=True,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=Retry(max=20, interval=[10, 30, 60, 120, 300, 600, 900]),
+            description=f"file the incident for rollback {rollback_id}",
+        )
+    except DuplicateJobError:
+        pass
     return job_id
 
 
@@ -96,3 +131,23 @@ def run_worker(connection: redis.Redis, *, burst: bool = False) -> bool:
     """Serve the queues with an RQ worker that also runs the scheduler (for retries)."""
     worker = Worker(queues(connection), connection=connection, serializer=JSONSerializer)
     return worker.work(burst=burst, with_scheduler=True)
+
+
+def retry_rollback(connection: redis.Redis, rollback_id: str, kwargs: dict) -> str:
+    """Run a finished rollback job again under the same id (a human asked for it)."""
+    rollbacks = queue(connection, ROLLBACKS)
+    job = rollbacks.fetch_job(rollback_id)
+    if job is not None:
+        job.delete()  # a finished or failed job keeps its id until its TTL; make room
+    rollbacks.enqueue_call(
+        "workers.jobs.rollback",
+        kwargs=kwargs,
+        job_id=rollback_id,
+        unique=True,
+        timeout=ROLLBACK_TIMEOUT,
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        retry=Retry(max=3, interval=[10, 30, 60]),
+        description=f"retry rollback {rollback_id}",
+    )
+    return rollback_id

@@ -140,3 +140,66 @@ class AuditEntry(Record):
     target: str = ""
     reason: str = ""
     details: dict = Field(default_factory=dict)
+
+
+RollbackStatus = Literal[
+    "running", "verified", "verification_failed", "blocked", "failed", "dry_run"
+]
+TERMINAL = ("verified", "verification_failed", "blocked", "failed", "dry_run")
+
+
+class RollbackStep(Record):
+    """One step of a rollback: what ran, when, how long, and what it found."""
+
+    name: str
+    status: Literal["ok", "failed", "blocked", "skipped"]
+    started_at: datetime
+    finished_at: datetime
+    detail: str = ""
+    data: dict = Field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+    def to_json(self) -> dict:
+        """With its duration, for the API."""
+        return {**self.model_dump(mode="json"), "duration_ms": self.duration_ms}
+
+
+class Rollback(Record):
+    """The execution of one rollback decision, step by step. Its id is the RQ job id."""
+
+    id: str
+    decision_id: str
+    workload: WorkloadRecord
+    bad_revision: str
+    target_revision: str | None = None
+    created_revision: str | None = None
+    mode: str = "enforce"
+    status: RollbackStatus = "running"
+    reason: str = ""
+    steps: list[RollbackStep] = Field(default_factory=list)
+    preflight: dict = Field(default_factory=dict)
+    patch_type: str = ""
+    patch: dict | list | None = None
+    verification: dict = Field(default_factory=dict)
+    attempts: int = 0
+    incident_job_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def step(self, name: str) -> RollbackStep | None:
+        """The last recorded step called `name`."""
+        return next((s for s in reversed(self.steps) if s.name == name), None)
+
+    def to_json(self) -> dict:
+        """The API view: steps carry their durations."""
+        data = self.model_dump(mode="json")
+        data["steps"] = [s.to_json() for s in self.steps]
+        return data

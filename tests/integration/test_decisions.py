@@ -90,7 +90,12 @@ def test_rollback_is_enqueued_once_with_a_deterministic_job(engine, redis_client
     assert decision.job_id == queues.rollback_job_id(CHECKOUT, "3")
     assert decision.rollout.revision == "3" and decision.confidence == "high"
     job = queues.queue(redis_client, queues.ROLLBACKS).fetch_job(decision.job_id)
-    assert job.kwargs == {"decision_id": decision.id, "workload": CHECKOUT.key, "bad_revision": "3"}
+    assert job.kwargs == {
+        "decision_id": decision.id,
+        "workload": CHECKOUT.key,
+        "bad_revision": "3",
+        "mode": "enforce",
+    }
     assert engine.store.decisions.get(decision.id).outcome == "rollback"
     # A second alert about the same bad revision does not roll back twice.
     other = fire(engine, episode="ep2", labels={**KILL, "alertname": "CheckoutLatency"})
@@ -257,7 +262,9 @@ def test_dry_run_records_what_it_would_do(make_engine, redis_client):
     decision = fire(engine)
     assert (decision.outcome, decision.reason) == ("dry_run", "would_roll_back")
     assert "would roll back default/shop/Deployment/checkout from revision 3" in decision.detail
-    assert queues.queue(redis_client, queues.ROLLBACKS).count == 0
+    # A dry-run job computes the exact patch; it claims nothing, so a real rollback may follow.
+    [job_id] = queues.queue(redis_client, queues.ROLLBACKS).job_ids
+    assert job_id == decision.job_id == queues.rollback_job_id(CHECKOUT, "3", mode="dry-run")
     assert engine.store.automation.claimed(CHECKOUT, "3") is None
 
 

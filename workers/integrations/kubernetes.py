@@ -28,6 +28,21 @@ class Gone(TransientError):
     """A watch's resourceVersion is too old: list again."""
 
 
+class NotFound(PermanentError):
+    """The object does not exist (404)."""
+
+
+class Conflict(TransientError):
+    """409: the object changed under us (retry from a fresh read), or already exists."""
+
+
+PATCH_TYPES = {
+    "json": "application/json-patch+json",
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+}
+
+
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     """An API client from a kubeconfig, or in-cluster credentials when running in a pod."""
     if kubeconfig:
@@ -46,6 +61,10 @@ def classify(exc: Exception) -> Exception:
         detail = f"Kubernetes API {status}: {exc.reason}"
         if status == 410:
             return Gone(detail)
+        if status == 404:
+            return NotFound(detail)
+        if status == 409:
+            return Conflict(detail)
         if status in (409, 429) or status >= 500 or status == 0:
             return TransientError(detail)
         return PermanentError(detail)
@@ -170,6 +189,147 @@ class Kube:
                 for ref in item["metadata"].get("ownerReferences", [])
             )
         ]
+
+    # -- single objects ----------------------------------------------------------------------
+
+    def _read_method(self, kind: str):
+        return {
+            "Deployment": self.apps.read_namespaced_deployment,
+            "StatefulSet": self.apps.read_namespaced_stateful_set,
+            "DaemonSet": self.apps.read_namespaced_daemon_set,
+            "Rollout": lambda name, ns, **kw: self.custom.get_namespaced_custom_object(
+                *ARGO[:2], ns, ARGO[2], name, **kw
+            ),
+            "CronJob": client.BatchV1Api(self.api).read_namespaced_cron_job,
+            "Job": client.BatchV1Api(self.api).read_namespaced_job,
+        }[kind]
+
+    def _patch_method(self, kind: str, *, status: bool = False):
+        if kind == "Rollout":
+            patch = (
+                self.custom.patch_namespaced_custom_object_status
+                if status
+                else self.custom.patch_namespaced_custom_object
+            )
+            return lambda name, ns, body, **kw: patch(*ARGO[:2], ns, ARGO[2], name, body, **kw)
+        return {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "StatefulSet": self.apps.patch_namespaced_stateful_set,
+            "DaemonSet": self.apps.patch_namespaced_daemon_set,
+        }[kind]
+
+    def _json(self, call) -> dict:
+        try:
+            response = call()
+        except Exception as exc:
+            raise classify(exc) from exc
+        try:
+            return json.loads(response.data)
+        finally:
+            response.release_conn()
+
+    def get(self, kind: str, namespace: str, name: str) -> dict:
+        """One object; NotFound when it does not exist."""
+        read = self._read_method(kind)
+        return self._json(
+            lambda: read(name, namespace, _preload_content=False, _request_timeout=self.timeout)
+        )
+
+    def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        body: dict | list,
+        *,
+        patch_type: str,
+        status: bool = False,
+    ) -> dict:
+        """Patch an object (or its status subresource); returns the object as patched."""
+        method = self._patch_method(kind, status=status)
+        return self._json(
+            lambda: method(
+                name,
+                namespace,
+                body,
+                _preload_content=False,
+                _content_type=PATCH_TYPES[patch_type],
+                _request_timeout=self.timeout,
+            )
+        )
+
+    def create_job(self, namespace: str, body: dict) -> dict:
+        """Create a batch/v1 Job."""
+        batch = client.BatchV1Api(self.api)
+        return self._json(
+            lambda: batch.create_namespaced_job(
+                namespace, body, _preload_content=False, _request_timeout=self.timeout
+            )
+        )
+
+    # -- pods, logs, events ----------------------------------------------------------------
+
+    def pods(self, namespace: str, labels: dict[str, str]) -> list[dict]:
+        """Pods matching every label."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        response = self._json(
+            lambda: self.core.list_namespaced_pod(
+                namespace,
+                label_selector=selector,
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+        )
+        return response.get("items", [])
+
+    def log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        previous: bool,
+        tail_lines: int,
+        limit_bytes: int,
+    ) -> str | None:
+        """The tail of a container's log; None when there is none (not started, no restart)."""
+        try:
+            response = self.core.read_namespaced_pod_log(
+                pod,
+                namespace,
+                container=container,
+                previous=previous,
+                tail_lines=tail_lines,
+                limit_bytes=limit_bytes,
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as exc:
+            if exc.status in (400, 404):  # no such (previous) container, or no kubelet
+                return None
+            raise classify(exc) from exc
+        except Exception as exc:
+            raise classify(exc) from exc
+        try:
+            return response.data.decode("utf-8", errors="replace")
+        finally:
+            response.release_conn()
+
+    def events(self, namespace: str, names: list[str], *, limit: int) -> list[dict]:
+        """Recent events about the named objects in `namespace`, newest last."""
+        wanted = set(names)
+        response = self._json(
+            lambda: self.core.list_namespaced_event(
+                namespace, _preload_content=False, _request_timeout=self.timeout
+            )
+        )
+        found = [
+            e
+            for e in response.get("items", [])
+            if e.get("involvedObject", {}).get("name") in wanted
+        ]
+        found.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return found[-limit:]
 
     def has_argo_rollouts(self) -> bool:
         """True when the Argo Rollouts CRD is served by this cluster."""

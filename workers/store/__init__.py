@@ -18,6 +18,7 @@ from workers.store.episodes import (
     Episode,
     EpisodeStore,
 )
+from workers.store.rollbacks import RollbackStore
 from workers.store.rollouts import RolloutStore
 
 __all__ = ["DUPLICATE", "FIRST_RESOLVED", "NEW_FIRING", "RESEND", "UNDECIDED", "Episode", "Store"]
@@ -32,6 +33,7 @@ class Store:
         self.rollouts = RolloutStore(client)
         self.decisions = DecisionStore(client)
         self.automation = AutomationStore(client)
+        self.rollbacks = RollbackStore(client)
 
     def ping(self) -> bool:
         """True when Redis answers."""

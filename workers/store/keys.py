@@ -19,6 +19,13 @@ DECISION = PREFIX + "decision:"  # + decision id (= episode id) -> JSON record
 DECISIONS = PREFIX + "decisions"  # zset: decision id -> created (ms)
 AWAITING = PREFIX + "decisions:awaiting"  # zset: decision id -> created (ms)
 
+# Rollbacks.
+ROLLBACK = PREFIX + "rollback:"  # + rollback id (the RQ job id) -> JSON record
+ROLLBACKS = PREFIX + "rollbacks"  # zset: rollback id -> created (ms)
+EVIDENCE = PREFIX + "evidence:"  # + rollback id -> JSON: pod logs and events
+INCIDENT = PREFIX + "incident:"  # + rollback id -> JSON: the incident and its delivery
+LOCK = PREFIX + "lock:"  # + workload key -> token of the rollback holding the workload
+
 # Automation state: pauses, cooldowns, circuit breaker, rollback claims, audit.
 PAUSE_GLOBAL = PREFIX + "pause"  # hash: by, reason, at
 PAUSE_WORKLOAD = PREFIX + "pause:"  # + workload key -> hash: by, reason, at

@@ -1,0 +1,149 @@
+"""Argo Rollouts: Backstop aborts through the status subresource, then reverts the template.
+
+No Argo controller runs here: the test plays its part (marks the reverted Rollout healthy),
+as the pod helper plays the kubelet's.
+"""
+
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.conftest import wait_for
+from tests.workloads import FAST
+from workers.integrations.kubernetes import ARGO
+from workers.models import Workload
+
+pytestmark = pytest.mark.integration
+
+CRD = Path(__file__).resolve().parents[1] / "manifests" / "argo-rollouts-crd.yaml"
+
+
+@pytest.fixture(scope="module")
+def argo_crd(kube):
+    with kube.api_client() as api:
+        extensions = client.ApiextensionsV1Api(api)
+        try:
+            extensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+        wait_for(
+            lambda: any(
+                c.type == "Established" and c.status == "True"
+                for c in extensions.read_custom_resource_definition(
+                    "rollouts.argoproj.io"
+                ).status.conditions
+                or []
+            )
+        )
+        wait_for(lambda: served(api), message="the Rollout API to be served")
+    yield
+
+
+def served(api) -> bool:
+    """The apiserver serves the new resource (it may drop connections while it starts to)."""
+    try:
+        client.CustomObjectsApi(api).list_cluster_custom_object(*ARGO)
+    except Exception:
+        return False
+    return True
+
+
+def template(image: str) -> dict:
+    return {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": image}]},
+    }
+
+
+def test_rollout_is_aborted_and_reverted(argo_crd, make_stack):
+    stack = make_stack(FAST)
+    custom = client.CustomObjectsApi(stack.api)
+    ns = stack.namespace
+    rollout = custom.create_namespaced_custom_object(
+        *ARGO[:2],
+        ns,
+        ARGO[2],
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": "web", "annotations": {"rollout.argoproj.io/revision": "2"}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": template("shop/web:2"),
+                "strategy": {"canary": {}},
+            },
+        },
+    )
+    owner = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "name": "web",
+        "uid": rollout["metadata"]["uid"],
+        "controller": True,
+    }
+    for revision, image, replicas in (("1", "shop/web:1", 0), ("2", "shop/web:2", 1)):
+        labels = {"app": "web", "rollouts-pod-template-hash": f"h{revision}"}
+        stack.apps.create_namespaced_replica_set(
+            ns,
+            {
+                "metadata": {
+                    "name": f"web-h{revision}",
+                    "labels": labels,
+                    "ownerReferences": [owner],
+                    "annotations": {"rollout.argoproj.io/revision": revision},
+                },
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": labels},
+                    "template": {**template(image), "metadata": {"labels": labels}},
+                },
+            },
+        )
+    stack.record_history("Rollout")
+    workload = Workload("default", ns, "Rollout", "web")
+    decision = stack.alert(workload)
+    assert decision.outcome == "rollback" and decision.rollout.revision == "2"
+
+    def play_argo():
+        """Once aborted and reverted, do what the Argo controller would: go healthy on rev 3."""
+
+        def reverted():
+            current = custom.get_namespaced_custom_object(*ARGO[:2], ns, ARGO[2], "web")
+            image = current["spec"]["template"]["spec"]["containers"][0]["image"]
+            return current.get("status", {}).get("abort") and image == "shop/web:1"
+
+        wait_for(reverted, message="abort and revert")
+        stack.apps.patch_namespaced_replica_set(
+            "web-h1", ns, {"metadata": {"annotations": {"rollout.argoproj.io/revision": "3"}}}
+        )
+        custom.patch_namespaced_custom_object(
+            *ARGO[:2],
+            ns,
+            ARGO[2],
+            "web",
+            {"metadata": {"annotations": {"rollout.argoproj.io/revision": "3"}}},
+        )
+        custom.patch_namespaced_custom_object_status(
+            *ARGO[:2],
+            ns,
+            ARGO[2],
+            "web",
+            {"status": {"phase": "Healthy", "stableRS": "h1", "currentPodHash": "h1"}},
+        )
+
+    argo = threading.Thread(target=play_argo, daemon=True)
+    argo.start()
+    rollback = stack.roll_back(decision)
+    argo.join(timeout=30)
+    assert (rollback.status, rollback.target_revision) == ("verified", "1"), rollback.reason
+    assert rollback.patch_type == "merge,json"
+    assert rollback.patch[0] == {"status": {"abort": True}}
+    current = custom.get_namespaced_custom_object(*ARGO[:2], ns, ARGO[2], "web")
+    assert current["status"]["abort"] is True
+    assert current["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1"
+    assert rollback.created_revision == "3"

@@ -1,0 +1,274 @@
+"""Pre-flight: may this workload be reverted, and to which revision? Each check recorded.
+
+Checks, in order: the workload exists; it is not paused in the cluster; it still runs the
+bad revision; a known-good target exists within `max_depth` revisions ("never from broken
+new to broken old"); and the schema marker did not move between the bad and target
+revisions (the migration guard), unless a down-migration Job ran first and succeeded.
+"""
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from config.policy import DecisionDefaults, MigrationGuard
+from workers.integrations.kubernetes import Conflict, Kube, NotFound
+from workers.models import Workload
+from workers.records import Decision, Rollout
+from workers.revert import pod_template, revision_of
+from workers.revisions import parse_time
+from workers.store import Store
+
+CHILD = {
+    "Deployment": "ReplicaSet",
+    "Rollout": "ReplicaSet",
+    "StatefulSet": "ControllerRevision",
+    "DaemonSet": "ControllerRevision",
+}
+# Decisions that got as far as blaming a revision: a target blamed so is not known good.
+BLAMING = {
+    "enqueued",
+    "would_roll_back",
+    "approval_required",
+    "min_firing",
+    "already_rolled_back",
+    "paused",
+    "cooldown",
+    "circuit_open",
+    "denied",
+}
+
+
+@dataclass
+class Revisions:
+    """A workload as the cluster has it: the object, its revisions, the current one."""
+
+    owner: dict
+    children: dict[str, dict]
+    current: str | None
+
+    def numbers(self) -> list[int]:
+        return sorted(int(r) for r in self.children if r.isdigit())
+
+
+@dataclass
+class Preflight:
+    """The outcome of pre-flight: a target, or the reason to block."""
+
+    revisions: Revisions | None = None
+    target: str | None = None
+    blocked: str = ""
+    checks: dict = field(default_factory=dict)
+
+    def check(self, name: str, ok: bool, detail: str) -> bool:
+        self.checks[name] = {"ok": ok, "detail": detail}
+        return ok
+
+
+def read_revisions(kube: Kube, workload: Workload) -> Revisions:
+    """The workload object and its ReplicaSets or ControllerRevisions by revision."""
+    owner = kube.get(workload.kind, workload.namespace, workload.name)
+    children = {}
+    for child in kube.owned(CHILD[workload.kind], owner):
+        number = revision_of(workload.kind, child)
+        if number:
+            children[number] = child
+    return Revisions(owner, children, _current(workload.kind, owner, children))
+
+
+def _current(kind: str, owner: dict, children: dict[str, dict]) -> str | None:
+    annotations = owner["metadata"].get("annotations") or {}
+    if kind == "Deployment":
+        return annotations.get("deployment.kubernetes.io/revision")
+    if kind == "Rollout":
+        return annotations.get("rollout.argoproj.io/revision")
+    if kind == "StatefulSet":
+        name = owner.get("status", {}).get("updateRevision")
+        return next((r for r, c in children.items() if c["metadata"]["name"] == name), None)
+    numbers = [int(r) for r in children if r.isdigit()]
+    return str(max(numbers)) if numbers else None
+
+
+@dataclass
+class PreflightContext:
+    """What pre-flight needs besides the cluster."""
+
+    store: Store
+    settings: DecisionDefaults
+    now: datetime
+    sleep: Callable[[float], None] = time.sleep
+
+
+def run_preflight(
+    kube: Kube, ctx: PreflightContext, workload: Workload, decision: Decision, bad: str
+) -> Preflight:
+    """Every check in order; stop at the first that blocks."""
+    result = Preflight()
+    try:
+        revisions = read_revisions(kube, workload)
+    except NotFound:
+        result.check("exists", False, "the workload no longer exists")
+        result.blocked = "workload_missing"
+        return result
+    result.revisions = revisions
+    result.check("exists", True, f"{workload.kind} found")
+    if revisions.owner.get("spec", {}).get("paused"):
+        result.check("not_paused", False, "spec.paused is true: someone paused the rollout")
+        result.blocked = "paused_in_cluster"
+        return result
+    result.check("not_paused", True, "not paused")
+    if revisions.current != bad:
+        result.check(
+            "still_bad", False, f"current revision is {revisions.current}, not the bad {bad}"
+        )
+        result.blocked = "moved_on"
+        return result
+    result.check("still_bad", True, f"revision {bad} is live")
+    target = _known_good_target(ctx, workload, revisions, bad, result)
+    if target is None:
+        result.blocked = "no_known_good_revision"
+        return result
+    result.target = target
+    if not _migration_allows(kube, ctx, workload, revisions, bad, target, result):
+        result.blocked = "migration_guard"
+    return result
+
+
+def _known_good_target(
+    ctx: PreflightContext, workload: Workload, revisions: Revisions, bad: str, result: Preflight
+) -> str | None:
+    """Walk back from the revision before `bad` to the first known-good one."""
+    history = {r.revision: r for r in ctx.store.rollouts.for_workload(workload) if r.revision}
+    blamed = _blamed_revisions(ctx.store, workload)
+    older = [n for n in reversed(revisions.numbers()) if n < int(bad)]
+    verdicts = []
+    for number in older[: ctx.settings.max_depth]:
+        revision = str(number)
+        live = _live_for(revision, revisions, history, ctx.now)
+        problem = None
+        if revision in blamed:
+            problem = f"a kill-switch alert was blamed on it (decision {blamed[revision]})"
+        elif live is None or live < ctx.settings.known_good_min_age:
+            shown = "unknown" if live is None else f"{int(live.total_seconds())}s"
+            problem = f"live for {shown}, less than known_good_min_age"
+        verdicts.append({"revision": revision, "ok": problem is None, "why": problem or "good"})
+        if problem is None:
+            result.check("known_good", True, f"revision {revision} was live and healthy")
+            result.checks["known_good"]["walked"] = verdicts
+            return revision
+    detail = (
+        "no earlier revision exists"
+        if not older
+        else f"none of the last {len(verdicts)} revisions is known good"
+    )
+    result.check("known_good", False, detail)
+    result.checks["known_good"]["walked"] = verdicts
+    return None
+
+
+def _blamed_revisions(store: Store, workload: Workload) -> dict[str, str]:
+    blamed = {}
+    for decision in store.decisions.recent(workload=workload.key, limit=1000):
+        if decision.rollout and decision.rollout.revision and decision.reason in BLAMING:
+            blamed.setdefault(decision.rollout.revision, decision.id)
+    return blamed
+
+
+def _live_for(
+    revision: str, revisions: Revisions, history: dict[str, Rollout], now: datetime
+) -> timedelta | None:
+    """How long `revision` was the live one: from its start to the next revision's start."""
+
+    def started(rev: str) -> datetime | None:
+        if rev in history:
+            return history[rev].started_at
+        child = revisions.children.get(rev)
+        return parse_time(child["metadata"].get("creationTimestamp")) if child else None
+
+    start = started(revision)
+    if start is None:
+        return None
+    later = [n for n in revisions.numbers() if n > int(revision)]
+    end = started(str(min(later))) if later else now
+    return (end or now) - start
+
+
+def _marker(guard: MigrationGuard, template: dict) -> str | None:
+    meta = template.get("metadata", {})
+    if guard.annotation and guard.annotation in (meta.get("annotations") or {}):
+        return meta["annotations"][guard.annotation]
+    if guard.label and guard.label in (meta.get("labels") or {}):
+        return meta["labels"][guard.label]
+    return None
+
+
+def _migration_allows(
+    kube: Kube,
+    ctx: PreflightContext,
+    workload: Workload,
+    revisions: Revisions,
+    bad: str,
+    target: str,
+    result: Preflight,
+) -> bool:
+    guard = ctx.settings.migration_guard
+    kind = workload.kind
+    before = _marker(guard, pod_template(kind, revisions.children[target]))
+    after = _marker(guard, pod_template(kind, revisions.children[bad]))
+    if before == after:
+        return result.check("migration", True, f"schema marker unchanged ({after or 'none'})")
+    if guard.down_migration_cronjob is None:
+        return result.check(
+            "migration",
+            False,
+            f"schema moved from {before} to {after}: reverting code would run "
+            "it against a newer schema; no down-migration is configured",
+        )
+    ok, detail = _down_migrate(kube, ctx, workload, guard, before, after)
+    return result.check("migration", ok, detail)
+
+
+def _down_migrate(
+    kube: Kube,
+    ctx: PreflightContext,
+    workload: Workload,
+    guard: MigrationGuard,
+    before: str | None,
+    after: str | None,
+) -> tuple[bool, str]:
+    """Run the down-migration Job from the configured CronJob's template and wait for it."""
+    cron = kube.get("CronJob", workload.namespace, guard.down_migration_cronjob)
+    digest = hashlib.blake2b(f"{workload.key}|{after}|{before}".encode(), digest_size=4).hexdigest()
+    name = f"backstop-down-migration-{digest}"
+    template = cron["spec"]["jobTemplate"]
+    env = [
+        {"name": "BACKSTOP_FROM_SCHEMA", "value": after or ""},
+        {"name": "BACKSTOP_TO_SCHEMA", "value": before or ""},
+    ]
+    for container in template["spec"]["template"]["spec"].get("containers", []):
+        container["env"] = [*container.get("env", []), *env]
+    body = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "backstop"}},
+        "spec": template["spec"],
+    }
+    try:
+        kube.create_job(workload.namespace, body)
+    except Conflict:
+        pass  # created by an earlier attempt of this rollback: wait for it
+    deadline = ctx.now + guard.down_migration_timeout
+    clock = ctx.now
+    while clock < deadline:
+        status = kube.get("Job", workload.namespace, name).get("status", {})
+        if status.get("succeeded"):
+            return True, f"down-migration Job {name} succeeded ({after} -> {before})"
+        if any(
+            c.get("type") == "Failed" and c.get("status") == "True"
+            for c in status.get("conditions", [])
+        ):
+            return False, f"down-migration Job {name} failed"
+        ctx.sleep(2)
+        clock += timedelta(seconds=2)
+    return False, f"down-migration Job {name} did not finish within the timeout"

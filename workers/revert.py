@@ -1,0 +1,89 @@
+"""The exact patch that reverts a workload to a target revision, as `kubectl rollout undo`.
+
+Pure functions over the API's JSON documents. Every patch carries the object's
+resourceVersion, so a concurrent change makes the API answer 409 instead of Backstop
+overwriting it (the job then retries from a fresh read).
+"""
+
+import copy
+from dataclasses import dataclass
+
+from workers.revisions import REVISION_ANNOTATION, TEMPLATE_HASH
+
+# Annotations that belong to the Deployment itself, never copied from a ReplicaSet (kubectl's
+# list of annotations to skip on undo).
+OWN_ANNOTATIONS = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        "deployment.kubernetes.io/revision",
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "rollout.argoproj.io/revision",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A patch to send: its type (json, strategic, merge), body, and whether to /status."""
+
+    patch_type: str
+    body: dict | list
+    status: bool = False
+
+
+def template_revert(kind: str, owner: dict, target_rs: dict) -> Patch:
+    """Deployment or Argo Rollout: put the target ReplicaSet's template back (JSON patch)."""
+    template = copy.deepcopy(target_rs["spec"]["template"])
+    template.get("metadata", {}).get("labels", {}).pop(TEMPLATE_HASH[kind], None)
+    own = owner["metadata"].get("annotations") or {}
+    copied = target_rs["metadata"].get("annotations") or {}
+    annotations = {k: v for k, v in own.items() if k in OWN_ANNOTATIONS}
+    annotations.update({k: v for k, v in copied.items() if k not in OWN_ANNOTATIONS})
+    return Patch(
+        "json",
+        [
+            {
+                "op": "replace",
+                "path": "/metadata/resourceVersion",
+                "value": owner["metadata"]["resourceVersion"],
+            },
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+        ],
+    )
+
+
+def controller_revision_revert(owner: dict, target: dict) -> Patch:
+    """StatefulSet or DaemonSet: apply the target ControllerRevision's data (strategic merge)."""
+    body = copy.deepcopy(target.get("data") or {})
+    body.setdefault("metadata", {})["resourceVersion"] = owner["metadata"]["resourceVersion"]
+    return Patch("strategic", body)
+
+
+def argo_abort() -> Patch:
+    """Argo Rollouts: abort the update through the status subresource."""
+    return Patch("merge", {"status": {"abort": True}}, status=True)
+
+
+def revision_of(kind: str, child: dict) -> str | None:
+    """A ReplicaSet's or ControllerRevision's revision number, as a string."""
+    if kind in REVISION_ANNOTATION:
+        return (child["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION[kind])
+    revision = child.get("revision")
+    return None if revision is None else str(revision)
+
+
+def template_hash(kind: str, child: dict) -> str:
+    """What identifies a revision's pods: the template-hash label, or the revision's name."""
+    if kind in TEMPLATE_HASH:
+        return child["metadata"].get("labels", {}).get(TEMPLATE_HASH[kind], "")
+    return child["metadata"]["name"]
+
+
+def pod_template(kind: str, child: dict) -> dict:
+    """The pod template a revision runs."""
+    if kind in TEMPLATE_HASH:
+        return child["spec"]["template"]
+    return (child.get("data") or {}).get("spec", {}).get("template", {})

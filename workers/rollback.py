@@ -1,0 +1,356 @@
+"""The rollback job's body: lock → pre-flight → evidence → revert → rollout → verify.
+
+Each step is recorded with its timing in the Rollback record, which doubles as a
+checkpoint: a re-run after a crash skips what is done, and detects a revert that an
+earlier attempt applied but did not record, so a workload is never reverted twice.
+Transient errors propagate (RQ retries the job); a permanent error fails the rollback.
+"""
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import redis
+
+from config.policy import DecisionDefaults, Policy
+from workers import queues, testpoints
+from workers.errors import TransientError
+from workers.evidence import capture
+from workers.integrations.kubernetes import Kube
+from workers.integrations.prometheus import Prometheus
+from workers.models import Workload
+from workers.preflight import PreflightContext, Revisions, read_revisions, run_preflight
+from workers.records import AuditEntry, Decision, Rollback, RollbackStep, Rollout, WorkloadRecord
+from workers.revert import (
+    Patch,
+    argo_abort,
+    controller_revision_revert,
+    pod_template,
+    template_hash,
+    template_revert,
+)
+from workers.revisions import images
+from workers.store import Store
+from workers.verification import Waiting, verify_kpis, wait_for_rollout
+
+LOCK_TTL = timedelta(minutes=2)
+RESOURCE_VERSION = "/metadata/resourceVersion"
+
+
+class LockLost(TransientError):
+    """Another rollback holds the workload, or our lock expired while we stalled."""
+
+
+@dataclass
+class Executor:
+    """Runs one rollback against one cluster."""
+
+    store: Store
+    policy: Policy
+    kube: Kube
+    prometheus: Prometheus | None
+    connection: redis.Redis
+    clock: Callable[[], datetime]
+    sleep: Callable[[float], None] = time.sleep
+    _token: str = ""
+
+    def _record(
+        self, rollback_id: str, decision_id: str, workload: Workload, bad_revision: str, mode: str
+    ) -> Rollback:
+        return self.store.rollbacks.get(rollback_id) or Rollback(
+            id=rollback_id,
+            decision_id=decision_id,
+            workload=WorkloadRecord.of(workload),
+            bad_revision=bad_revision,
+            mode=mode,
+            created_at=self.clock(),
+        )
+
+    def fail(
+        self,
+        *,
+        reason: str,
+        rollback_id: str,
+        decision_id: str,
+        workload_key: str,
+        bad_revision: str,
+        mode: str = "enforce",
+    ) -> Rollback:
+        """End a rollback as failed (a permanent error, or retries exhausted)."""
+        workload = Workload.from_key(workload_key)
+        rollback = self._record(rollback_id, decision_id, workload, bad_revision, mode)
+        if rollback.terminal:
+            return rollback
+        return self.finish(rollback, "failed", reason)
+
+    def run(
+        self,
+        *,
+        rollback_id: str,
+        decision_id: str,
+        workload_key: str,
+        bad_revision: str,
+        mode: str = "enforce",
+    ) -> Rollback:
+        """Run (or resume) a rollback; returns its record."""
+        workload = Workload.from_key(workload_key)
+        rollback = self._record(rollback_id, decision_id, workload, bad_revision, mode)
+        if rollback.terminal:
+            return rollback
+        rollback.attempts += 1
+        self.store.rollbacks.save(rollback)
+        decision = self.store.decisions.get(decision_id)
+        if decision is None:
+            return self.finish(rollback, "failed", f"decision {decision_id} not found")
+        settings = self.policy.timing(self.policy.service_for(decision.labels))
+        started = self.clock()
+        self._token = f"{rollback_id}:{uuid.uuid4().hex}"
+        if not self.store.rollbacks.lock(workload.key, rollback_id, self._token, LOCK_TTL):
+            raise LockLost(f"{workload.key} is locked by another rollback")
+        try:
+            self._step(rollback, "lock", "ok", started, f"holding {workload.key}")
+            testpoints.reached("after_lock")
+            return self._proceed(rollback, decision, workload, settings)
+        finally:
+            self.store.rollbacks.unlock(workload.key, self._token)
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def _proceed(
+        self, rollback: Rollback, decision: Decision, workload: Workload, settings: DecisionDefaults
+    ) -> Rollback:
+        reverted = rollback.step("revert")
+        if reverted is None or reverted.status != "ok":
+            outcome = self._revert(rollback, decision, workload, settings)
+            if outcome is not None:
+                return outcome
+        waiting = Waiting(self.clock, self.sleep, self._heartbeat(workload))
+        rolled_out = rollback.step("rollout")
+        if rolled_out is None or rolled_out.status != "ok":
+            started = self.clock()
+            testpoints.reached("during_wait")
+            complete, data = wait_for_rollout(
+                self.kube, workload, timeout=settings.rollout_timeout, waiting=waiting
+            )
+            self._record_created_revision(rollback, workload)
+            if not complete:
+                self._step(
+                    rollback,
+                    "rollout",
+                    "failed",
+                    started,
+                    "the reverted version did not become ready in time",
+                    **data,
+                )
+                return self._freeze(rollback, workload, "rollout_incomplete")
+            self._step(
+                rollback,
+                "rollout",
+                "ok",
+                started,
+                f"revision {rollback.created_revision} is rolled out",
+                **data,
+            )
+        started = self.clock()
+        testpoints.reached("during_verification")
+        result = verify_kpis(
+            self.prometheus,
+            settings.verify,
+            waiting=waiting,
+            resolved=lambda: self._episode_resolved(decision),
+        )
+        rollback.verification = result
+        if result["held"] is False:
+            self._step(rollback, "verify", "failed", started, result["detail"])
+            return self._freeze(rollback, workload, "kpis_not_recovered")
+        self._step(rollback, "verify", "ok", started, result["detail"])
+        reason = "kpis_recovered" if result["held"] else "rollout_healthy_only"
+        return self.finish(rollback, "verified", reason)
+
+    def _revert(
+        self, rollback: Rollback, decision: Decision, workload: Workload, settings: DecisionDefaults
+    ) -> Rollback | None:
+        """Pre-flight, evidence and the patch; a Rollback when it ends here, else None."""
+        started = self.clock()
+        context = PreflightContext(self.store, settings, started, self.sleep)
+        check = run_preflight(self.kube, context, workload, decision, rollback.bad_revision)
+        rollback.preflight = check.checks
+        if check.blocked:
+            if self._applied_earlier(rollback, workload, check.revisions):
+                self._step(
+                    rollback,
+                    "revert",
+                    "ok",
+                    started,
+                    "an earlier attempt applied the revert before it stopped",
+                )
+                return None
+            self._step(rollback, "preflight", "blocked", started, check.blocked)
+            return self.finish(rollback, "blocked", check.blocked)
+        rollback.target_revision = check.target
+        self._step(
+            rollback,
+            "preflight",
+            "ok",
+            started,
+            f"revert {rollback.bad_revision} -> {check.target}",
+        )
+        revisions = check.revisions
+        if rollback.step("evidence") is None:
+            started = self.clock()
+            bad_child = revisions.children[rollback.bad_revision]
+            evidence = capture(self.kube, workload, revisions.owner, bad_child)
+            self.store.rollbacks.save_evidence(rollback.id, evidence)
+            self._step(
+                rollback,
+                "evidence",
+                "ok",
+                started,
+                f"{len(evidence['pods'])} pods, {len(evidence['events'])} events",
+            )
+            testpoints.reached("after_evidence")
+        patches = self._patches(workload, revisions, check.target, settings)
+        rollback.patch_type = ",".join(p.patch_type for p in patches)
+        rollback.patch = [p.body for p in patches] if len(patches) > 1 else patches[0].body
+        started = self.clock()
+        if rollback.mode == "dry-run":
+            self._step(rollback, "revert", "skipped", started, "dry-run: patch recorded, not sent")
+            return self.finish(rollback, "dry_run", "dry_run")
+        self.store.rollouts.expect_rollback(
+            workload,
+            bad_revision=rollback.bad_revision,
+            decision_id=decision.id,
+            template_hash=template_hash(workload.kind, revisions.children[check.target]),
+        )
+        self._apply(workload, patches)
+        testpoints.reached("after_patch")
+        self._step(
+            rollback,
+            "revert",
+            "ok",
+            started,
+            f"{workload.kind} reverted to revision {check.target}",
+        )
+        return None
+
+    def _apply(self, workload: Workload, patches: list[Patch]) -> None:
+        """Send the patches in order. A later patch carries the resourceVersion the earlier
+        one produced (Argo's abort changes it), so only outside changes conflict."""
+        version = None
+        for patch in patches:
+            body = patch.body
+            if version and isinstance(body, list) and body[0]["path"] == RESOURCE_VERSION:
+                body = [{**body[0], "value": version}, *body[1:]]
+            result = self.kube.patch(workload.kind, workload.namespace, workload.name, body,
+                                     patch_type=patch.patch_type, status=patch.status)
+            version = result["metadata"]["resourceVersion"]
+
+    def _patches(
+        self, workload: Workload, revisions: Revisions, target: str, settings: DecisionDefaults
+    ) -> list[Patch]:
+        child = revisions.children[target]
+        if workload.kind == "Deployment":
+            return [template_revert("Deployment", revisions.owner, child)]
+        if workload.kind == "Rollout":
+            undo = (
+                [template_revert("Rollout", revisions.owner, child)] if settings.argo_undo else []
+            )
+            return [argo_abort(), *undo]
+        return [controller_revision_revert(revisions.owner, child)]
+
+    def _applied_earlier(
+        self, rollback: Rollback, workload: Workload, revisions: Revisions | None
+    ) -> bool:
+        """Did an earlier attempt of this rollback patch the workload before it died?"""
+        expected = self.store.rollouts.expected_rollback(workload)
+        if revisions is None or expected is None or revisions.current is None:
+            return False
+        current = revisions.children.get(revisions.current)
+        return (
+            expected.get("decision_id") == rollback.decision_id
+            and expected.get("bad_revision") == rollback.bad_revision
+            and current is not None
+            and template_hash(workload.kind, current) == expected.get("template_hash")
+        )
+
+    def _record_created_revision(self, rollback: Rollback, workload: Workload) -> None:
+        """Note the revision the revert created, and record it as Backstop's own rollout."""
+        revisions = read_revisions(self.kube, workload)
+        if revisions.current is None or revisions.current == rollback.bad_revision:
+            return
+        rollback.created_revision = revisions.current
+        child = revisions.children.get(revisions.current, {})
+        self.store.rollouts.record_observed(
+            Rollout(
+                workload=WorkloadRecord.of(workload),
+                revision=revisions.current,
+                previous_revision=rollback.bad_revision,
+                by_backstop=True,
+                rollback_of=rollback.bad_revision,
+                started_at=self.clock(),
+                images=images(pod_template(workload.kind, child)) if child else [],
+                sources=["backstop"],
+            ),
+            merge_window=self.policy.watch.ci_merge_window,
+        )
+
+    def _episode_resolved(self, decision: Decision) -> bool:
+        episode = self.store.episodes.episode(decision.episode_id)
+        return episode is not None and episode.status == "resolved"
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _heartbeat(self, workload: Workload):
+        def beat() -> None:
+            if not self.store.rollbacks.extend(workload.key, self._token, LOCK_TTL):
+                raise LockLost(f"lost the lock on {workload.key} while waiting")
+
+        return beat
+
+    def _step(
+        self,
+        rollback: Rollback,
+        name: str,
+        status: str,
+        started: datetime,
+        detail: str = "",
+        **data,
+    ) -> None:
+        rollback.steps.append(
+            RollbackStep(
+                name=name,
+                status=status,
+                started_at=started,
+                finished_at=self.clock(),
+                detail=detail,
+                data=data,
+            )
+        )
+        rollback.updated_at = self.clock()
+        self.store.rollbacks.save(rollback)
+
+    def _freeze(self, rollback: Rollback, workload: Workload, reason: str) -> Rollback:
+        """The prior version is not healthy either: stop automating this workload."""
+        why = f"rollback {rollback.id} ended in verification_failed ({reason})"
+        self.store.automation.pause(
+            workload=workload, actor="backstop", reason=why, now=self.clock()
+        )
+        self.store.automation.audit(
+            AuditEntry(
+                at=self.clock(), actor="backstop", action="freeze", target=workload.key, reason=why
+            )
+        )
+        return self.finish(rollback, "verification_failed", reason)
+
+    def finish(self, rollback: Rollback, status: str, reason: str) -> Rollback:
+        """Record the terminal outcome and, except for a dry run, hand over to incidents."""
+        rollback.status, rollback.reason = status, reason
+        rollback.finished_at = rollback.updated_at = self.clock()
+        if status != "dry_run":
+            rollback.incident_job_id = queues.enqueue_incident(
+                self.connection, rollback_id=rollback.id
+            )
+        self.store.rollbacks.save(rollback)
+        return rollback

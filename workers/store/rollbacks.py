@@ -1,0 +1,114 @@
+"""Rollback records, their evidence, and the per-workload lock that serializes rollbacks."""
+
+import json
+from datetime import datetime, timedelta
+
+import redis
+
+from workers.records import Rollback
+from workers.store import keys
+
+RETENTION = timedelta(days=30)
+MAX_ROLLBACKS = 10_000
+
+# Take the lock when free, or from an earlier attempt of the same rollback: RQ runs one job id
+# at most once at a time, so that attempt is over (its worker died). Never from another.
+_LOCK = (
+    "local held = redis.call('GET', KEYS[1]) "
+    "if held and string.sub(held, 1, string.len(ARGV[2])) ~= ARGV[2] then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 1"
+)
+# Release or extend the lock only while we still hold it (our token), never another's.
+_RELEASE = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+_EXTEND = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class RollbackStore:
+    """Rollbacks in Redis, bounded in count and age."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._lock = client.register_script(_LOCK)
+        self._release = client.register_script(_RELEASE)
+        self._extend = client.register_script(_EXTEND)
+
+    def save(self, rollback: Rollback) -> None:
+        """Write a rollback record (new or updated)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.ROLLBACK + rollback.id, rollback.model_dump_json(), ex=RETENTION)
+        pipe.zadd(keys.ROLLBACKS, {rollback.id: _ms(rollback.created_at)})
+        pipe.zremrangebyrank(keys.ROLLBACKS, 0, -MAX_ROLLBACKS - 1)
+        pipe.execute()
+
+    def get(self, rollback_id: str) -> Rollback | None:
+        """One rollback by id."""
+        raw = self.redis.get(keys.ROLLBACK + rollback_id)
+        return Rollback.model_validate_json(raw) if raw else None
+
+    def recent(self, *, status: str | None = None, limit: int = 50) -> list[Rollback]:
+        """Rollbacks, newest first, optionally with one status."""
+        found: list[Rollback] = []
+        start, page = 0, max(limit, 200)
+        while len(found) < limit:
+            ids = self.redis.zrevrange(keys.ROLLBACKS, start, start + page - 1)
+            if not ids:
+                break
+            raws = self.redis.mget([keys.ROLLBACK + i.decode() for i in ids])
+            for raw in raws:
+                if raw:
+                    rollback = Rollback.model_validate_json(raw)
+                    if status is None or rollback.status == status:
+                        found.append(rollback)
+            start += page
+        return found[:limit]
+
+    def save_evidence(self, rollback_id: str, evidence: dict) -> None:
+        """Keep what was captured from the bad pods (bounded by the capture itself)."""
+        self.redis.set(keys.EVIDENCE + rollback_id, json.dumps(evidence), ex=RETENTION)
+
+    def evidence(self, rollback_id: str) -> dict | None:
+        """The evidence captured for a rollback."""
+        raw = self.redis.get(keys.EVIDENCE + rollback_id)
+        return json.loads(raw) if raw else None
+
+    def save_incident(self, rollback_id: str, incident: dict) -> None:
+        """Keep the incident record of a rollback, with its delivery state."""
+        self.redis.set(keys.INCIDENT + rollback_id, json.dumps(incident), ex=RETENTION)
+
+    def incident(self, rollback_id: str) -> dict | None:
+        """The incident record of a rollback."""
+        raw = self.redis.get(keys.INCIDENT + rollback_id)
+        return json.loads(raw) if raw else None
+
+    # -- the workload lock -----------------------------------------------------------------
+
+    def lock(self, workload_key: str, owner: str, token: str, ttl: timedelta) -> bool:
+        """Take the workload's rollback lock for `owner` (a rollback id); False when another
+        rollback holds it. `token` (which must start with `owner`) identifies this attempt."""
+        return bool(
+            self._lock(
+                keys=[keys.LOCK + workload_key],
+                args=[token, owner, int(ttl.total_seconds() * 1000)],
+            )
+        )
+
+    def extend(self, workload_key: str, token: str, ttl: timedelta) -> bool:
+        """Keep holding the lock; False when it expired and was lost."""
+        return bool(
+            self._extend(
+                keys=[keys.LOCK + workload_key], args=[token, int(ttl.total_seconds() * 1000)]
+            )
+        )
+
+    def unlock(self, workload_key: str, token: str) -> None:
+        """Release the lock if it is still ours."""
+        self._release(keys=[keys.LOCK + workload_key], args=[token])

@@ -1,0 +1,158 @@
+"""After the revert: wait for the rollout, then verify that the prior version is healthy.
+
+Rollout completion uses the kind's own rules (workers/revisions.is_complete). KPI
+verification evaluates each of the service's verify queries every `interval` for `window`
+against Prometheus: healthy only if every series of every query holds at every evaluation.
+Without Prometheus the rollout's health is all Backstop can vouch for, and the result says
+so (`mode: rollout_only`), never "fully verified".
+"""
+
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from config.policy import VerifyPolicy
+from workers.errors import TransientError
+from workers.integrations.kubernetes import Kube
+from workers.integrations.prometheus import Prometheus
+from workers.models import Workload
+from workers.revisions import is_complete
+
+COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class Waiting:
+    """Time, for the loops here: injectable so tests need not wait for real."""
+
+    clock: Callable[[], datetime]
+    sleep: Callable[[float], None]
+    heartbeat: Callable[[], None] = lambda: None
+
+    def pause(self, seconds: float) -> None:
+        self.heartbeat()
+        self.sleep(seconds)
+
+
+def wait_for_rollout(
+    kube: Kube, workload: Workload, *, timeout: timedelta, waiting: Waiting
+) -> tuple[bool, dict]:
+    """Wait until the workload's rollout is complete; False when the deadline passes."""
+    deadline = waiting.clock() + timeout
+    while True:
+        obj = kube.get(workload.kind, workload.namespace, workload.name)
+        status = obj.get("status", {})
+        if is_complete(workload.kind, obj):
+            return True, {"workload_status": _brief(status)}
+        if waiting.clock() >= deadline:
+            return False, {
+                "workload_status": _brief(status),
+                "timeout_s": int(timeout.total_seconds()),
+            }
+        waiting.pause(POLL_SECONDS)
+
+
+def _brief(status: dict) -> dict:
+    keep = (
+        "replicas",
+        "updatedReplicas",
+        "readyReplicas",
+        "availableReplicas",
+        "unavailableReplicas",
+        "currentRevision",
+        "updateRevision",
+        "phase",
+        "desiredNumberScheduled",
+        "updatedNumberScheduled",
+        "numberAvailable",
+    )
+    return {k: status[k] for k in keep if k in status}
+
+
+def verify_kpis(
+    prometheus: Prometheus | None,
+    policy: VerifyPolicy,
+    *,
+    waiting: Waiting,
+    resolved: Callable[[], bool],
+) -> dict:
+    """Evaluate the verify queries over the window; the result says whether they held."""
+    if prometheus is None:
+        return {
+            "mode": "rollout_only",
+            "held": None,
+            "detail": "PROMETHEUS_URL is not set: only the rollout's health was checked",
+        }
+    if not policy.queries and not policy.wait_for_resolved:
+        return {
+            "mode": "rollout_only",
+            "held": None,
+            "detail": "no verify queries configured: only the rollout's health was checked",
+        }
+    results = {
+        q.name: {
+            "query": q.query,
+            "comparison": q.comparison,
+            "threshold": q.threshold,
+            "unit": q.unit,
+            "samples": [],
+            "held": None,
+        }
+        for q in policy.queries
+    }
+    end = waiting.clock() + policy.window
+    while True:
+        now = waiting.clock()
+        for query in policy.queries:
+            record = results[query.name]
+            sample = _evaluate(prometheus, query.query)
+            record["samples"].append({"at": now.isoformat(), **sample})
+            values = sample.get("values")
+            if values is None:
+                continue
+            if not all(COMPARE[query.comparison](v, query.threshold) for v in values):
+                record["held"] = False
+                return {
+                    "mode": "prometheus",
+                    "held": False,
+                    "queries": results,
+                    "detail": f"{query.name} broke its threshold: {values} "
+                    f"{query.comparison} {query.threshold} is false",
+                }
+            record["held"] = True if record["held"] is None else record["held"]
+        if now >= end:
+            break
+        waiting.pause(policy.interval.total_seconds())
+    silent = [name for name, record in results.items() if record["held"] is None]
+    if silent:
+        return {
+            "mode": "prometheus",
+            "held": False,
+            "queries": results,
+            "detail": f"no data for {', '.join(silent)} during the window",
+        }
+    if policy.wait_for_resolved and not resolved():
+        return {
+            "mode": "prometheus",
+            "held": False,
+            "queries": results,
+            "detail": "the kill-switch alert did not resolve within the window",
+        }
+    return {
+        "mode": "prometheus",
+        "held": True,
+        "queries": results,
+        "detail": "every verify query held for the whole window",
+    }
+
+
+def _evaluate(prometheus: Prometheus, expr: str) -> dict:
+    try:
+        samples = prometheus.query(expr=expr)
+    except TransientError as exc:
+        return {"values": None, "error": str(exc)}
+    values = [s.value for s in samples if not math.isnan(s.value)]
+    return {"values": values or None}
