@@ -4,6 +4,7 @@ With PROMETHEUS_MULTIPROC_DIR set (the gunicorn config sets it), every worker wr
 samples to files there and /metrics aggregates them; otherwise the default registry is used.
 """
 
+import functools
 import os
 
 from prometheus_client import (
@@ -46,3 +47,9 @@ def render() -> tuple[bytes, str]:
     else:
         registry = REGISTRY
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+@functools.cache
+def child(metric, *labels: str):
+    """A metric's labelled child, looked up once: `labels()` locks and hashes every call."""
+    return metric.labels(*labels)

@@ -47,9 +47,9 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
     }
     for status in ("firing", "resolved"):
         if count := sum(1 for event in events if event.status == status):
-            metrics.ALERTS_RECEIVED.labels(source, status).inc(count)
+            metrics.child(metrics.ALERTS_RECEIVED, source, status).inc(count)
     if result.duplicates:
-        metrics.ALERT_DUPLICATES.labels(source).inc(result.duplicates)
+        metrics.child(metrics.ALERT_DUPLICATES, source).inc(result.duplicates)
     body = {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
@@ -106,8 +106,8 @@ def account(response: Response) -> Response:
     if source is None:  # rejected before routing reached a handler (404, 405)
         return response
     elapsed = time.perf_counter() - g.webhook_started
-    metrics.WEBHOOK_REQUESTS.labels(source, str(response.status_code)).inc()
-    metrics.WEBHOOK_DURATION.labels(source).observe(elapsed)
+    metrics.child(metrics.WEBHOOK_REQUESTS, source, str(response.status_code)).inc()
+    metrics.child(metrics.WEBHOOK_DURATION, source).observe(elapsed)
     fields = {
         "source": source,
         "status": response.status_code,

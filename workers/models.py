@@ -36,13 +36,16 @@ class AlertEvent:
     values: dict[str, float | None] = field(default_factory=dict)
     value_string: str = ""
     episode_id: str = field(init=False, repr=False)
+    starts_iso: str = field(init=False, repr=False)
 
     def __post_init__(self):
         # One firing episode: same source, fingerprint and start time. Hashed so the id is
         # short and safe in URLs, Redis keys and RQ job ids; computed once, used often.
-        raw = f"{self.source}|{self.fingerprint}|{self.starts_at.isoformat()}"
+        starts = self.starts_at.isoformat()
+        raw = f"{self.source}|{self.fingerprint}|{starts}"
         episode = hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
         object.__setattr__(self, "episode_id", episode)
+        object.__setattr__(self, "starts_iso", starts)
 
     @property
     def alertname(self) -> str:
@@ -53,12 +56,12 @@ class AlertEvent:
         """A JSON-ready dict of the event, timestamps in RFC 3339."""
         # Shallow on purpose: dataclasses.asdict deep-copies and is slow on the hot path.
         record = {name: getattr(self, name) for name in _RECORD_FIELDS}
-        record["starts_at"] = self.starts_at.isoformat()
+        record["starts_at"] = self.starts_iso
         record["ends_at"] = self.ends_at.isoformat() if self.ends_at else None
         return record
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(AlertEvent) if f.name != "episode_id")
+_RECORD_FIELDS = tuple(f.name for f in fields(AlertEvent) if f.init)
 
 
 KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Rollout")

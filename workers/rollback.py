@@ -243,8 +243,14 @@ class Executor:
             body = patch.body
             if version and isinstance(body, list) and body[0]["path"] == RESOURCE_VERSION:
                 body = [{**body[0], "value": version}, *body[1:]]
-            result = self.kube.patch(workload.kind, workload.namespace, workload.name, body,
-                                     patch_type=patch.patch_type, status=patch.status)
+            result = self.kube.patch(
+                workload.kind,
+                workload.namespace,
+                workload.name,
+                body,
+                patch_type=patch.patch_type,
+                status=patch.status,
+            )
             version = result["metadata"]["resourceVersion"]
 
     def _patches(

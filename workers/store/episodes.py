@@ -21,6 +21,8 @@ NEW_FIRING, FIRST_RESOLVED, DUPLICATE, RESEND, UNDECIDED = 1, 2, 0, 3, 4
 # How long the receiver that accepted an episode has to record its decision before a repeat
 # notification may decide it instead (a decision normally takes milliseconds).
 DECIDE_CLAIM = 10_000
+# Repeats refresh an episode's TTL and last activity at most this often (milliseconds).
+TOUCH = 60_000
 
 # A notification is certainly a repeat when the episode is known to be in this state already.
 _ALREADY = {"firing": ("firing", "resolved"), "resolved": ("resolved",)}
@@ -146,7 +148,7 @@ class EpisodeStore:
                 [
                     event.episode_id,
                     event.status,
-                    event.starts_at.isoformat(),
+                    event.starts_iso,
                     event.ends_at.isoformat() if event.ends_at else "",
                     event.source,
                     event.alertname,
@@ -154,7 +156,7 @@ class EpisodeStore:
             )
         args.append(_dumps(batch))
         args.extend(records)
-        args += [DECISION, DECIDE_CLAIM]
+        args += [DECISION, DECIDE_CLAIM, TOUCH]
         return [int(v) for v in self._ingest(keys=keys, args=args)]
 
     def _remember(self, episode_id: str, status: str) -> None:

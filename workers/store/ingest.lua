@@ -1,7 +1,7 @@
 -- Record a batch of alert notifications atomically, in one round trip.
 --
 -- KEYS[1]  sorted set: episode id -> last activity (ms), the index of recent episodes; the
---          score is also the episode's last_seen (kept only here: one write less a repeat)
+--          score is also the episode's last_seen (accurate to touch_ms, see below)
 -- KEYS[2]  stream of accepted events
 -- KEYS[3+] one hash per event: the episode's state
 -- ARGV[1..6] now_ms, episode_ttl_s, max_episodes, events_max_len, events_min_id, episode key prefix
@@ -27,6 +27,9 @@ local prefix = ARGV[6]
 local batch = cjson.decode(ARGV[7])
 local decision_prefix = ARGV[8 + #batch]
 local decide_claim_ms = tonumber(ARGV[9 + #batch])
+-- A repeat refreshes the episode's TTL and index score at most this often: repeats then
+-- cost two commands, and last activity stays accurate to this interval.
+local touch_ms = tonumber(ARGV[10 + #batch])
 local verdicts = {}
 local created = false
 
@@ -34,7 +37,7 @@ for i, entry in ipairs(batch) do
   local id, status, starts, ends = entry[1], entry[2], entry[3], entry[4]
   local source, alertname, event = entry[5], entry[6], ARGV[7 + i]
   local key = KEYS[2 + i]
-  local state = redis.call('HMGET', key, 'status', 'decide_claim', 'decided')
+  local state = redis.call('HMGET', key, 'status', 'decide_claim', 'decided', 'touched')
   local previous = state[1]
   local verdict = 0
   if not previous and event == '' then
@@ -42,7 +45,8 @@ for i, entry in ipairs(batch) do
   elseif not previous then
     redis.call('HSET', key, 'id', id, 'status', status, 'source', source,
       'alertname', alertname, 'starts_at', starts, 'ends_at', ends,
-      'first_seen', now, 'notifications', 1, 'event', event, 'decide_claim', now)
+      'first_seen', now, 'notifications', 1, 'event', event, 'decide_claim', now,
+      'touched', now)
     if status == 'resolved' then
       redis.call('HSET', key, 'resolved_at', now)
       verdict = 2
@@ -67,7 +71,11 @@ for i, entry in ipairs(batch) do
       end
     end
   end
-  if verdict ~= 3 then
+  local stale = now - tonumber(state[4] or 0) >= touch_ms
+  if verdict == 1 or verdict == 2 or verdict == 4 or (verdict == 0 and stale) then
+    if previous then
+      redis.call('HSET', key, 'touched', now)
+    end
     redis.call('EXPIRE', key, ttl)
     redis.call('ZADD', KEYS[1], now, id)
   end
