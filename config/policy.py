@@ -162,6 +162,58 @@ class WatchPolicy(StrictModel):
     )
 
 
+OUTCOME_NAMES = ("verified", "verification_failed", "blocked", "failed")
+Severity = Literal["critical", "error", "warning", "info"]
+
+
+class JiraPolicy(StrictModel):
+    """How rollback tickets are filed in Jira (when JIRA_URL is set)."""
+
+    project: str = Field("OPS", min_length=1)
+    issue_type: str = Field("Bug", min_length=1)
+    priority: dict[str, str] = Field(
+        default_factory=lambda: {
+            "verified": "Medium",
+            "verification_failed": "Highest",
+            "blocked": "High",
+            "failed": "Highest",
+        }
+    )
+    labels: list[str] = Field(default_factory=lambda: ["backstop"])
+    transition_when_verified: str | None = Field(
+        None, description="a transition to apply once the rollback is verified, e.g. 'In Progress'"
+    )
+
+
+class PagerDutyPolicy(StrictModel):
+    """How PagerDuty is paged (when PAGERDUTY_ROUTING_KEY is set)."""
+
+    severity: dict[str, Severity] = Field(
+        default_factory=lambda: {
+            "verified": "warning",
+            "verification_failed": "critical",
+            "blocked": "critical",
+            "failed": "critical",
+        }
+    )
+    resolve_when_verified: bool = True
+    page_decisions: list[str] = Field(
+        default_factory=lambda: ["ambiguous", "circuit_open", "no_recent_deployment"],
+        description="decisions that need a human although nothing was rolled back",
+    )
+    decision_severity: Severity = "error"
+
+
+class IncidentPolicy(StrictModel):
+    """Incidents: Jira tickets, PagerDuty events and the metric snapshots they carry."""
+
+    jira: JiraPolicy = JiraPolicy()
+    pagerduty: PagerDutyPolicy = PagerDutyPolicy()
+    snapshot_before: Duration = Field(
+        timedelta(minutes=30), description="graphs start this long before the deployment"
+    )
+
+
 class Policy(StrictModel):
     """The whole policy file."""
 
@@ -172,6 +224,7 @@ class Policy(StrictModel):
     correlation: CorrelationPolicy = CorrelationPolicy()
     watch: WatchPolicy = WatchPolicy()
     services: list[ServicePolicy] = Field(default_factory=list)
+    incidents: IncidentPolicy = IncidentPolicy()
     intake: IntakePolicy = IntakePolicy()
 
     def service_for(self, labels: dict[str, str]) -> ServicePolicy | None:

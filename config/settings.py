@@ -4,6 +4,7 @@ Every variable is documented in the README's configuration reference. Secrets ar
 `SecretStr`, so they never appear in reprs, logs or error messages.
 """
 
+import hashlib
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -52,10 +53,32 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", validation_alias=_env("BACKSTOP_LOG_LEVEL"))
     prometheus_url: str | None = Field(None, validation_alias=_env("PROMETHEUS_URL"))
+    public_url: str | None = Field(None, validation_alias=_env("BACKSTOP_PUBLIC_URL"))
+    snapshot_secret: SecretStr | None = Field(
+        None, validation_alias=_env("BACKSTOP_SNAPSHOT_SECRET")
+    )
+    jira_url: str | None = Field(None, validation_alias=_env("JIRA_URL"))
+    jira_user: str | None = Field(None, validation_alias=_env("JIRA_USER"))
+    jira_token: SecretStr | None = Field(None, validation_alias=_env("JIRA_TOKEN"))
+    jira_pat: SecretStr | None = Field(None, validation_alias=_env("JIRA_PAT"))
+    pagerduty_routing_key: SecretStr | None = Field(
+        None, validation_alias=_env("PAGERDUTY_ROUTING_KEY")
+    )
+    pagerduty_url: str | None = Field(None, validation_alias=_env("PAGERDUTY_EVENTS_URL"))
+    pagerduty_ca_file: str | None = Field(None, validation_alias=_env("PAGERDUTY_CA_FILE"))
     kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
     kube_context: str | None = Field(None, validation_alias=_env("BACKSTOP_KUBE_CONTEXT"))
 
-    @field_validator("webhook_token", "api_token", "grafana_hmac_secret", mode="before")
+    @field_validator(
+        "webhook_token",
+        "api_token",
+        "grafana_hmac_secret",
+        "snapshot_secret",
+        "jira_token",
+        "jira_pat",
+        "pagerduty_routing_key",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value):
         """Treat an empty variable as unset, so `FOO=` does not become an empty password."""
@@ -68,6 +91,18 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+    @property
+    def jira_configured(self) -> bool:
+        """Jira needs a URL and either a user with an API token or a personal access token."""
+        return bool(self.jira_url and (self.jira_pat or (self.jira_user and self.jira_token)))
+
+    def snapshot_key(self) -> bytes:
+        """The key that signs snapshot links: its own secret, else derived from the API token."""
+        if self.snapshot_secret is not None:
+            return self.snapshot_secret.get_secret_value().encode()
+        base = self.api_token.get_secret_value() if self.api_token else "insecure-local"
+        return hashlib.sha256(b"backstop-snapshots:" + base.encode()).digest()
 
     def missing_credentials(self) -> list[str]:
         """Name the credentials a secure start needs but that are not set."""

@@ -169,11 +169,12 @@ def rollback(rollback_id: str):
     found = store.get(rollback_id)
     if found is None:
         raise ApiError(404, "not_found", f"no rollback {rollback_id}")
+    incident = app_state().store.incidents.get(rollback_id)
     return jsonify(
         {
             **found.to_json(),
             "evidence": store.evidence(rollback_id),
-            "incident": store.incident(rollback_id),
+            "incident": incident.model_dump(mode="json") if incident else None,
         }
     )
 
@@ -207,6 +208,13 @@ def retry_rollback(rollback_id: str):
     )
     audit("retry", f"rollback/{rollback_id}", body.reason)
     return jsonify(found.to_json()), 202
+
+
+@bp.get("/incidents")
+def incidents():
+    """Incidents with their delivery state per target, newest first."""
+    found = app_state().store.incidents.recent(limit=query_limit())
+    return jsonify({"incidents": [i.model_dump(mode="json") for i in found]})
 
 
 @bp.get("/automation")

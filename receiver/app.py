@@ -8,7 +8,7 @@ from flask import Flask, g, request
 
 from config.policy import Policy, load_policy
 from config.settings import Settings
-from receiver import api, health, webhooks
+from receiver import api, health, snapshots, webhooks
 from receiver.errors import register_error_handlers
 from receiver.logs import configure_logging
 from receiver.state import EXTENSION, AppState
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     app.before_request(assign_request_id)
     app.after_request(echo_request_id)
     register_error_handlers(app)
-    for blueprint in (webhooks.bp, api.bp, health.bp):
+    for blueprint in (webhooks.bp, api.bp, health.bp, snapshots.bp):
         app.register_blueprint(blueprint)
     return app
 

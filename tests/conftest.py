@@ -10,7 +10,12 @@ from receiver.localredis import LocalRedis
 
 # The real Kubernetes control plane (`kube`), Backstop stacks on it (`make_stack`), and a
 # real Prometheus scraping a settable exporter (`prometheus`, `exporter`).
-pytest_plugins = ["tests.stack.fixtures", "tests.workloads", "tests.prometheus_fixtures"]
+pytest_plugins = [
+    "tests.stack.fixtures",
+    "tests.workloads",
+    "tests.prometheus_fixtures",
+    "tests.doubles.fixtures",  # Jira and PagerDuty doubles: `jira_server`, `pagerduty_server`
+]
 
 WEBHOOK_TOKEN = "test-webhook-token"
 API_TOKEN = "test-api-token"

@@ -226,6 +226,8 @@ class Engine:
         decision.updated_at = now
         decision.history.append(DecisionStep(at=now, outcome=outcome, reason=reason, by=by))
         self.store.decisions.save(decision)
+        if outcome == "skipped" and reason in self.policy.incidents.pagerduty.page_decisions:
+            queues.enqueue_page(self.connection, decision_id=decision.id)
         return decision
 
     def _awaiting(self, decision_id: str) -> Decision:

@@ -1,49 +1,432 @@
-"""Incidents: every terminal rollback outcome except a dry run becomes a record for humans.
+"""Incidents: every terminal rollback outcome except a dry run becomes a Jira ticket and a
+PagerDuty event, carrying metric snapshots and the evidence the revert erased.
 
-The record names the workload, both revisions, the outcome and its reason, and the
-severity the outcome deserves. Its delivery to Jira and PagerDuty is tracked per target;
-a target that is not configured is recorded as `not_configured`, so "why was nobody
-paged?" always has an answer.
+Delivery is exactly once and never in a rollback's way: each target's progress is recorded
+in the Incident record (what was created, attached, commented, triggered, resolved), so a
+retry after an outage or a crash skips what is done. Jira issues are found first through
+Backstop's own incident-key → issue map, then by a JQL search on the incident label, and
+only then created; PagerDuty deduplicates on the incident's `dedup_key`. A transient
+failure re-raises (the job retries for hours); a permanent one (e.g. a 400) is recorded as
+`failed` and shown. A target that is not configured is recorded as `not_configured`.
 """
 
-from workers.records import utcnow
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
 
-SEVERITY = {
-    "verified": "warning",
-    "verification_failed": "critical",
-    "blocked": "critical",
-    "failed": "critical",
-}
+from config.policy import Policy
+from config.settings import Settings
+from workers import snapshots as graphs
+from workers import ticket
+from workers.errors import PermanentError, TransientError
+from workers.integrations.jira import Tickets
+from workers.integrations.pagerduty import Pager
+from workers.integrations.prometheus import Prometheus, expr_from_generator_url
+from workers.records import Decision, Delivery, Incident, Rollback, utcnow
+from workers.store import Store
+
+SNAPSHOT_LINK_TTL = timedelta(days=7)
 
 
-def summary(rollback) -> str:
-    """One line naming the workload, both revisions and the outcome."""
-    target = rollback.created_revision or rollback.target_revision or "?"
-    return (
-        f"Backstop rollback of {rollback.workload.workload().key}: revision "
-        f"{rollback.bad_revision} -> {target}: {rollback.status} ({rollback.reason})"
-    )
+def incident_key(workload_key: str, revision: str) -> str:
+    """One incident per (workload, bad revision): a short, label-safe key."""
+    digest = hashlib.blake2b(f"{workload_key}|{revision}".encode(), digest_size=8).hexdigest()
+    return f"backstop-{digest}"
 
 
-def file_incident(context, rollback_id: str) -> dict:
-    """Record the incident for a rollback and its delivery state per target."""
-    rollback = context.store.rollbacks.get(rollback_id)
-    if rollback is None:
-        return {"rollback_id": rollback_id, "filed": False, "reason": "rollback not found"}
-    settings = context.settings
-    delivery = {
-        "jira": "pending" if getattr(settings, "jira_url", None) else "not_configured",
-        "pagerduty": "pending"
-        if getattr(settings, "pagerduty_routing_key", None)
-        else "not_configured",
-    }
-    record = {
-        "rollback_id": rollback_id,
-        "summary": summary(rollback),
-        "severity": SEVERITY.get(rollback.status, "error"),
-        "status": rollback.status,
-        "delivery": delivery,
-        "updated_at": utcnow().isoformat(),
-    }
-    context.store.rollbacks.save_incident(rollback_id, record)
-    return record
+@dataclass
+class Notifier:
+    """Files incidents with the configured targets."""
+
+    store: Store
+    policy: Policy
+    settings: Settings
+    tickets: Tickets | None
+    pager: Pager | None
+    prometheus: Prometheus | None
+
+    @classmethod
+    def from_settings(cls, store: Store, policy: Policy, settings: Settings) -> "Notifier":
+        """Targets from the environment; those not configured stay None."""
+        tickets = pager = prometheus = None
+        if settings.jira_configured:
+            tickets = Tickets(
+                url=settings.jira_url,
+                user=settings.jira_user,
+                token=_secret(settings.jira_token),
+                pat=_secret(settings.jira_pat),
+            )
+        if settings.pagerduty_routing_key:
+            pager = Pager(
+                settings.pagerduty_routing_key.get_secret_value(),
+                base_url=settings.pagerduty_url,
+                ca_file=settings.pagerduty_ca_file,
+            )
+        if settings.prometheus_url:
+            prometheus = Prometheus(settings.prometheus_url)
+        return cls(store, policy, settings, tickets, pager, prometheus)
+
+    # -- rollbacks -------------------------------------------------------------------------
+
+    def file_rollback(self, rollback_id: str) -> Incident | None:
+        """Deliver the incident of a finished rollback; raises TransientError to retry."""
+        rollback = self.store.rollbacks.get(rollback_id)
+        if rollback is None or not rollback.terminal or rollback.status == "dry_run":
+            return None
+        decision = self.store.decisions.get(rollback.decision_id)
+        workload = rollback.workload.workload()
+        incident = self.store.incidents.get(rollback_id) or Incident(
+            id=rollback_id,
+            key=incident_key(workload.key, rollback.bad_revision),
+            workload=workload.key,
+        )
+        event = f"{rollback.status}:{rollback.attempts}"
+        incident.summary = ticket.summary(rollback, decision)
+        incident.status = rollback.status
+        incident.severity = self.policy.incidents.pagerduty.severity.get(rollback.status, "error")
+        if event not in incident.events:
+            incident.events.append(event)
+        if not incident.snapshots:
+            incident.snapshots = self._snapshots(rollback, decision)
+        self._save(incident)
+        problems = [
+            self._deliver(
+                incident,
+                "jira",
+                self.tickets,
+                lambda: self._jira(incident, rollback, decision, event),
+            ),
+            self._deliver(
+                incident,
+                "pagerduty",
+                self.pager,
+                lambda: self._page_rollback(incident, rollback, decision, event),
+            ),
+        ]
+        self._raise_if_transient(problems)
+        return incident
+
+    def _jira(
+        self, incident: Incident, rollback: Rollback, decision: Decision | None, event: str
+    ) -> None:
+        jira, done = self.policy.incidents.jira, incident.jira.done
+        issue = (
+            incident.jira.ref
+            or self.store.incidents.jira_issue(incident.key)
+            or self.tickets.find_by_label(project=jira.project, label=incident.key)
+        )
+        if not issue:
+            issue = self.tickets.create(
+                project=jira.project,
+                issue_type=jira.issue_type,
+                summary=incident.summary,
+                description=ticket.description(
+                    rollback,
+                    decision,
+                    links=self._links(rollback, decision, None),
+                    snapshots=incident.snapshots,
+                ),
+                labels=[*jira.labels, incident.key],
+                priority=jira.priority.get(rollback.status),
+            )
+            self.store.incidents.remember_jira_issue(incident.key, issue)
+            done.append(f"created:{event}")
+        incident.jira.ref = issue
+        self._save(incident)
+        if f"created:{event}" in done:
+            for name, data in self._attachments(rollback, decision, incident):
+                if f"attached:{name}" not in done:
+                    self.tickets.attach(issue_key=issue, filename=name, data=data)
+                    done.append(f"attached:{name}")
+                    self._save(incident)
+        elif f"comment:{event}" not in done:
+            # One issue per workload and bad revision: a later outcome is a comment.
+            self.tickets.comment(
+                issue_key=issue,
+                body=f"Backstop: {incident.summary}\n"
+                f"Reason: {rollback.reason}. Steps: "
+                + ", ".join(f"{s.name} {s.status}" for s in rollback.steps),
+            )
+            done.append(f"comment:{event}")
+        transition = jira.transition_when_verified
+        if transition and rollback.status == "verified" and f"transition:{event}" not in done:
+            self.tickets.transition(issue_key=issue, name=transition)
+            done.append(f"transition:{event}")
+
+    def _page_rollback(
+        self, incident: Incident, rollback: Rollback, decision: Decision | None, event: str
+    ) -> None:
+        done, dedup_key = incident.pagerduty.done, incident.key
+        if f"trigger:{event}" not in done:
+            self.pager.trigger(
+                dedup_key=dedup_key,
+                summary=incident.summary,
+                source="backstop",
+                severity=incident.severity,
+                timestamp=rollback.finished_at or utcnow(),
+                component=rollback.workload.name,
+                group=rollback.workload.namespace,
+                class_=f"rollback {rollback.status}",
+                custom_details=self._details(rollback, decision, incident),
+                links=self._pd_links(rollback, decision, incident),
+                images=self._images(incident),
+            )
+            done.append(f"trigger:{event}")
+            self._save(incident)
+        resolve = self.policy.incidents.pagerduty.resolve_when_verified
+        if rollback.status == "verified" and resolve and f"resolve:{event}" not in done:
+            self.pager.resolve(dedup_key=dedup_key)
+            done.append(f"resolve:{event}")
+        incident.pagerduty.ref = dedup_key
+
+    # -- decisions that need a human -------------------------------------------------------
+
+    def page_decision(self, decision_id: str) -> Incident | None:
+        """Page a human about a decision that did not roll back but needs one."""
+        decision = self.store.decisions.get(decision_id)
+        if decision is None:
+            return None
+        workload = decision.workload.workload().key if decision.workload else "no workload"
+        incident = self.store.incidents.get(f"decision-{decision_id}") or Incident(
+            id=f"decision-{decision_id}",
+            kind="decision",
+            workload=workload,
+            key=f"backstop-decision-{decision_id}",
+        )
+        incident.summary = (
+            f"[Backstop] did not roll back {workload} after "
+            f"{decision.alertname}: {decision.reason} — {decision.detail}"
+        )
+        incident.status = decision.reason
+        incident.severity = self.policy.incidents.pagerduty.decision_severity
+        self._save(incident)
+
+        def page() -> None:
+            if "trigger" not in incident.pagerduty.done:
+                self.pager.trigger(
+                    dedup_key=incident.key,
+                    summary=incident.summary,
+                    source="backstop",
+                    severity=incident.severity,
+                    timestamp=decision.updated_at,
+                    component=decision.workload.name if decision.workload else "",
+                    class_=f"decision {decision.reason}",
+                    custom_details={
+                        "decision": decision.summary(),
+                        "detail": decision.detail,
+                        "evidence": decision.evidence,
+                    },
+                    links=[
+                        link
+                        for link in (self._link("Decision", f"/api/v1/decisions/{decision.id}"),)
+                        if link
+                    ],
+                )
+                incident.pagerduty.done.append("trigger")
+            incident.pagerduty.ref = incident.key
+
+        problems = [self._deliver(incident, "pagerduty", self.pager, page)]
+        incident.jira.state = "not_configured" if self.tickets is None else "delivered"
+        incident.jira.detail = "decisions page on PagerDuty only"
+        self._save(incident)
+        self._raise_if_transient(problems)
+        return incident
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _deliver(self, incident: Incident, name: str, target, action) -> str | None:
+        """Run one target's delivery, recording its state; a transient problem is returned."""
+        delivery: Delivery = getattr(incident, name)
+        if target is None:
+            delivery.state, delivery.detail = "not_configured", f"{name} is not configured"
+            self._save(incident)
+            return None
+        if delivery.state == "failed":
+            return None  # a permanent refusal stays shown; a human retries it
+        # Every action skips the steps its `done` marks record, so running it again after a
+        # crash or an outage repeats nothing.
+        delivery.attempts += 1
+        delivery.updated_at = utcnow()
+        try:
+            action()
+        except TransientError as exc:
+            delivery.state, delivery.detail = "pending", f"retrying: {exc}"
+            self._save(incident)
+            return str(exc)
+        except PermanentError as exc:
+            delivery.state, delivery.detail = "failed", str(exc)
+            self._save(incident)
+            return None
+        delivery.state, delivery.detail = "delivered", ""
+        self._save(incident)
+        return None
+
+    def _save(self, incident: Incident) -> None:
+        incident.updated_at = utcnow()
+        self.store.incidents.save(incident)
+
+    @staticmethod
+    def _raise_if_transient(problems: list[str | None]) -> None:
+        pending = [p for p in problems if p]
+        if pending:
+            raise TransientError("; ".join(pending))
+
+    def _snapshots(self, rollback: Rollback, decision: Decision | None) -> list[dict]:
+        """Graph the kill-switch alert and verify queries around the rollback (once)."""
+        if self.prometheus is None or decision is None:
+            return []
+        settings = self.policy.timing(self.policy.service_for(decision.labels))
+        alerts = []
+        episode = self.store.episodes.episode(decision.episode_id)
+        expr = expr_from_generator_url(episode.event.get("generator_url", "")) if episode else None
+        if expr:
+            alerts.append((decision.alertname, expr))
+        queries = graphs.queries_for(settings.verify.queries, alerts)
+        if not queries:
+            return []
+        since = decision.rollout.started_at if decision.rollout else decision.starts_at
+        markers = [graphs.Marker("alert", decision.starts_at)]
+        if decision.rollout:
+            markers.append(graphs.Marker("deployment", decision.rollout.started_at))
+        if rollback.steps:
+            markers.append(graphs.Marker("rollback", rollback.steps[0].started_at))
+        verify = rollback.step("verify")
+        if verify:
+            markers.append(graphs.Marker("verification", verify.finished_at))
+        taken = graphs.capture(
+            self.prometheus,
+            queries,
+            markers=markers,
+            end=utcnow(),
+            start=since - self.policy.incidents.snapshot_before,
+        )
+        result = []
+        for index, snapshot in enumerate(taken, start=1):
+            self.store.snapshots.save(snapshot)
+            result.append(
+                {
+                    "id": snapshot.id,
+                    "name": snapshot.name,
+                    "expr": snapshot.expr,
+                    "file": f"snapshot-{index}",
+                    "points": snapshot.points,
+                    "error": snapshot.error,
+                }
+            )
+        return result
+
+    def _attachments(
+        self, rollback: Rollback, decision: Decision | None, incident: Incident
+    ) -> list[tuple[str, bytes]]:
+        files = []
+        for snap in incident.snapshots:
+            png, csv = self.store.snapshots.png(snap["id"]), self.store.snapshots.csv(snap["id"])
+            if png:
+                files.append((f"{snap['file']}.png", png))
+            if csv:
+                files.append((f"{snap['file']}.csv", csv))
+        evidence = self.store.rollbacks.evidence(rollback.id)
+        if evidence:
+            files.append(("evidence-logs.txt", _logs_text(evidence).encode()))
+            files.append(("evidence-events.txt", _events_text(evidence).encode()))
+        record = {
+            "rollback": rollback.to_json(),
+            "decision": decision.model_dump(mode="json") if decision else None,
+        }
+        files.append(("rollback.json", json.dumps(record, indent=2).encode()))
+        return files
+
+    def _link(self, name: str, path: str) -> dict | None:
+        base = (self.settings.public_url or "").rstrip("/")
+        return {"href": f"{base}{path}", "text": name} if base else None
+
+    def _links(
+        self, rollback: Rollback, decision: Decision | None, issue: str | None
+    ) -> dict[str, str]:
+        base = (self.settings.public_url or "").rstrip("/")
+        links = {"Backstop rollback": f"{base}/api/v1/rollbacks/{rollback.id}" if base else ""}
+        if issue and self.settings.jira_url:
+            links["Jira"] = f"{self.settings.jira_url.rstrip('/')}/browse/{issue}"
+        episode = self.store.episodes.episode(decision.episode_id) if decision else None
+        if episode:
+            for name, field in (
+                ("Alert source", "generator_url"),
+                ("Grafana dashboard", "dashboard_url"),
+                ("Grafana panel", "panel_url"),
+            ):
+                if episode.event.get(field):
+                    links[name] = episode.event[field]
+        if decision and decision.rollout and decision.rollout.url:
+            links["Pipeline"] = decision.rollout.url
+        return links
+
+    def _pd_links(
+        self, rollback: Rollback, decision: Decision | None, incident: Incident
+    ) -> list[dict]:
+        links = self._links(rollback, decision, incident.jira.ref or None)
+        return [{"href": url, "text": name} for name, url in links.items() if url]
+
+    def _images(self, incident: Incident) -> list[dict]:
+        """Signed snapshot links, only when Backstop's public URL is https (PagerDuty's rule)."""
+        base = (self.settings.public_url or "").rstrip("/")
+        if not base.startswith("https://"):
+            return []
+        expires = int((utcnow() + SNAPSHOT_LINK_TTL).timestamp())
+        key = self.settings.snapshot_key()
+        return [
+            {
+                "src": f"{base}/snapshots/{s['id']}.png?"
+                f"{graphs.sign(s['id'], secret=key, expires=expires)}",
+                "alt": s["name"],
+            }
+            for s in incident.snapshots
+            if s.get("points")
+        ]
+
+    def _details(self, rollback: Rollback, decision: Decision | None, incident: Incident) -> dict:
+        rollout = decision.rollout if decision else None
+        return {
+            "decision": decision.summary() if decision else None,
+            "deployment": {
+                "revision": rollout.revision,
+                "images": rollout.images,
+                "change_cause": rollout.change_cause,
+                "commit": rollout.commit,
+                "author": rollout.author,
+            }
+            if rollout
+            else None,
+            "rollback": {
+                "status": rollback.status,
+                "reason": rollback.reason,
+                "from": rollback.bad_revision,
+                "to": rollback.target_revision,
+                "steps": [f"{s.name}: {s.status} ({s.duration_ms} ms)" for s in rollback.steps],
+            },
+            "verification": rollback.verification.get("detail", ""),
+            "jira": incident.jira.ref or None,
+        }
+
+
+def _secret(value) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _logs_text(evidence: dict) -> str:
+    lines = []
+    for pod in evidence.get("pods", []):
+        lines.append(f"=== pod {pod['name']} ({pod.get('phase')})")
+        for container, logs in pod.get("logs", {}).items():
+            for when, text in logs.items():
+                lines.append(f"--- {container} ({when} log)")
+                lines.append(text if text is not None else "(no log)")
+    return "\n".join(lines) or "(no pods of the bad revision were found)"
+
+
+def _events_text(evidence: dict) -> str:
+    rows = [
+        f"{e.get('time')} {e.get('type')} {e.get('object')} {e.get('reason')}: {e.get('message')}"
+        for e in evidence.get("events", [])
+    ]
+    return "\n".join(rows) or "(no events)"

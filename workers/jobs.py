@@ -9,6 +9,7 @@ from rq import get_current_job
 
 from workers.context import process_context
 from workers.errors import PermanentError, TransientError
+from workers.incidents import Notifier
 
 log = logging.getLogger("backstop.jobs")
 
@@ -46,7 +47,28 @@ def rollback(decision_id: str, workload: str, bad_revision: str, mode: str = "en
 
 
 def incident(rollback_id: str) -> dict:
-    """File the incident for a finished rollback (see workers/incidents.py)."""
-    from workers.incidents import file_incident
+    """File the incident of a finished rollback (Jira, PagerDuty, snapshots)."""
+    context = process_context()
+    found = Notifier.from_settings(context.store, context.policy, context.settings).file_rollback(
+        rollback_id
+    )
+    return _incident_summary(found, rollback_id)
 
-    return file_incident(process_context(), rollback_id)
+
+def page(decision_id: str) -> dict:
+    """Page a human about a decision that needs one although nothing was rolled back."""
+    context = process_context()
+    found = Notifier.from_settings(context.store, context.policy, context.settings).page_decision(
+        decision_id
+    )
+    return _incident_summary(found, decision_id)
+
+
+def _incident_summary(incident, ref: str) -> dict:
+    if incident is None:
+        return {"ref": ref, "filed": False}
+    return {
+        "incident": incident.id,
+        "jira": incident.jira.state,
+        "pagerduty": incident.pagerduty.state,
+    }

@@ -45,9 +45,14 @@ def rollback_job_id(workload: Workload, bad_revision: str, *, mode: str = "enfor
     return f"{prefix}-{workload.slug}-{_UNSAFE.sub('_', bad_revision)[:40]}"
 
 
-def incident_job_id(rollback_id: str) -> str:
-    """One incident job per rollback."""
-    return f"incident-{rollback_id}"
+def incident_job_id(rollback_id: str, attempt: int = 1) -> str:
+    """One incident job per terminal outcome of a rollback (a retried rollback has more)."""
+    return f"incident-{rollback_id}-{attempt}"
+
+
+def page_job_id(decision_id: str) -> str:
+    """One page per decision that needs a human although nothing was rolled back."""
+    return f"page-{decision_id}"
 
 
 def recheck_job_id(episode_id: str) -> str:
@@ -87,24 +92,50 @@ def enqueue_rollback(
     return job_id
 
 
-def enqueue_incident(connection: redis.Redis, *, rollback_id: str) -> str:
-    """Enqueue `workers.jobs.incident` once per rollback, on its own queue: an outage of
-    Jira or PagerDuty retries there for hours without touching rollbacks."""
-    job_id = incident_job_id(rollback_id)
+# An outage of Jira or PagerDuty is retried for hours, on its own queue, never in the way of
+# a rollback: 20 retries, the last ones 15 minutes apart.
+INCIDENT_RETRY = Retry(max=20, interval=[10, 30, 60, 120, 300, 600, 900])
+
+
+def _enqueue_incident_job(
+    connection: redis.Redis, function: str, kwargs: dict, job_id: str, description: str
+) -> str:
     try:
         queue(connection, INCIDENTS).enqueue_call(
-            "workers.jobs.incident",
-            kwargs={"rollback_id": rollback_id},
+            function,
+            kwargs=kwargs,
             job_id=job_id,
             unique=True,
             result_ttl=RESULT_TTL,
             failure_ttl=FAILURE_TTL,
-            retry=Retry(max=20, interval=[10, 30, 60, 120, 300, 600, 900]),
-            description=f"file the incident for rollback {rollback_id}",
+            retry=INCIDENT_RETRY,
+            description=description,
         )
     except DuplicateJobError:
-        pass
+        pass  # this outcome's incident is already on its way
     return job_id
+
+
+def enqueue_incident(connection: redis.Redis, *, rollback_id: str, attempt: int = 1) -> str:
+    """Enqueue `workers.jobs.incident` for a rollback's terminal outcome."""
+    return _enqueue_incident_job(
+        connection,
+        "workers.jobs.incident",
+        {"rollback_id": rollback_id},
+        incident_job_id(rollback_id, attempt),
+        f"file the incident for rollback {rollback_id}",
+    )
+
+
+def enqueue_page(connection: redis.Redis, *, decision_id: str) -> str:
+    """Enqueue `workers.jobs.page` for a decision that needs a human."""
+    return _enqueue_incident_job(
+        connection,
+        "workers.jobs.page",
+        {"decision_id": decision_id},
+        page_job_id(decision_id),
+        f"page a human about decision {decision_id}",
+    )
 
 
 def schedule_recheck(connection: redis.Redis, *, episode_id: str, at: datetime) -> str:

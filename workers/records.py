@@ -203,3 +203,35 @@ class Rollback(Record):
         data = self.model_dump(mode="json")
         data["steps"] = [s.to_json() for s in self.steps]
         return data
+
+
+DeliveryState = Literal["not_configured", "pending", "delivered", "failed"]
+
+
+class Delivery(Record):
+    """The delivery of an incident to one target (Jira or PagerDuty)."""
+
+    state: DeliveryState = "pending"
+    ref: str = ""
+    detail: str = ""
+    attempts: int = 0
+    done: list[str] = Field(default_factory=list)
+    updated_at: datetime | None = None
+
+
+class Incident(Record):
+    """What humans were told about a rollback (or a decision that needs one), and where."""
+
+    id: str
+    kind: Literal["rollback", "decision"] = "rollback"
+    key: str
+    workload: str = ""
+    summary: str = ""
+    severity: str = ""
+    status: str = ""
+    events: list[str] = Field(default_factory=list)
+    snapshots: list[dict] = Field(default_factory=list)
+    jira: Delivery = Field(default_factory=Delivery)
+    pagerduty: Delivery = Field(default_factory=Delivery)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

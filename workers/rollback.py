@@ -18,7 +18,7 @@ from config.policy import DecisionDefaults, Policy
 from workers import queues, testpoints
 from workers.errors import TransientError
 from workers.evidence import capture
-from workers.integrations.kubernetes import Kube
+from workers.integrations.kubernetes import Conflict, Kube
 from workers.integrations.prometheus import Prometheus
 from workers.models import Workload
 from workers.preflight import PreflightContext, Revisions, read_revisions, run_preflight
@@ -36,6 +36,7 @@ from workers.store import Store
 from workers.verification import Waiting, verify_kpis, wait_for_rollout
 
 LOCK_TTL = timedelta(minutes=2)
+CONFLICT_ATTEMPTS = 3
 RESOURCE_VERSION = "/metadata/resourceVersion"
 
 
@@ -123,7 +124,7 @@ class Executor:
     ) -> Rollback:
         reverted = rollback.step("revert")
         if reverted is None or reverted.status != "ok":
-            outcome = self._revert(rollback, decision, workload, settings)
+            outcome = self._revert_with_retries(rollback, decision, workload, settings)
             if outcome is not None:
                 return outcome
         waiting = Waiting(self.clock, self.sleep, self._heartbeat(workload))
@@ -168,6 +169,20 @@ class Executor:
         self._step(rollback, "verify", "ok", started, result["detail"])
         reason = "kpis_recovered" if result["held"] else "rollout_healthy_only"
         return self.finish(rollback, "verified", reason)
+
+    def _revert_with_retries(
+        self, rollback: Rollback, decision: Decision, workload: Workload, settings: DecisionDefaults
+    ) -> Rollback | None:
+        """Revert; on a 409 (the object changed since we read it, often only its status),
+        start again from pre-flight on a fresh read. RQ retries what still conflicts."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return self._revert(rollback, decision, workload, settings)
+            except Conflict:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+                self.sleep(0.2 * attempt)
+        return None
 
     def _revert(
         self, rollback: Rollback, decision: Decision, workload: Workload, settings: DecisionDefaults
@@ -356,7 +371,7 @@ class Executor:
         rollback.finished_at = rollback.updated_at = self.clock()
         if status != "dry_run":
             rollback.incident_job_id = queues.enqueue_incident(
-                self.connection, rollback_id=rollback.id
+                self.connection, rollback_id=rollback.id, attempt=rollback.attempts
             )
         self.store.rollbacks.save(rollback)
         return rollback

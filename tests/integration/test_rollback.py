@@ -128,26 +128,41 @@ def test_a_prior_version_that_never_becomes_ready_fails_and_freezes(kube, make_s
     assert workload.key in stack.store.automation.paused_workloads()  # frozen until a human
 
 
-def test_a_concurrent_change_conflicts_and_the_retry_succeeds(make_stack):
+def test_a_concurrent_change_conflicts_and_is_retried_from_a_fresh_read(make_stack):
     stack = make_stack()
     workload = bad_release(stack)
 
     class Interfering(Kube):
-        """Someone scales the Deployment between our read and our patch, once."""
+        """Someone changes the Deployment between our read and our patch, `times` times."""
 
-        interfered = False
+        def __init__(self, api, times):
+            super().__init__(api)
+            self.times = times
+            self.conflicts = 0
 
         def patch(self, kind, namespace, name, body, **kwargs):
-            if not Interfering.interfered:
-                Interfering.interfered = True
-                stack.apps.patch_namespaced_deployment(name, namespace, {"spec": {"replicas": 3}})
-            return super().patch(kind, namespace, name, body, **kwargs)
+            if self.times:
+                self.times -= 1
+                poke = {
+                    "metadata": {"annotations": {"example.com/poked": str(self.times)}},
+                    "spec": {"replicas": 3},
+                }
+                stack.apps.patch_namespaced_deployment(name, namespace, poke)
+            try:
+                return super().patch(kind, namespace, name, body, **kwargs)
+            except Conflict:
+                self.conflicts += 1
+                raise
 
     decision = stack.alert(workload)
-    with pytest.raises(Conflict):  # the job raises: RQ retries it
-        stack.roll_back(decision, stack.executor(Interfering(stack.api)))
+    always = Interfering(stack.api, times=10)
+    with pytest.raises(Conflict):  # still conflicting after 3 tries: the job raises, RQ retries
+        stack.roll_back(decision, stack.executor(always))
+    assert always.conflicts == 3
     assert stack.image("checkout") == "shop/checkout:2"  # nothing half-applied
-    rollback = stack.roll_back(decision)  # the retry reads afresh and succeeds
+    once = Interfering(stack.api, times=1)
+    rollback = stack.roll_back(decision, stack.executor(once))  # the RQ retry
+    assert once.conflicts == 1  # conflicted once, then succeeded from a fresh read
     assert rollback.status == "verified" and rollback.attempts == 2
     assert stack.image("checkout") == "shop/checkout:1"
     assert stack.apps.read_namespaced_deployment("checkout", stack.namespace).spec.replicas == 3

@@ -18,8 +18,10 @@ from workers.store.episodes import (
     Episode,
     EpisodeStore,
 )
+from workers.store.incidents import IncidentStore
 from workers.store.rollbacks import RollbackStore
 from workers.store.rollouts import RolloutStore
+from workers.store.snapshots import SnapshotStore
 
 __all__ = ["DUPLICATE", "FIRST_RESOLVED", "NEW_FIRING", "RESEND", "UNDECIDED", "Episode", "Store"]
 
@@ -34,6 +36,8 @@ class Store:
         self.decisions = DecisionStore(client)
         self.automation = AutomationStore(client)
         self.rollbacks = RollbackStore(client)
+        self.incidents = IncidentStore(client)
+        self.snapshots = SnapshotStore(client)
 
     def ping(self) -> bool:
         """True when Redis answers."""

@@ -23,8 +23,13 @@ AWAITING = PREFIX + "decisions:awaiting"  # zset: decision id -> created (ms)
 ROLLBACK = PREFIX + "rollback:"  # + rollback id (the RQ job id) -> JSON record
 ROLLBACKS = PREFIX + "rollbacks"  # zset: rollback id -> created (ms)
 EVIDENCE = PREFIX + "evidence:"  # + rollback id -> JSON: pod logs and events
-INCIDENT = PREFIX + "incident:"  # + rollback id -> JSON: the incident and its delivery
+INCIDENT = PREFIX + "incident:"  # + incident id -> JSON: the incident and its delivery
+INCIDENTS = PREFIX + "incidents"  # zset: incident id -> created (ms)
+JIRA_ISSUE = PREFIX + "jira-issue:"  # + incident key -> Jira issue key
 LOCK = PREFIX + "lock:"  # + workload key -> token of the rollback holding the workload
+
+# Metric snapshots (graphs for incidents).
+SNAPSHOT = PREFIX + "snapshot:"  # + snapshot id -> hash: png, csv, name, expr, points, error
 
 # Automation state: pauses, cooldowns, circuit breaker, rollback claims, audit.
 PAUSE_GLOBAL = PREFIX + "pause"  # hash: by, reason, at

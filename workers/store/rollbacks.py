@@ -80,15 +80,6 @@ class RollbackStore:
         raw = self.redis.get(keys.EVIDENCE + rollback_id)
         return json.loads(raw) if raw else None
 
-    def save_incident(self, rollback_id: str, incident: dict) -> None:
-        """Keep the incident record of a rollback, with its delivery state."""
-        self.redis.set(keys.INCIDENT + rollback_id, json.dumps(incident), ex=RETENTION)
-
-    def incident(self, rollback_id: str) -> dict | None:
-        """The incident record of a rollback."""
-        raw = self.redis.get(keys.INCIDENT + rollback_id)
-        return json.loads(raw) if raw else None
-
     # -- the workload lock -----------------------------------------------------------------
 
     def lock(self, workload_key: str, owner: str, token: str, ttl: timedelta) -> bool:

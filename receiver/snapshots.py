@@ -1,0 +1,44 @@
+"""Metric snapshots as files: `/snapshots/<id>.png` and `.csv`.
+
+Readable with the API token, or through a signed, expiring link (`?exp=&sig=`), which is
+what PagerDuty's image links and a Jira ticket's readers use.
+"""
+
+import time
+
+from flask import Blueprint, Response, request
+
+from receiver import auth
+from receiver.errors import ApiError
+from receiver.state import app_state
+from workers.snapshots import verify_signature
+
+bp = Blueprint("snapshots", __name__)
+TYPES = {"png": "image/png", "csv": "text/csv; charset=utf-8"}
+
+
+@bp.get("/snapshots/<snapshot_id>.<ext>")
+def snapshot(snapshot_id: str, ext: str):
+    """A snapshot's graph or data."""
+    state = app_state()
+    if ext not in TYPES:
+        raise ApiError(404, "not_found", "snapshots are .png or .csv")
+    if "sig" in request.args:
+        valid = verify_signature(
+            snapshot_id,
+            request.args.get("exp", ""),
+            request.args.get("sig", ""),
+            secret=state.settings.snapshot_key(),
+            now=time.time(),
+        )
+        if not valid:
+            raise ApiError(403, "forbidden", "invalid or expired snapshot link")
+    else:
+        auth.require_api_auth(request, state.settings)
+    store = state.store.snapshots
+    data = store.png(snapshot_id) if ext == "png" else store.csv(snapshot_id)
+    if data is None:
+        raise ApiError(404, "not_found", f"no snapshot {snapshot_id}")
+    response = Response(data, mimetype=TYPES[ext])
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response

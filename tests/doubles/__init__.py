@@ -1,0 +1,1 @@
+"""HTTP test doubles for Jira and PagerDuty: real loopback servers the real clients talk to."""

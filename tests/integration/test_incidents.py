@@ -1,0 +1,180 @@
+"""Incidents from real rollbacks: Jira tickets and PagerDuty events, exactly once."""
+
+import json
+
+import pytest
+
+from config.settings import Settings
+from tests.workloads import FAST, bad_release
+from workers.errors import TransientError
+from workers.incidents import Notifier, incident_key
+from workers.integrations.jira import Tickets
+from workers.integrations.pagerduty import Pager
+from workers.integrations.prometheus import Prometheus
+from workers.models import Workload
+
+pytestmark = pytest.mark.integration
+
+ERROR_RATIO = 'backstop_test_error_ratio{workload="checkout"}'
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def policy(**incidents) -> dict:
+    verify = {
+        "queries": [
+            {
+                "name": "5xx ratio",
+                "query": ERROR_RATIO,
+                "comparison": "<",
+                "threshold": 0.01,
+                "unit": "ratio",
+            }
+        ],
+        "interval": "1s",
+        "window": "2s",
+    }
+    return {
+        **FAST,
+        "defaults": {**FAST["defaults"], "verify": verify},
+        "incidents": {"jira": {"project": "OPS"}, **incidents},
+    }
+
+
+@pytest.fixture
+def rolled_back(make_stack, prometheus, exporter):
+    """A verified rollback of a bad Deployment, with a real Prometheus behind it."""
+    exporter.set("backstop_test_error_ratio", 0.001, workload="checkout")
+    prometheus.wait_for_value(ERROR_RATIO, lambda v: v == 0.001)
+    stack = make_stack(policy())
+    workload = bad_release(stack)
+    decision = stack.alert(workload)
+    rollback = stack.roll_back(decision, stack.executor(prometheus=Prometheus(prometheus.url)))
+    assert rollback.status == "verified"
+    return stack, rollback
+
+
+def notifier(stack, prometheus, jira=None, pagerduty=None, public_url="https://backstop.example"):
+    settings = Settings(
+        public_url=public_url, api_token="t", webhook_token="w", jira_url=jira.url if jira else None
+    )
+    tickets = Tickets(url=jira.url, user=jira.email, token=jira.api_token) if jira else None
+    pager = (
+        Pager(pagerduty.routing_key, base_url=pagerduty.url, ca_file=str(pagerduty.ca_path))
+        if pagerduty
+        else None
+    )
+    return Notifier(stack.store, stack.policy, settings, tickets, pager, Prometheus(prometheus.url))
+
+
+def test_a_rollback_becomes_one_ticket_and_one_paged_incident(
+    rolled_back, prometheus, jira_server, pagerduty_server
+):
+    stack, rollback = rolled_back
+    incident = notifier(stack, prometheus, jira_server, pagerduty_server).file_rollback(rollback.id)
+    assert (incident.jira.state, incident.pagerduty.state) == ("delivered", "delivered")
+    [issue] = jira_server.issues.values()
+    key = incident_key(rollback.workload.workload().key, "2")
+    assert issue.labels == ["backstop", key] and incident.jira.ref == issue.key
+    assert "rollback 2 -> 3" in issue.fields["summary"]
+    description = issue.fields["description"]
+    for section in (
+        "Timeline",
+        "Deployment",
+        "Pre-flight",
+        "Rollback steps",
+        "Verification",
+        "Root-cause checklist",
+    ):
+        assert f"h3. {section}" in description
+    files = {a.filename: a for a in issue.attachments}
+    assert {
+        "snapshot-1.png",
+        "snapshot-1.csv",
+        "evidence-logs.txt",
+        "evidence-events.txt",
+        "rollback.json",
+    } <= set(files)
+    png = files["snapshot-1.png"].content
+    assert png.startswith(PNG) and 5_000 < len(png) < 1_000_000
+    assert b"timestamp,series,value" in files["snapshot-1.csv"].content
+    assert json.loads(files["rollback.json"].content)["rollback"]["status"] == "verified"
+
+    events = pagerduty_server.events
+    assert [e["event_action"] for e in events] == ["trigger", "resolve"]
+    assert {e["dedup_key"] for e in events} == {key}
+    trigger = events[0]
+    assert trigger["payload"]["severity"] == "warning" and trigger["payload"]["timestamp"]
+    assert trigger["payload"]["custom_details"]["jira"] == issue.key
+    assert trigger["images"][0]["src"].startswith("https://backstop.example/snapshots/")
+    assert pagerduty_server.incidents[key].state == "resolved"
+
+    # The same job again (a duplicate delivery) changes nothing.
+    notifier(stack, prometheus, jira_server, pagerduty_server).file_rollback(rollback.id)
+    assert len(jira_server.issues) == 1 and len(pagerduty_server.events) == 2
+
+
+def test_a_later_outcome_for_the_same_key_is_a_comment(rolled_back, prometheus, jira_server):
+    stack, rollback = rolled_back
+    notify = notifier(stack, prometheus, jira_server)
+    notify.file_rollback(rollback.id)
+    rollback.status, rollback.reason, rollback.attempts = "failed", "retried and failed", 2
+    stack.store.rollbacks.save(rollback)
+    notify.file_rollback(rollback.id)
+    [issue] = jira_server.issues.values()
+    assert len(issue.comments) == 1 and "failed" in issue.comments[0].body
+
+
+def test_jira_down_then_back_files_exactly_once(
+    rolled_back, prometheus, jira_server, pagerduty_server
+):
+    stack, rollback = rolled_back
+    notify = notifier(stack, prometheus, jira_server, pagerduty_server)
+    jira_server.down()
+    with pytest.raises(TransientError):  # the job retries with backoff
+        notify.file_rollback(rollback.id)
+    pending = stack.store.incidents.get(rollback.id)
+    assert pending.jira.state == "pending" and pending.pagerduty.state == "delivered"
+    assert stack.store.rollbacks.get(rollback.id).status == "verified"  # not delayed
+    jira_server.up()
+    done = notify.file_rollback(rollback.id)
+    assert done.jira.state == "delivered"
+    [issue] = jira_server.issues.values()
+    assert len(issue.attachments) == len({a.filename for a in issue.attachments})
+    assert [e["event_action"] for e in pagerduty_server.events] == ["trigger", "resolve"]
+
+
+def test_pagerduty_429s_then_delivered_once(rolled_back, prometheus, pagerduty_server):
+    stack, rollback = rolled_back
+    notify = notifier(stack, prometheus, pagerduty=pagerduty_server)
+    notify.pager._events().sleep_timer = 0.001  # the client's own short waits between 429s
+    pagerduty_server.fail_with(429, count=6)
+    with pytest.raises(TransientError):
+        notify.file_rollback(rollback.id)
+    assert pagerduty_server.events == []
+    pagerduty_server.clear()
+    notify.file_rollback(rollback.id)
+    assert [e["event_action"] for e in pagerduty_server.events] == ["trigger", "resolve"]
+
+
+def test_an_invalid_event_is_a_permanent_failure_shown_not_retried(
+    rolled_back, prometheus, pagerduty_server
+):
+    stack, rollback = rolled_back
+    notify = notifier(stack, prometheus, pagerduty=pagerduty_server)
+    notify.pager = Pager(
+        "not-a-valid-key", base_url=pagerduty_server.url, ca_file=str(pagerduty_server.ca_path)
+    )
+    incident = notify.file_rollback(rollback.id)  # no exception: nothing to retry
+    assert incident.pagerduty.state == "failed" and "400" in incident.pagerduty.detail
+    assert incident.jira.state == "not_configured"
+
+
+def test_a_decision_without_a_deployment_pages_a_human(make_stack, prometheus, pagerduty_server):
+    stack = make_stack(policy())
+    decision = stack.alert(Workload("default", stack.namespace, "Deployment", "lonely"))
+    assert decision.reason == "no_recent_deployment"
+    incident = notifier(stack, prometheus, pagerduty=pagerduty_server).page_decision(decision.id)
+    assert incident.pagerduty.state == "delivered"
+    [event] = pagerduty_server.events
+    assert event["dedup_key"] == f"backstop-decision-{decision.id}"
+    assert "no_recent_deployment" in event["payload"]["summary"]

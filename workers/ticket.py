@@ -1,0 +1,167 @@
+"""The Jira ticket of a rollback, in Jira wiki markup: what happened, why, and what is left.
+
+"A rollback is a save, not a fix": the ticket carries what the revert erased — the timeline,
+the alerts with their links, the deployment, the decision and its reasons, pre-flight,
+each step with its duration, verification values — and a root-cause checklist.
+"""
+
+from workers.records import Decision, Rollback
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "¦").replace("\n", " ") or " "
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["||" + "||".join(header) + "||"]
+    lines += ["|" + "|".join(_cell(v) for v in row) + "|" for row in rows]
+    return "\n".join(lines)
+
+
+def summary(rollback: Rollback, decision: Decision | None) -> str:
+    """One line: workload, both revisions, the alert and the outcome."""
+    target = rollback.created_revision or rollback.target_revision or "?"
+    alert = decision.alertname if decision else "alert"
+    return (
+        f"[Backstop] {rollback.workload.workload().key}: rollback {rollback.bad_revision} "
+        f"-> {target} after {alert}: {rollback.status}"
+    )
+
+
+def description(
+    rollback: Rollback, decision: Decision | None, *, links: dict[str, str], snapshots: list[dict]
+) -> str:
+    """The ticket body."""
+    parts = [
+        f"h2. {summary(rollback, decision)}",
+        f"*Outcome:* {rollback.status} ({rollback.reason}). Backstop reverted the workload to "
+        "save the service; the root cause is still to be found.",
+        "h3. Timeline",
+        _table(["when (UTC)", "what"], _timeline(rollback, decision)),
+        "h3. Alert",
+        _alert(decision),
+        "h3. Deployment",
+        _deployment(decision),
+        "h3. Decision",
+        _decision(decision),
+        "h3. Pre-flight",
+        _table(
+            ["check", "ok", "detail"],
+            [
+                [name, "yes" if c.get("ok") else "NO", c.get("detail")]
+                for name, c in rollback.preflight.items()
+            ],
+        ),
+        "h3. Rollback steps",
+        _table(
+            ["step", "status", "duration", "detail"],
+            [[s.name, s.status, f"{s.duration_ms} ms", s.detail] for s in rollback.steps],
+        ),
+        "h3. Verification",
+        _verification(rollback),
+    ]
+    if snapshots:
+        parts += [
+            "h3. Metric snapshots",
+            "\n".join(
+                f"* {s['name']}: {{{{{s['expr']}}}}} (graph and data attached: "
+                f"{s['file']}.png, {s['file']}.csv)"
+                for s in snapshots
+            ),
+        ]
+    parts += [
+        "h3. Links",
+        "\n".join(f"* [{name}|{url}]" for name, url in links.items() if url) or "none",
+        "h3. Root-cause checklist",
+        _CHECKLIST,
+    ]
+    return "\n\n".join(parts)
+
+
+def _timeline(rollback: Rollback, decision: Decision | None) -> list[list]:
+    rows = []
+    if decision and decision.rollout:
+        rows.append(
+            [
+                decision.rollout.started_at.isoformat(),
+                f"rollout of revision {decision.rollout.revision} started",
+            ]
+        )
+    if decision:
+        rows.append([decision.starts_at.isoformat(), f"alert {decision.alertname} firing"])
+        rows += [
+            [h.at.isoformat(), f"decision: {h.outcome} ({h.reason}) by {h.by}"]
+            for h in decision.history
+        ]
+    rows += [
+        [s.started_at.isoformat(), f"{s.name}: {s.status} ({s.duration_ms} ms)"]
+        for s in rollback.steps
+    ]
+    if rollback.finished_at:
+        rows.append([rollback.finished_at.isoformat(), f"rollback {rollback.status}"])
+    return sorted(rows, key=lambda row: row[0])
+
+
+def _alert(decision: Decision | None) -> str:
+    if decision is None:
+        return "unknown"
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(decision.labels.items()))
+    return (
+        f"*{decision.alertname}* since {decision.starts_at.isoformat()}\nLabels: {{{{{labels}}}}}"
+    )
+
+
+def _deployment(decision: Decision | None) -> str:
+    rollout = decision.rollout if decision else None
+    if rollout is None:
+        return "none correlated"
+    rows = [
+        ["revision", rollout.revision],
+        ["previous revision", rollout.previous_revision],
+        ["images", ", ".join(rollout.images)],
+        ["change cause", rollout.change_cause],
+        ["started", rollout.started_at.isoformat()],
+        ["version", rollout.version],
+        ["commit", rollout.commit],
+        ["author", rollout.author],
+        ["pipeline", rollout.url],
+        ["sources", ", ".join(rollout.sources)],
+    ]
+    return _table(["field", "value"], [r for r in rows if r[1]])
+
+
+def _decision(decision: Decision | None) -> str:
+    if decision is None:
+        return "unknown"
+    policy = ", ".join(f"{k}={v}" for k, v in decision.policy.items() if not isinstance(v, dict))
+    return (
+        f"{decision.outcome} ({decision.reason}), confidence {decision.confidence or 'n/a'}: "
+        f"{decision.detail}\nPolicy used: {policy}"
+    )
+
+
+def _verification(rollback: Rollback) -> str:
+    result = rollback.verification or {}
+    lines = [f"Mode: {result.get('mode', 'not reached')}. {result.get('detail', '')}"]
+    for name, query in (result.get("queries") or {}).items():
+        values = [s.get("values") for s in query.get("samples", [])]
+        lines.append(
+            f"* {name}: {{{{{query.get('query')}}}}} {query.get('comparison')} "
+            f"{query.get('threshold')} {query.get('unit', '')} — held: "
+            f"{query.get('held')}; samples: {values}"
+        )
+    return "\n".join(lines)
+
+
+_CHECKLIST = "\n".join(
+    f"* (?) {item}"
+    for item in (
+        "What changed in the bad revision (diff of images, config, dependencies)?",
+        "Why did the change break the kill-switch KPI, and why did tests and canaries miss it?",
+        "Is the reverted revision fully healthy, or only better?",
+        "Does data written by the bad revision need repair?",
+        "Which alert, test or guard would have caught this earlier?",
+        "When may the fix roll forward, and with which safeguards?",
+    )
+)
