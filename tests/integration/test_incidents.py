@@ -178,3 +178,14 @@ def test_a_decision_without_a_deployment_pages_a_human(make_stack, prometheus, p
     [event] = pagerduty_server.events
     assert event["dedup_key"] == f"backstop-decision-{decision.id}"
     assert "no_recent_deployment" in event["payload"]["summary"]
+
+
+def test_jira_server_with_a_personal_access_token(rolled_back, prometheus, jira_dc):
+    stack, rollback = rolled_back
+    notify = notifier(stack, prometheus)
+    notify.tickets = Tickets(url=jira_dc.url, pat=jira_dc.pat)
+    incident = notify.file_rollback(rollback.id)
+    assert incident.jira.state == "delivered"
+    [issue] = jira_dc.issues.values()
+    assert incident.jira.ref == issue.key and len(issue.attachments) >= 4
+    assert {r.auth_scheme for r in jira_dc.requests} == {"Bearer"}
