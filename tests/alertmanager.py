@@ -1,16 +1,13 @@
 """A real Alertmanager (Debian's prometheus-alertmanager) on loopback, started by pid."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import requests
 
 from receiver.localredis import free_port
+from tests.processes import launch, terminate, wait_ready
 
 
 def alertmanager_binary() -> str:
@@ -29,7 +26,7 @@ class Alertmanager:
         self.port = free_port()
         self.webhook_url = webhook_url
         self.token = token
-        self.process: subprocess.Popen | None = None
+        self.process = None
 
     @property
     def url(self) -> str:
@@ -75,20 +72,16 @@ class Alertmanager:
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--cluster.listen-address=",  # no gossip port: a single, loopback-only instance
         ]
-        log = open(self.directory / "alertmanager.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"alertmanager exited; see {self.directory}/alertmanager.log")
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=0.5).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError("alertmanager did not become ready")
+        log = self.directory / "alertmanager.log"
+        self.process = launch(args, log)
+        wait_ready(self.process, self._ready, name="alertmanager", log=log, timeout=timeout)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/-/ready", timeout=0.5).status_code == 200
+        except requests.RequestException:
+            return False
 
     def post_alerts(self, alerts: list[dict]) -> None:
         """Send alerts the way Prometheus does (API v2)."""
@@ -100,11 +93,4 @@ class Alertmanager:
 
     def stop(self) -> None:
         """Stop by pid."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)

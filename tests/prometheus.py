@@ -2,9 +2,7 @@
 
 import json
 import math
-import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -13,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from receiver.localredis import free_port
+from tests.processes import launch, terminate, wait_ready
 from workers.errors import TransientError
 from workers.integrations.prometheus import Prometheus
 
@@ -169,11 +168,11 @@ class PrometheusServer:
             # generatorURLs of alerts point here rather than at http://<hostname>:9090.
             f"--web.external-url={self.url}",
         ]
-        with open(self.log, "ab") as log:  # the child keeps its own descriptor
-            self.process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-            )
+        self.process = launch(args, self.log)
         try:
+            wait_ready(
+                self.process, self.client.ready, name="prometheus", log=self.log, timeout=timeout
+            )
             self._wait_until_scraping(timeout)
         except BaseException:
             self.stop()  # a failed start must not leave the process running
@@ -181,22 +180,11 @@ class PrometheusServer:
         return self
 
     def _wait_until_scraping(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        client = self.client
-        while not client.ready():
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"prometheus exited with {self.process.returncode}; see {self.log}"
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"prometheus was not ready within {timeout}s; see {self.log}")
-            time.sleep(0.05)
         # Ready comes within ~0.1s but targets reach the scraper only after ~5s; waiting here
         # lets tests expect a value they set to be queryable a second or two later.
         if self.targets:
             try:
-                remaining = max(deadline - time.monotonic(), 1.0)
-                self.wait_for_value("count(up)", lambda n: n >= len(self.targets), remaining)
+                self.wait_for_value("count(up)", lambda n: n >= len(self.targets), timeout)
             except TimeoutError as exc:
                 raise TimeoutError(
                     f"prometheus did not scrape every target: {exc}; see {self.log}"
@@ -225,15 +213,8 @@ class PrometheusServer:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """Stop by pid: SIGTERM, then SIGKILL if it has not exited within 10s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """Stop by pid: SIGTERM, then SIGKILL if it lingers."""
+        terminate(self.process)
 
     def __enter__(self) -> "PrometheusServer":
         return self.start()

@@ -1,15 +1,14 @@
 """Real HTTP servers for tests and benchmarks: gunicorn running an app, stopped by pid."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from receiver.localredis import free_port
+from tests.processes import launch, terminate, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,45 +35,28 @@ class Gunicorn:
 
     def start(self, timeout: float = 20.0) -> "Gunicorn":
         """Start and wait until /healthz answers."""
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                "python:receiver.gunicorn_conf",
-                self.app,
-            ],
-            env=self.env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError("gunicorn did not become healthy")
+        args = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:receiver.gunicorn_conf",
+            self.app,
+        ]
+        log = self.log or Path(os.devnull)
+        self.process = launch(args, log, env=self.env, cwd=ROOT)
+        wait_ready(self.process, self._healthy, name="gunicorn", log=log, timeout=timeout)
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return requests.get(self.url + "/healthz", timeout=0.5).status_code == 200
+        except requests.RequestException:
+            return False
 
     def stop(self) -> None:
         """Stop the master by pid (it stops its workers), then make sure."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        terminate(self.process)
 
     def __enter__(self) -> "Gunicorn":
         return self.start()

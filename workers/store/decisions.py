@@ -6,6 +6,7 @@ import redis
 
 from workers.records import Decision
 from workers.store import keys
+from workers.store.records import newest
 
 MAX_DECISIONS = 100_000
 
@@ -49,12 +50,6 @@ class DecisionStore:
         raw = self.redis.get(keys.DECISION + decision_id)
         return Decision.model_validate_json(raw) if raw else None
 
-    def _many(self, ids: list[bytes]) -> list[Decision]:
-        if not ids:
-            return []
-        raws = self.redis.mget([keys.DECISION + i.decode() for i in ids])
-        return [Decision.model_validate_json(raw) for raw in raws if raw]
-
     def recent(
         self,
         *,
@@ -64,25 +59,19 @@ class DecisionStore:
         limit: int = 50,
     ) -> list[Decision]:
         """Decisions, newest first, optionally filtered by outcome, reason, workload key."""
-        index = keys.AWAITING if outcome == "awaiting_approval" else keys.DECISIONS
-        found: list[Decision] = []
-        start, page = 0, max(limit, 200)
-        while len(found) < limit:
-            ids = self.redis.zrevrange(index, start, start + page - 1)
-            if not ids:
-                break
-            for decision in self._many(ids):
-                if (
-                    (outcome is None or decision.outcome == outcome)
-                    and (reason is None or decision.reason == reason)
-                    and (
-                        workload is None
-                        or (
-                            decision.workload is not None
-                            and decision.workload.workload().key == workload
-                        )
+
+        def keep(decision: Decision) -> bool:
+            return (
+                (outcome is None or decision.outcome == outcome)
+                and (reason is None or decision.reason == reason)
+                and (
+                    workload is None
+                    or (
+                        decision.workload is not None
+                        and decision.workload.workload().key == workload
                     )
-                ):
-                    found.append(decision)
-            start += page
-        return found[:limit]
+                )
+            )
+
+        index = keys.AWAITING if outcome == "awaiting_approval" else keys.DECISIONS
+        return newest(self.redis, index, keys.DECISION, Decision, limit=limit, keep=keep)

@@ -6,6 +6,7 @@ import redis
 
 from workers.records import Incident
 from workers.store import keys
+from workers.store.records import newest
 
 RETENTION = timedelta(days=90)
 MAX_INCIDENTS = 10_000
@@ -36,11 +37,7 @@ class IncidentStore:
 
     def recent(self, *, limit: int = 50) -> list[Incident]:
         """Incidents, newest first."""
-        ids = self.redis.zrevrange(keys.INCIDENTS, 0, limit - 1)
-        if not ids:
-            return []
-        raws = self.redis.mget([keys.INCIDENT + i.decode() for i in ids])
-        return [Incident.model_validate_json(raw) for raw in raws if raw]
+        return newest(self.redis, keys.INCIDENTS, keys.INCIDENT, Incident, limit=limit)
 
     def jira_issue(self, incident_key: str) -> str | None:
         """The Jira issue already filed for an incident key (our map comes first: Jira's

@@ -7,6 +7,7 @@ import redis
 
 from workers.records import Rollback
 from workers.store import keys
+from workers.store.records import newest
 
 RETENTION = timedelta(days=30)
 MAX_ROLLBACKS = 10_000
@@ -56,20 +57,14 @@ class RollbackStore:
 
     def recent(self, *, status: str | None = None, limit: int = 50) -> list[Rollback]:
         """Rollbacks, newest first, optionally with one status."""
-        found: list[Rollback] = []
-        start, page = 0, max(limit, 200)
-        while len(found) < limit:
-            ids = self.redis.zrevrange(keys.ROLLBACKS, start, start + page - 1)
-            if not ids:
-                break
-            raws = self.redis.mget([keys.ROLLBACK + i.decode() for i in ids])
-            for raw in raws:
-                if raw:
-                    rollback = Rollback.model_validate_json(raw)
-                    if status is None or rollback.status == status:
-                        found.append(rollback)
-            start += page
-        return found[:limit]
+        return newest(
+            self.redis,
+            keys.ROLLBACKS,
+            keys.ROLLBACK,
+            Rollback,
+            limit=limit,
+            keep=lambda r: status is None or r.status == status,
+        )
 
     def save_evidence(self, rollback_id: str, evidence: dict) -> None:
         """Keep what was captured from the bad pods (bounded by the capture itself)."""

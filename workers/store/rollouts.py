@@ -14,6 +14,7 @@ import redis
 from workers.models import Workload
 from workers.records import Rollout, WorkloadRecord
 from workers.store import keys
+from workers.store.records import load, newest
 
 PER_WORKLOAD = 50  # rollouts kept per workload
 EVERY_WORKLOAD = 20_000  # rollouts kept in the global index
@@ -37,12 +38,6 @@ class RolloutStore:
         raw = self.redis.get(keys.ROLLOUT + rollout_id)
         return Rollout.model_validate_json(raw) if raw else None
 
-    def _many(self, ids: list[bytes]) -> list[Rollout]:
-        if not ids:
-            return []
-        raws = self.redis.mget([keys.ROLLOUT + i.decode() for i in ids])
-        return [Rollout.model_validate_json(raw) for raw in raws if raw]
-
     def by_revision(self, workload: Workload, revision: str) -> Rollout | None:
         """The rollout of `workload` at `revision`."""
         rollout_id = self.redis.hget(keys.workload_revisions(workload.key), revision)
@@ -51,26 +46,20 @@ class RolloutStore:
     def for_workload(self, workload: Workload, *, limit: int = PER_WORKLOAD) -> list[Rollout]:
         """A workload's rollouts, newest first."""
         ids = self.redis.zrevrange(keys.workload_rollouts(workload.key), 0, limit - 1)
-        return self._many(ids)
+        return load(self.redis, keys.ROLLOUT, Rollout, ids)
 
     def recent(
         self, *, namespace: str | None = None, name: str | None = None, limit: int = 50
     ) -> list[Rollout]:
         """Rollouts of every workload, newest first, optionally filtered."""
-        found: list[Rollout] = []
-        start, page = 0, max(limit, 200)
-        while len(found) < limit:
-            ids = self.redis.zrevrange(keys.ROLLOUTS, start, start + page - 1)
-            if not ids:
-                break
-            for rollout in self._many(ids):
-                wl = rollout.workload
-                if (namespace is None or wl.namespace == namespace) and (
-                    name is None or wl.name == name
-                ):
-                    found.append(rollout)
-            start += page
-        return found[:limit]
+
+        def keep(rollout: Rollout) -> bool:
+            workload = rollout.workload
+            return (namespace is None or workload.namespace == namespace) and (
+                name is None or workload.name == name
+            )
+
+        return newest(self.redis, keys.ROLLOUTS, keys.ROLLOUT, Rollout, limit=limit, keep=keep)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -1,0 +1,52 @@
+"""Programs the tests start for real: launch with a log, wait until ready, stop by pid."""
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def launch(
+    args: list[str], log: Path, *, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
+    """Start `args` in its own session, output appended to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def wait_ready(
+    process: subprocess.Popen, ready: Callable[[], bool], *, name: str, log: Path, timeout: float
+) -> None:
+    """Poll `ready` until it holds; stop the process and say where its log is if it never
+    does or the process exits."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            terminate(process)
+            raise TimeoutError(f"{name} was not ready within {timeout}s; see {log}")
+        time.sleep(0.05)
+
+
+def terminate(process: subprocess.Popen | None, timeout: float = 20.0) -> None:
+    """SIGTERM the process's group, then SIGKILL it if it lingers."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
