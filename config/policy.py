@@ -162,7 +162,6 @@ class WatchPolicy(StrictModel):
     )
 
 
-OUTCOME_NAMES = ("verified", "verification_failed", "blocked", "failed")
 Severity = Literal["critical", "error", "warning", "info"]
 
 

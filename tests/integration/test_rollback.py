@@ -1,8 +1,10 @@
 """Rollbacks on the real control plane: pre-flight, evidence, revert, rollout, verification."""
 
+import threading
 import time
 
 import pytest
+from kubernetes import client
 
 from tests.conftest import wait_for
 from tests.workloads import FAST, bad_release, set_image, workload_body
@@ -216,3 +218,68 @@ def test_statefulset_and_daemonset_are_reverted(make_stack):
         assert rollback.patch_type == "strategic"
         current = stack.kube.get(kind, stack.namespace, name)
         assert current["spec"]["template"]["spec"]["containers"][0]["image"] == f"ops/{name}:1"
+
+
+def test_a_down_migration_job_runs_before_a_revert_across_a_schema_change(make_stack):
+    marker = "backstop.io/schema-version"
+    stack = make_stack(
+        {
+            **FAST,
+            "defaults": {
+                **FAST["defaults"],
+                "migration_guard": {
+                    "down_migration_cronjob": "migrate-down",
+                    "down_migration_timeout": "60s",
+                },
+            },
+        }
+    )
+    batch = client.BatchV1Api(stack.api)
+    cron = {
+        "kind": "CronJob",
+        "metadata": {"name": "migrate-down"},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "suspend": True,
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "migrate", "image": "shop/migrations:42"}],
+                        }
+                    }
+                }
+            },
+        },
+    }
+    # CronJob is batch/v1 from Kubernetes 1.21; the test control plane (1.20) has v1beta1.
+    try:
+        batch.create_namespaced_cron_job(stack.namespace, cron)
+    except client.ApiException as exc:
+        assert exc.status == 404
+        client.CustomObjectsApi(stack.api).create_namespaced_custom_object(
+            "batch", "v1beta1", stack.namespace, "cronjobs", {**cron, "apiVersion": "batch/v1beta1"}
+        )
+    workload = bad_release(stack, template_annotations=({marker: "41"}, {marker: "42"}))
+
+    def play_job_controller():
+        """No Job controller runs here: mark Backstop's Job succeeded, as it would."""
+        job = wait_for(
+            lambda: next(iter(batch.list_namespaced_job(stack.namespace).items), None),
+            message="the down-migration Job",
+        )
+        batch.patch_namespaced_job_status(
+            job.metadata.name, stack.namespace, {"status": {"succeeded": 1}}
+        )
+
+    helper = threading.Thread(target=play_job_controller, daemon=True)
+    helper.start()
+    rollback = stack.roll_back(stack.alert(workload))
+    helper.join(timeout=30)
+    assert (rollback.status, rollback.target_revision) == ("verified", "1"), rollback.reason
+    assert "succeeded (42 -> 41)" in rollback.preflight["migration"]["detail"]
+    [job] = batch.list_namespaced_job(stack.namespace).items
+    env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+    assert env == {"BACKSTOP_FROM_SCHEMA": "42", "BACKSTOP_TO_SCHEMA": "41"}
+    assert stack.image("checkout") == "shop/checkout:1"

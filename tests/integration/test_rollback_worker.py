@@ -53,7 +53,9 @@ def worker(kube, redis_url, tmp_path):
                 process.wait()
 
 
-@pytest.mark.parametrize("point", ["after_lock", "after_evidence", "after_patch", "during_wait"])
+@pytest.mark.parametrize(
+    "point", ["after_lock", "after_evidence", "after_patch", "during_wait", "during_verification"]
+)
 def test_killed_worker_reverts_exactly_once(make_stack, worker, tmp_path, point):
     stack = make_stack(FAST)
     workload = bad_release(stack)

@@ -200,9 +200,22 @@ class Kube:
             "Rollout": lambda name, ns, **kw: self.custom.get_namespaced_custom_object(
                 *ARGO[:2], ns, ARGO[2], name, **kw
             ),
-            "CronJob": client.BatchV1Api(self.api).read_namespaced_cron_job,
+            "CronJob": self._read_cron_job,
             "Job": client.BatchV1Api(self.api).read_namespaced_job,
         }[kind]
+
+    def _read_cron_job(self, name: str, namespace: str, **kwargs):
+        """batch/v1 CronJob (Kubernetes >= 1.21), or batch/v1beta1 on older clusters."""
+        try:
+            return self.custom.get_namespaced_custom_object(
+                "batch", "v1", namespace, "cronjobs", name, **kwargs
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return self.custom.get_namespaced_custom_object(
+                "batch", "v1beta1", namespace, "cronjobs", name, **kwargs
+            )
 
     def _patch_method(self, kind: str, *, status: bool = False):
         if kind == "Rollout":
