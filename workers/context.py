@@ -9,6 +9,7 @@ from config.policy import Policy, load_policy
 from config.settings import Settings
 from workers.connection import connect
 from workers.decisions import Engine
+from workers.errors import PermanentError
 from workers.integrations.kubernetes import Kube, api_client
 from workers.integrations.prometheus import Prometheus
 from workers.records import utcnow
@@ -27,8 +28,12 @@ class Context:
     engine: Engine
 
     def executor(self) -> Executor:
-        """A rollback executor on this process's cluster and Prometheus."""
-        kube = Kube(api_client(self.settings.kubeconfig, self.settings.kube_context))
+        """A rollback executor on this process's cluster and Prometheus (kube None when no
+        cluster is configured: its rollbacks then fail, saying so)."""
+        try:
+            kube = Kube(api_client(self.settings.kubeconfig, self.settings.kube_context))
+        except PermanentError:
+            kube = None
         url = self.settings.prometheus_url
         return Executor(
             store=self.store,

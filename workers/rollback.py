@@ -50,7 +50,7 @@ class Executor:
 
     store: Store
     policy: Policy
-    kube: Kube
+    kube: Kube | None
     prometheus: Prometheus | None
     connection: redis.Redis
     clock: Callable[[], datetime]
@@ -102,6 +102,12 @@ class Executor:
             return rollback
         rollback.attempts += 1
         self.store.rollbacks.save(rollback)
+        if self.kube is None:
+            return self.finish(
+                rollback,
+                "failed",
+                "no Kubernetes configured: set KUBECONFIG or run Backstop in the cluster",
+            )
         decision = self.store.decisions.get(decision_id)
         if decision is None:
             return self.finish(rollback, "failed", f"decision {decision_id} not found")

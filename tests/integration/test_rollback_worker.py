@@ -1,12 +1,17 @@
 """The rollback job in a real RQ worker: SIGKILLed mid-job, it still reverts exactly once."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from config.policy import Policy
+from receiver.app import create_app
+from tests import samples
 from tests.conftest import wait_for
 from tests.workloads import FAST, bad_release
 
@@ -82,3 +87,49 @@ def test_killed_worker_reverts_exactly_once(make_stack, worker, tmp_path, point)
     )
     assert incident.status == "verified"
     assert incident.jira.state == incident.pagerduty.state == "not_configured"
+
+
+def test_without_a_cluster_a_rollback_fails_and_says_why(
+    make_settings, redis_url, tmp_path, webhook_headers
+):
+    """`make run` without KUBECONFIG: decisions still work; rollbacks fail, recorded."""
+    config = tmp_path / "policy.yaml"
+    config.write_text("mode: enforce\ndefaults:\n  min_firing: 0s\n")
+    app = create_app(
+        make_settings(),
+        policy=Policy.model_validate({"mode": "enforce", "defaults": {"min_firing": "0s"}}),
+    )
+    web = app.test_client()
+    web.post(
+        "/webhooks/deployments",
+        headers=webhook_headers,
+        json={
+            "namespace": "shop",
+            "name": "checkout",
+            "revision": "3",
+            "started_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+        },
+    )
+    alert = samples.am_alert(starts_at=datetime.now(UTC).isoformat(), backstop_rollback="true")
+    answer = web.post(
+        "/webhooks/alertmanager",
+        headers=webhook_headers,
+        data=json.dumps(samples.alertmanager(alert)),
+        content_type="application/json",
+    ).get_json()
+    [decision] = answer["decisions"]
+    assert decision["outcome"] == "rollback"
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
+    }
+    env.update({"REDIS_URL": redis_url, "BACKSTOP_CONFIG": str(config)})
+    subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "worker", "--burst"],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    rollbacks = web.get("/api/v1/rollbacks", headers={"Authorization": "Bearer test-api-token"})
+    [rollback] = rollbacks.get_json()["rollbacks"]
+    assert rollback["status"] == "failed" and "no Kubernetes configured" in rollback["reason"]
