@@ -60,6 +60,46 @@ def recheck_job_id(episode_id: str) -> str:
     return f"recheck-{episode_id}"
 
 
+# A rollback is retried three times over a minute and a half (transient API errors); an
+# outage of Jira or PagerDuty for hours (20 retries, the last ones 15 minutes apart), on its
+# own queue, never in a rollback's way.
+ROLLBACK_RETRY = Retry(max=3, interval=[10, 30, 60])
+INCIDENT_RETRY = Retry(max=20, interval=[10, 30, 60, 120, 300, 600, 900])
+RECHECK_RETRY = Retry(max=5, interval=[5, 15, 30, 60, 120])
+
+
+def _enqueue_once(
+    connection: redis.Redis,
+    queue_name: str,
+    function: str,
+    *,
+    job_id: str,
+    kwargs: dict,
+    at: datetime | None = None,
+    **options,
+) -> str:
+    """Enqueue (or schedule at `at`) a job under a deterministic id, at most once: a second
+    call while the job is known to RQ changes nothing, which is what duplicate deliveries and
+    concurrent receivers need."""
+    target = queue(connection, queue_name)
+    options = {
+        "job_id": job_id,
+        "kwargs": kwargs,
+        "unique": True,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+        **options,
+    }
+    try:
+        if at is None:
+            target.enqueue_call(function, **options)
+        else:
+            target.enqueue_at(at, function, **options)
+    except DuplicateJobError:
+        pass  # already there: exactly what unique is for
+    return job_id
+
+
 def enqueue_rollback(
     connection: redis.Redis,
     *,
@@ -69,93 +109,61 @@ def enqueue_rollback(
     mode: str = "enforce",
 ) -> str:
     """Enqueue `workers.jobs.rollback` once per (workload, bad revision); return its id."""
-    job_id = rollback_job_id(workload, bad_revision, mode=mode)
-    try:
-        queue(connection, ROLLBACKS).enqueue_call(
-            "workers.jobs.rollback",
-            kwargs={
-                "decision_id": decision_id,
-                "workload": workload.key,
-                "bad_revision": bad_revision,
-                "mode": mode,
-            },
-            job_id=job_id,
-            unique=True,
-            timeout=ROLLBACK_TIMEOUT,
-            result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL,
-            retry=Retry(max=3, interval=[10, 30, 60]),
-            description=f"roll back {workload.key} from revision {bad_revision}",
-        )
-    except DuplicateJobError:
-        pass  # already enqueued by an earlier delivery: exactly what unique is for
-    return job_id
-
-
-# An outage of Jira or PagerDuty is retried for hours, on its own queue, never in the way of
-# a rollback: 20 retries, the last ones 15 minutes apart.
-INCIDENT_RETRY = Retry(max=20, interval=[10, 30, 60, 120, 300, 600, 900])
-
-
-def _enqueue_incident_job(
-    connection: redis.Redis, function: str, kwargs: dict, job_id: str, description: str
-) -> str:
-    try:
-        queue(connection, INCIDENTS).enqueue_call(
-            function,
-            kwargs=kwargs,
-            job_id=job_id,
-            unique=True,
-            result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL,
-            retry=INCIDENT_RETRY,
-            description=description,
-        )
-    except DuplicateJobError:
-        pass  # this outcome's incident is already on its way
-    return job_id
+    return _enqueue_once(
+        connection,
+        ROLLBACKS,
+        "workers.jobs.rollback",
+        job_id=rollback_job_id(workload, bad_revision, mode=mode),
+        kwargs={
+            "decision_id": decision_id,
+            "workload": workload.key,
+            "bad_revision": bad_revision,
+            "mode": mode,
+        },
+        timeout=ROLLBACK_TIMEOUT,
+        retry=ROLLBACK_RETRY,
+        description=f"roll back {workload.key} from revision {bad_revision}",
+    )
 
 
 def enqueue_incident(connection: redis.Redis, *, rollback_id: str, attempt: int = 1) -> str:
     """Enqueue `workers.jobs.incident` for a rollback's terminal outcome."""
-    return _enqueue_incident_job(
+    return _enqueue_once(
         connection,
+        INCIDENTS,
         "workers.jobs.incident",
-        {"rollback_id": rollback_id},
-        incident_job_id(rollback_id, attempt),
-        f"file the incident for rollback {rollback_id}",
+        job_id=incident_job_id(rollback_id, attempt),
+        kwargs={"rollback_id": rollback_id},
+        retry=INCIDENT_RETRY,
+        description=f"file the incident for rollback {rollback_id}",
     )
 
 
 def enqueue_page(connection: redis.Redis, *, decision_id: str) -> str:
     """Enqueue `workers.jobs.page` for a decision that needs a human."""
-    return _enqueue_incident_job(
+    return _enqueue_once(
         connection,
+        INCIDENTS,
         "workers.jobs.page",
-        {"decision_id": decision_id},
-        page_job_id(decision_id),
-        f"page a human about decision {decision_id}",
+        job_id=page_job_id(decision_id),
+        kwargs={"decision_id": decision_id},
+        retry=INCIDENT_RETRY,
+        description=f"page a human about decision {decision_id}",
     )
 
 
 def schedule_recheck(connection: redis.Redis, *, episode_id: str, at: datetime) -> str:
     """Schedule `workers.jobs.recheck` of a deferred episode at `at` (needs --with-scheduler)."""
-    job_id = recheck_job_id(episode_id)
-    try:
-        queue(connection, DECISIONS).enqueue_at(
-            at,
-            "workers.jobs.recheck",
-            kwargs={"episode_id": episode_id},
-            job_id=job_id,
-            unique=True,
-            result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL,
-            retry=Retry(max=5, interval=[5, 15, 30, 60, 120]),
-            description=f"re-check deferred episode {episode_id}",
-        )
-    except DuplicateJobError:
-        pass
-    return job_id
+    return _enqueue_once(
+        connection,
+        DECISIONS,
+        "workers.jobs.recheck",
+        at=at,
+        job_id=recheck_job_id(episode_id),
+        kwargs={"episode_id": episode_id},
+        retry=RECHECK_RETRY,
+        description=f"re-check deferred episode {episode_id}",
+    )
 
 
 def run_worker(connection: redis.Redis, *, burst: bool = False) -> bool:
@@ -166,19 +174,16 @@ def run_worker(connection: redis.Redis, *, burst: bool = False) -> bool:
 
 def retry_rollback(connection: redis.Redis, rollback_id: str, kwargs: dict) -> str:
     """Run a finished rollback job again under the same id (a human asked for it)."""
-    rollbacks = queue(connection, ROLLBACKS)
-    job = rollbacks.fetch_job(rollback_id)
+    job = queue(connection, ROLLBACKS).fetch_job(rollback_id)
     if job is not None:
         job.delete()  # a finished or failed job keeps its id until its TTL; make room
-    rollbacks.enqueue_call(
+    return _enqueue_once(
+        connection,
+        ROLLBACKS,
         "workers.jobs.rollback",
-        kwargs=kwargs,
         job_id=rollback_id,
-        unique=True,
+        kwargs=kwargs,
         timeout=ROLLBACK_TIMEOUT,
-        result_ttl=RESULT_TTL,
-        failure_ttl=FAILURE_TTL,
-        retry=Retry(max=3, interval=[10, 30, 60]),
+        retry=ROLLBACK_RETRY,
         description=f"retry rollback {rollback_id}",
     )
-    return rollback_id

@@ -9,6 +9,10 @@ from config.policy import Policy
 from receiver.app import create_app
 from tests import samples
 from tests.conftest import API_TOKEN
+from workers import queues
+from workers.models import Workload
+from workers.records import Rollback, WorkloadRecord
+from workers.store import Store
 
 API = {"Authorization": f"Bearer {API_TOKEN}", "X-Backstop-Actor": "alice"}
 
@@ -196,3 +200,39 @@ def test_circuit_reset(make_client):
 def test_every_api_route_needs_the_token(make_client, method, path, redis_client):
     assert make_client().open(path, method=method).status_code == 401
     assert redis_client.dbsize() == 0
+
+
+def test_retrying_a_rollback(make_client, redis_client):
+    client = make_client()
+    store = Store(redis_client, Policy())
+    workload = WorkloadRecord.of(Workload("default", "shop", "Deployment", "checkout"))
+    for rollback_id, status in (("rollback-a-3", "blocked"), ("rollback-b-3", "verified")):
+        store.rollbacks.save(
+            Rollback(
+                id=rollback_id,
+                decision_id="d",
+                workload=workload,
+                bad_revision="3",
+                status=status,
+                reason="x",
+            )
+        )
+    answer = client.post("/api/v1/rollbacks/rollback-a-3/retry", headers=API)
+    assert answer.status_code == 202 and answer.get_json()["status"] == "running"
+    assert answer.get_json()["reason"] == "retried by api:alice"
+    job = queues.queue(redis_client, queues.ROLLBACKS).fetch_job("rollback-a-3")
+    assert job.kwargs == {
+        "decision_id": "d",
+        "workload": "default/shop/Deployment/checkout",
+        "bad_revision": "3",
+        "mode": "enforce",
+    }
+    refused = client.post("/api/v1/rollbacks/rollback-b-3/retry", headers=API)
+    assert refused.status_code == 409
+    assert client.post("/api/v1/rollbacks/nope/retry", headers=API).status_code == 404
+    listed = client.get("/api/v1/rollbacks?status=running", headers=API).get_json()
+    assert [r["id"] for r in listed["rollbacks"]] == ["rollback-a-3"]
+    detail = client.get("/api/v1/rollbacks/rollback-b-3", headers=API).get_json()
+    assert detail["status"] == "verified" and detail["incident"] is None
+    audit = client.get("/api/v1/audit", headers=API).get_json()["audit"]
+    assert audit[0]["action"] == "retry" and audit[0]["target"] == "rollback/rollback-a-3"
