@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,3 +51,14 @@ def terminate(process: subprocess.Popen | None, timeout: float = 20.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def run_burst_worker(env: dict[str, str]) -> None:
+    """Run `backstop worker --burst` until the queues are empty (and due jobs are done)."""
+    subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "worker", "--burst"],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )

@@ -1,6 +1,7 @@
 """Webhook bodies shaped exactly like the ones Alertmanager and Grafana send."""
 
 import copy
+from datetime import UTC, datetime, timedelta
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -86,3 +87,21 @@ def grafana(*alerts: dict) -> dict:
         }
     )
     return body
+
+
+def deployment_event(minutes_ago: float = 10, **fields) -> dict:
+    """A CI/CD deployment event for shop/checkout, revision 3, that started a while ago."""
+    started = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return {
+        "namespace": "shop",
+        "name": "checkout",
+        "revision": 3,
+        "started_at": started.isoformat(),
+        **fields,
+    }
+
+
+def kill_switch(minutes_ago: float = 5, **labels) -> dict:
+    """An Alertmanager webhook with one kill-switch alert (backstop_rollback="true")."""
+    started = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
+    return alertmanager(am_alert(starts_at=started, backstop_rollback="true", **labels))

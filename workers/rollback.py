@@ -58,9 +58,11 @@ class Executor:
     _token: str = ""
 
     def _record(
-        self, rollback_id: str, decision_id: str, workload: Workload, bad_revision: str, mode: str
-    ) -> Rollback:
-        return self.store.rollbacks.get(rollback_id) or Rollback(
+        self, rollback_id: str, decision_id: str, workload_key: str, bad_revision: str, mode: str
+    ) -> tuple[Workload, Rollback]:
+        """The workload, and the rollback's record: stored, or new."""
+        workload = Workload.from_key(workload_key)
+        return workload, self.store.rollbacks.get(rollback_id) or Rollback(
             id=rollback_id,
             decision_id=decision_id,
             workload=WorkloadRecord.of(workload),
@@ -80,8 +82,7 @@ class Executor:
         mode: str = "enforce",
     ) -> Rollback:
         """End a rollback as failed (a permanent error, or retries exhausted)."""
-        workload = Workload.from_key(workload_key)
-        rollback = self._record(rollback_id, decision_id, workload, bad_revision, mode)
+        _, rollback = self._record(rollback_id, decision_id, workload_key, bad_revision, mode)
         if rollback.terminal:
             return rollback
         return self.finish(rollback, "failed", reason)
@@ -96,8 +97,9 @@ class Executor:
         mode: str = "enforce",
     ) -> Rollback:
         """Run (or resume) a rollback; returns its record."""
-        workload = Workload.from_key(workload_key)
-        rollback = self._record(rollback_id, decision_id, workload, bad_revision, mode)
+        workload, rollback = self._record(
+            rollback_id, decision_id, workload_key, bad_revision, mode
+        )
         if rollback.terminal:
             return rollback
         rollback.attempts += 1

@@ -1,7 +1,6 @@
 """The decisions, deployments and automation API, and the CI deployments webhook."""
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -32,25 +31,16 @@ def post_json(client, path, body, headers):
 
 
 def report_deploy(client, headers, minutes_ago=10, **fields):
-    body = {
-        "namespace": "shop",
-        "name": "checkout",
-        "revision": 3,
-        "started_at": (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat(),
-        "version": "v1.4.0",
-        "commit": "abc123",
-        "author": "dev@example.com",
-        "url": "https://ci/run/42",
-        "images": ["registry/checkout:v1.4.0"],
+    body = samples.deployment_event(
+        minutes_ago,
+        version="v1.4.0",
+        commit="abc123",
+        author="dev@example.com",
+        url="https://ci/run/42",
+        images=["registry/checkout:v1.4.0"],
         **fields,
-    }
+    )
     return post_json(client, "/webhooks/deployments", body, headers)
-
-
-def kill_switch_alert(minutes_ago=5, **labels):
-    started = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
-    alert = samples.am_alert(starts_at=started, backstop_rollback="true", **labels)
-    return samples.alertmanager(alert)
 
 
 def test_ci_deployment_is_recorded_and_listed(make_client, webhook_headers):
@@ -99,7 +89,7 @@ def test_ci_deployments_need_the_webhook_token(make_client):
 def test_alert_after_a_ci_deployment_is_a_dry_run_with_reasons(make_client, webhook_headers):
     client = make_client()
     report_deploy(client, webhook_headers)
-    answer = post_json(client, "/webhooks/alertmanager", kill_switch_alert(), webhook_headers)
+    answer = post_json(client, "/webhooks/alertmanager", samples.kill_switch(), webhook_headers)
     [decision] = answer.get_json()["decisions"]
     assert decision["outcome"] == "dry_run"
     assert decision["workload"] == "default/shop/Deployment/checkout"
@@ -118,7 +108,7 @@ def test_pause_is_audited_and_skips_decisions(make_client, webhook_headers):
     assert paused.get_json() == {"paused": "global"}
     state = client.get("/api/v1/automation", headers=API).get_json()
     assert state["paused"]["reason"] == "game day" and state["paused"]["by"] == "api:alice"
-    answer = post_json(client, "/webhooks/alertmanager", kill_switch_alert(), webhook_headers)
+    answer = post_json(client, "/webhooks/alertmanager", samples.kill_switch(), webhook_headers)
     assert answer.get_json()["decisions"][0]["reason"] == "paused"
     post_json(client, "/api/v1/automation/resume", {}, API)
     assert client.get("/api/v1/automation", headers=API).get_json()["paused"] is None
@@ -156,7 +146,7 @@ def test_bad_pause_requests_are_400(make_client, body):
 def test_approve_and_deny_through_the_api(make_client, webhook_headers):
     client = make_client(mode="approve")
     report_deploy(client, webhook_headers)
-    answer = post_json(client, "/webhooks/alertmanager", kill_switch_alert(), webhook_headers)
+    answer = post_json(client, "/webhooks/alertmanager", samples.kill_switch(), webhook_headers)
     [decision] = answer.get_json()["decisions"]
     assert decision["outcome"] == "awaiting_approval"
     waiting = client.get("/api/v1/decisions?outcome=awaiting_approval", headers=API).get_json()

@@ -1,16 +1,13 @@
 """A deferred episode is re-checked by a real RQ worker with its scheduler."""
 
-import json
 import os
-import subprocess
-import sys
 import time
-from datetime import UTC, datetime, timedelta
 
 from config.policy import Policy
 from receiver.app import create_app
 from tests import samples
 from tests.conftest import wait_for
+from tests.processes import run_burst_worker
 
 
 def test_deferred_episode_is_rechecked_by_the_worker(
@@ -20,35 +17,18 @@ def test_deferred_episode_is_rechecked_by_the_worker(
     policy_file.write_text("mode: dry-run\ndefaults:\n  min_firing: 2s\n")
     policy = Policy.model_validate({"defaults": {"min_firing": "2s"}})
     client = create_app(make_settings(), policy=policy).test_client()
-    now = datetime.now(UTC)
     client.post(
         "/webhooks/deployments",
         headers=webhook_headers,
-        json={
-            "namespace": "shop",
-            "name": "checkout",
-            "revision": "3",
-            "started_at": (now - timedelta(minutes=5)).isoformat(),
-        },
+        json=samples.deployment_event(minutes_ago=5),
     )
-    alert = samples.am_alert(starts_at=now.isoformat(), backstop_rollback="true")
     answer = client.post(
-        "/webhooks/alertmanager",
-        headers=webhook_headers,
-        data=json.dumps(samples.alertmanager(alert)),
-        content_type="application/json",
+        "/webhooks/alertmanager", headers=webhook_headers, json=samples.kill_switch(minutes_ago=0)
     ).get_json()
     [deferred] = answer["decisions"]
     assert deferred["outcome"] == "deferred"
     time.sleep(2.5)  # the scheduled re-check must be due before the burst worker starts
-    env = {**os.environ, "REDIS_URL": redis_url, "BACKSTOP_CONFIG": str(policy_file)}
-    subprocess.run(
-        [sys.executable, "-m", "receiver.cli", "worker", "--burst"],
-        env=env,
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
+    run_burst_worker({**os.environ, "REDIS_URL": redis_url, "BACKSTOP_CONFIG": str(policy_file)})
     api = {"Authorization": "Bearer test-api-token"}
     decision = wait_for(
         lambda: client.get(f"/api/v1/decisions/{deferred['id']}", headers=api).get_json(), timeout=5

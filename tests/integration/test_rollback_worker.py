@@ -1,11 +1,9 @@
 """The rollback job in a real RQ worker: SIGKILLed mid-job, it still reverts exactly once."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,6 +11,7 @@ from config.policy import Policy
 from receiver.app import create_app
 from tests import samples
 from tests.conftest import wait_for
+from tests.processes import run_burst_worker
 from tests.workloads import FAST, bad_release
 
 pytestmark = pytest.mark.integration
@@ -103,19 +102,10 @@ def test_without_a_cluster_a_rollback_fails_and_says_why(
     web.post(
         "/webhooks/deployments",
         headers=webhook_headers,
-        json={
-            "namespace": "shop",
-            "name": "checkout",
-            "revision": "3",
-            "started_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
-        },
+        json=samples.deployment_event(minutes_ago=5),
     )
-    alert = samples.am_alert(starts_at=datetime.now(UTC).isoformat(), backstop_rollback="true")
     answer = web.post(
-        "/webhooks/alertmanager",
-        headers=webhook_headers,
-        data=json.dumps(samples.alertmanager(alert)),
-        content_type="application/json",
+        "/webhooks/alertmanager", headers=webhook_headers, json=samples.kill_switch(minutes_ago=0)
     ).get_json()
     [decision] = answer["decisions"]
     assert decision["outcome"] == "rollback"
@@ -123,13 +113,7 @@ def test_without_a_cluster_a_rollback_fails_and_says_why(
         k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
     }
     env.update({"REDIS_URL": redis_url, "BACKSTOP_CONFIG": str(config)})
-    subprocess.run(
-        [sys.executable, "-m", "receiver.cli", "worker", "--burst"],
-        env=env,
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
+    run_burst_worker(env)
     rollbacks = web.get("/api/v1/rollbacks", headers={"Authorization": "Bearer test-api-token"})
     [rollback] = rollbacks.get_json()["rollbacks"]
     assert rollback["status"] == "failed" and "no Kubernetes configured" in rollback["reason"]

@@ -5,8 +5,7 @@ from datetime import datetime
 import redis
 
 from workers.records import Decision
-from workers.store import keys
-from workers.store.records import newest
+from workers.store import keys, records
 
 MAX_DECISIONS = 100_000
 
@@ -47,8 +46,7 @@ class DecisionStore:
 
     def get(self, decision_id: str) -> Decision | None:
         """One decision by id."""
-        raw = self.redis.get(keys.DECISION + decision_id)
-        return Decision.model_validate_json(raw) if raw else None
+        return records.get(self.redis, keys.DECISION, Decision, decision_id)
 
     def recent(
         self,
@@ -74,4 +72,4 @@ class DecisionStore:
             )
 
         index = keys.AWAITING if outcome == "awaiting_approval" else keys.DECISIONS
-        return newest(self.redis, index, keys.DECISION, Decision, limit=limit, keep=keep)
+        return records.newest(self.redis, index, keys.DECISION, Decision, limit=limit, keep=keep)

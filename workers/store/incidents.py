@@ -5,8 +5,7 @@ from datetime import datetime, timedelta
 import redis
 
 from workers.records import Incident
-from workers.store import keys
-from workers.store.records import newest
+from workers.store import keys, records
 
 RETENTION = timedelta(days=90)
 MAX_INCIDENTS = 10_000
@@ -24,20 +23,24 @@ class IncidentStore:
 
     def save(self, incident: Incident) -> None:
         """Write an incident (new or updated)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(keys.INCIDENT + incident.id, incident.model_dump_json(), ex=RETENTION)
-        pipe.zadd(keys.INCIDENTS, {incident.id: _ms(incident.created_at)})
-        pipe.zremrangebyrank(keys.INCIDENTS, 0, -MAX_INCIDENTS - 1)
-        pipe.execute()
+        records.save(
+            self.redis,
+            keys.INCIDENT,
+            keys.INCIDENTS,
+            incident.id,
+            incident,
+            score_ms=_ms(incident.created_at),
+            ttl=RETENTION,
+            cap=MAX_INCIDENTS,
+        )
 
     def get(self, incident_id: str) -> Incident | None:
         """One incident by id (the rollback's id, or `decision-<id>`)."""
-        raw = self.redis.get(keys.INCIDENT + incident_id)
-        return Incident.model_validate_json(raw) if raw else None
+        return records.get(self.redis, keys.INCIDENT, Incident, incident_id)
 
     def recent(self, *, limit: int = 50) -> list[Incident]:
         """Incidents, newest first."""
-        return newest(self.redis, keys.INCIDENTS, keys.INCIDENT, Incident, limit=limit)
+        return records.newest(self.redis, keys.INCIDENTS, keys.INCIDENT, Incident, limit=limit)
 
     def jira_issue(self, incident_key: str) -> str | None:
         """The Jira issue already filed for an incident key (our map comes first: Jira's

@@ -1,6 +1,7 @@
 """Reading JSON records back through a sorted-set index, newest first: one loop for all."""
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 import redis
@@ -36,3 +37,28 @@ def newest(
         found += [record for record in load(client, prefix, model, ids) if keep(record)]
         start += page
     return found[:limit]
+
+
+def save(
+    client: redis.Redis,
+    prefix: str,
+    index: str,
+    record_id: str,
+    record: BaseModel,
+    *,
+    score_ms: int,
+    ttl: timedelta,
+    cap: int,
+) -> None:
+    """Write a record with a TTL and index it by `score_ms`, keeping the newest `cap`."""
+    pipe = client.pipeline(transaction=True)
+    pipe.set(prefix + record_id, record.model_dump_json(), ex=ttl)
+    pipe.zadd(index, {record_id: score_ms})
+    pipe.zremrangebyrank(index, 0, -cap - 1)
+    pipe.execute()
+
+
+def get(client: redis.Redis, prefix: str, model: type[R], record_id: str) -> R | None:
+    """One record, or None when unknown or expired."""
+    raw = client.get(prefix + record_id)
+    return model.model_validate_json(raw) if raw else None

@@ -6,8 +6,7 @@ from datetime import datetime, timedelta
 import redis
 
 from workers.records import Rollback
-from workers.store import keys
-from workers.store.records import newest
+from workers.store import keys, records
 
 RETENTION = timedelta(days=30)
 MAX_ROLLBACKS = 10_000
@@ -44,20 +43,24 @@ class RollbackStore:
 
     def save(self, rollback: Rollback) -> None:
         """Write a rollback record (new or updated)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(keys.ROLLBACK + rollback.id, rollback.model_dump_json(), ex=RETENTION)
-        pipe.zadd(keys.ROLLBACKS, {rollback.id: _ms(rollback.created_at)})
-        pipe.zremrangebyrank(keys.ROLLBACKS, 0, -MAX_ROLLBACKS - 1)
-        pipe.execute()
+        records.save(
+            self.redis,
+            keys.ROLLBACK,
+            keys.ROLLBACKS,
+            rollback.id,
+            rollback,
+            score_ms=_ms(rollback.created_at),
+            ttl=RETENTION,
+            cap=MAX_ROLLBACKS,
+        )
 
     def get(self, rollback_id: str) -> Rollback | None:
         """One rollback by id."""
-        raw = self.redis.get(keys.ROLLBACK + rollback_id)
-        return Rollback.model_validate_json(raw) if raw else None
+        return records.get(self.redis, keys.ROLLBACK, Rollback, rollback_id)
 
     def recent(self, *, status: str | None = None, limit: int = 50) -> list[Rollback]:
         """Rollbacks, newest first, optionally with one status."""
-        return newest(
+        return records.newest(
             self.redis,
             keys.ROLLBACKS,
             keys.ROLLBACK,

@@ -13,8 +13,7 @@ import redis
 
 from workers.models import Workload
 from workers.records import Rollout, WorkloadRecord
-from workers.store import keys
-from workers.store.records import load, newest
+from workers.store import keys, records
 
 PER_WORKLOAD = 50  # rollouts kept per workload
 EVERY_WORKLOAD = 20_000  # rollouts kept in the global index
@@ -35,8 +34,7 @@ class RolloutStore:
 
     def get(self, rollout_id: str) -> Rollout | None:
         """One rollout by id."""
-        raw = self.redis.get(keys.ROLLOUT + rollout_id)
-        return Rollout.model_validate_json(raw) if raw else None
+        return records.get(self.redis, keys.ROLLOUT, Rollout, rollout_id)
 
     def by_revision(self, workload: Workload, revision: str) -> Rollout | None:
         """The rollout of `workload` at `revision`."""
@@ -46,7 +44,7 @@ class RolloutStore:
     def for_workload(self, workload: Workload, *, limit: int = PER_WORKLOAD) -> list[Rollout]:
         """A workload's rollouts, newest first."""
         ids = self.redis.zrevrange(keys.workload_rollouts(workload.key), 0, limit - 1)
-        return load(self.redis, keys.ROLLOUT, Rollout, ids)
+        return records.load(self.redis, keys.ROLLOUT, Rollout, ids)
 
     def recent(
         self, *, namespace: str | None = None, name: str | None = None, limit: int = 50
@@ -59,7 +57,9 @@ class RolloutStore:
                 name is None or workload.name == name
             )
 
-        return newest(self.redis, keys.ROLLOUTS, keys.ROLLOUT, Rollout, limit=limit, keep=keep)
+        return records.newest(
+            self.redis, keys.ROLLOUTS, keys.ROLLOUT, Rollout, limit=limit, keep=keep
+        )
 
     # -- writing ---------------------------------------------------------------------------
 
