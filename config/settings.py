@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
     kube_context: str | None = Field(None, validation_alias=_env("BACKSTOP_KUBE_CONTEXT"))
 
+    users_file: Path | None = Field(None, validation_alias=_env("BACKSTOP_USERS_FILE"))
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 7, validation_alias=_env("BACKSTOP_SESSION_HOURS")
+    )
+    cookie_secure: bool | None = Field(None, validation_alias=_env("BACKSTOP_COOKIE_SECURE"))
+
     @field_validator(
         "webhook_token",
         "api_token",
@@ -96,6 +102,13 @@ class Settings(BaseSettings):
     def jira_configured(self) -> bool:
         """Jira needs a URL and either a user with an API token or a personal access token."""
         return bool(self.jira_url and (self.jira_pat or (self.jira_user and self.jira_token)))
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Mark cookies Secure when told to, or when Backstop is served over https."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return bool(self.public_url and self.public_url.startswith("https://"))
 
     def snapshot_key(self) -> bytes:
         """The key that signs snapshot links: its own secret, else derived from the API token."""

@@ -1,18 +1,20 @@
-"""The JSON API under /api/v1, behind the API bearer token.
+"""The JSON API under /api/v1, for the API bearer token or a dashboard session.
 
-Reads: alerts, decisions, deployments, automation state, audit. Actions: approve or deny
-a decision, pause or resume automation (globally or per workload), reset the circuit
-breaker. Every action is audited with who did it, when, and why.
+Reads: alerts, decisions, deployments, rollbacks, incidents, jobs and queues, automation
+state, audit. Actions: approve or deny a decision, retry a rollback, retry or cancel a job,
+pause or resume automation (globally or per workload), reset the circuit breaker. Actions
+need the operator role (and a session's CSRF token); every one is audited with who did it,
+when, and why.
 """
 
 from flask import Blueprint, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from receiver import auth
+from receiver import access
 from receiver.bodies import parse_body
 from receiver.errors import ApiError
 from receiver.state import app_state
-from workers import queues
+from workers import queues, registries
 from workers.decisions import DecisionError
 from workers.models import KINDS, Workload
 from workers.records import SKIP_REASONS, TERMINAL, AuditEntry, utcnow
@@ -24,19 +26,19 @@ OUTCOMES = ("rollback", "dry_run", "awaiting_approval", "deferred", "skipped")
 ROLLBACK_STATUSES = ("running", *TERMINAL)
 RETRYABLE = ("blocked", "failed", "verification_failed")
 MAX_LIMIT = 1000
-ACTOR_HEADER = "X-Backstop-Actor"
 
 
 @bp.before_request
 def authenticate() -> None:
-    """Every API route needs the API token."""
-    auth.require_api_auth(request, app_state().settings)
+    """Every API route needs credentials; actions need an operator (and CSRF for sessions)."""
+    principal = access.authenticate(request, app_state())
+    access.require_action_allowed(request, principal)
+    g.principal = principal
 
 
 def actor() -> str:
-    """Who is acting: the API token, with the name its holder gives in X-Backstop-Actor."""
-    name = request.headers.get(ACTOR_HEADER, "").strip()[:64]
-    return f"api:{name}" if name else "api"
+    """Who is acting, as the audit log names them (`api:<name>` or `user:<name>`)."""
+    return g.principal.actor
 
 
 def query_limit(default: int = 50) -> int:
@@ -217,6 +219,27 @@ def incidents():
     return jsonify({"incidents": [i.model_dump(mode="json") for i in found]})
 
 
+@bp.get("/queues")
+def queue_state():
+    """Jobs per queue and registry, and the live workers."""
+    connection = app_state().store.redis
+    return jsonify(
+        {"queues": registries.counts(connection), "workers": registries.workers(connection)}
+    )
+
+
+@bp.get("/jobs")
+def job_list():
+    """Jobs in one registry (default failed), optionally of one queue, newest first."""
+    registry = query_choice("registry", registries.REGISTRIES) or "failed"
+    queue_name = query_choice("queue", queues.QUEUE_NAMES)
+    limit = min(query_limit(), registries.MAX_PAGE)
+    found = registries.jobs(
+        app_state().store.redis, registry=registry, queue_name=queue_name, limit=limit
+    )
+    return jsonify({"registry": registry, "jobs": [job.to_json() for job in found]})
+
+
 @bp.get("/automation")
 def automation():
     """Mode, pauses, and the circuit breaker."""
@@ -265,6 +288,31 @@ def deny(decision_id: str):
     except DecisionError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     return jsonify(result.model_dump(mode="json"))
+
+
+def _job_action(job_id: str, action: str):
+    """Retry or cancel a job, audited."""
+    body = parse_body(ActionBody, optional=True)
+    act = registries.retry if action == "retry" else registries.cancel
+    try:
+        found = act(app_state().store.redis, job_id)
+    except registries.JobActionError as exc:
+        code = "not_found" if exc.status == 404 else "conflict"
+        raise ApiError(exc.status, code, str(exc)) from None
+    audit(f"job_{action}", f"job/{job_id}", body.reason, queue=found.queue)
+    return jsonify(found.to_json()), 202 if action == "retry" else 200
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry_job(job_id: str):
+    """Put a failed job back on its queue."""
+    return _job_action(job_id, "retry")
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str):
+    """Cancel a queued, scheduled or deferred job."""
+    return _job_action(job_id, "cancel")
 
 
 @bp.post("/automation/pause")

@@ -8,7 +8,8 @@ from flask import Flask, g, request
 
 from config.policy import Policy, load_policy
 from config.settings import Settings
-from receiver import api, health, snapshots, webhooks
+from config.users import UsersError, load_users
+from receiver import api, dashboard, health, login, snapshots, webhooks
 from receiver.errors import register_error_handlers
 from receiver.logs import configure_logging
 from receiver.state import EXTENSION, AppState
@@ -40,6 +41,10 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     if not settings.redis_url:
         raise StartupError("REDIS_URL is not set (make run starts a local Redis for you)")
     policy = policy or load_policy(settings.config_path)
+    try:
+        users = load_users(settings.users_file)
+    except UsersError as exc:
+        raise StartupError(f"BACKSTOP_USERS_FILE: {exc}") from None
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -48,13 +53,14 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     store = Store(connection, policy)
     engine = Engine(store=store, policy=policy, connection=connection, clock=utcnow)
     app.extensions[EXTENSION] = AppState(
-        settings=settings, policy=policy, store=store, engine=engine
+        settings=settings, policy=policy, store=store, engine=engine, users=users
     )
 
     app.before_request(assign_request_id)
     app.after_request(echo_request_id)
     register_error_handlers(app)
-    for blueprint in (webhooks.bp, api.bp, health.bp, snapshots.bp):
+    dashboard.register_template_helpers(app)
+    for blueprint in (webhooks.bp, api.bp, health.bp, snapshots.bp, login.bp, dashboard.bp):
         app.register_blueprint(blueprint)
     return app
 

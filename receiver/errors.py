@@ -2,11 +2,12 @@
 
 Client mistakes are 4xx with a clear message; a Redis outage is 503 so senders retry;
 nothing a client sends may produce a 500 (the last-resort handler exists for our bugs).
+Dashboard pages get the same status and message as an HTML page instead.
 """
 
 import logging
 
-from flask import Flask, g, jsonify
+from flask import Flask, g, jsonify, render_template, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
@@ -36,8 +37,17 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+# Blueprints whose pages are HTML for people rather than JSON for programs.
+HTML_BLUEPRINTS = ("dashboard", "login")
+
+
 def error_response(status: int, code: str, message: str, *, details=None, headers=None):
-    """Build the envelope response."""
+    """Build the envelope response (an HTML page for the dashboard's pages)."""
+    if request and request.blueprint in HTML_BLUEPRINTS:
+        page = render_template(
+            "error.html", status=status, message=message, request_id=g.get("request_id", "")
+        )
+        return page, status, headers or {}
     body = {"code": code, "message": message, "request_id": g.get("request_id", "")}
     if details is not None:
         body["details"] = details

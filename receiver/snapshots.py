@@ -1,14 +1,14 @@
 """Metric snapshots as files: `/snapshots/<id>.png` and `.csv`.
 
-Readable with the API token, or through a signed, expiring link (`?exp=&sig=`), which is
-what PagerDuty's image links and a Jira ticket's readers use.
+Readable with the API token or a dashboard session, or through a signed, expiring link
+(`?exp=&sig=`), which is what PagerDuty's image links and a Jira ticket's readers use.
 """
 
 import time
 
 from flask import Blueprint, Response, request
 
-from receiver import auth
+from receiver import access
 from receiver.errors import ApiError
 from receiver.state import app_state
 from workers.snapshots import verify_signature
@@ -34,7 +34,7 @@ def snapshot(snapshot_id: str, ext: str):
         if not valid:
             raise ApiError(403, "forbidden", "invalid or expired snapshot link")
     else:
-        auth.require_api_auth(request, state.settings)
+        access.authenticate(request, state)
     store = state.store.snapshots
     data = store.png(snapshot_id) if ext == "png" else store.csv(snapshot_id)
     if data is None:

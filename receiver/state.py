@@ -6,6 +6,7 @@ from flask import current_app
 
 from config.policy import Policy
 from config.settings import Settings
+from config.users import Users
 from workers.decisions import Engine
 from workers.store import Store
 
@@ -20,6 +21,7 @@ class AppState:
     policy: Policy
     store: Store
     engine: Engine
+    users: Users
 
 
 def app_state() -> AppState:

@@ -21,6 +21,7 @@ from workers.store.episodes import (
 from workers.store.incidents import IncidentStore
 from workers.store.rollbacks import RollbackStore
 from workers.store.rollouts import RolloutStore
+from workers.store.sessions import SessionStore
 from workers.store.snapshots import SnapshotStore
 
 __all__ = ["DUPLICATE", "FIRST_RESOLVED", "NEW_FIRING", "RESEND", "UNDECIDED", "Episode", "Store"]
@@ -38,6 +39,7 @@ class Store:
         self.rollbacks = RollbackStore(client)
         self.incidents = IncidentStore(client)
         self.snapshots = SnapshotStore(client)
+        self.sessions = SessionStore(client)
 
     def ping(self) -> bool:
         """True when Redis answers."""

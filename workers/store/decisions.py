@@ -1,13 +1,16 @@
 """Decisions: one per processed alert episode (its id is the episode's), with history."""
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import get_args
 
 import redis
 
-from workers.records import Decision
+from workers.records import Decision, Outcome
 from workers.store import keys, records
 
 MAX_DECISIONS = 100_000
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
 
 def _ms(moment: datetime) -> int:
@@ -25,10 +28,13 @@ class DecisionStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(keys.DECISION + decision.id, decision.model_dump_json())
         pipe.zadd(keys.DECISIONS, {decision.id: _ms(decision.created_at)})
-        if decision.outcome == "awaiting_approval":
-            pipe.zadd(keys.AWAITING, {decision.id: _ms(decision.created_at)})
-        else:
-            pipe.zrem(keys.AWAITING, decision.id)
+        # One index per outcome, so "awaiting approval" lists and 24-hour counts by outcome
+        # never have to read every decision.
+        for outcome in OUTCOMES:
+            if outcome == decision.outcome:
+                pipe.zadd(keys.decisions_with(outcome), {decision.id: _ms(decision.created_at)})
+            else:
+                pipe.zrem(keys.decisions_with(outcome), decision.id)
         pipe.execute()
         self._trim()
 
@@ -40,7 +46,8 @@ class DecisionStore:
         pipe = self.redis.pipeline(transaction=False)
         for decision_id in old:
             pipe.delete(keys.DECISION + decision_id)
-            pipe.zrem(keys.AWAITING, decision_id)
+        for outcome in OUTCOMES:
+            pipe.zrem(keys.decisions_with(outcome), *old)
         pipe.zrem(keys.DECISIONS, *old)
         pipe.execute()
 
@@ -55,12 +62,14 @@ class DecisionStore:
         reason: str | None = None,
         workload: str | None = None,
         limit: int = 50,
+        keep: Callable[[Decision], bool] | None = None,
     ) -> list[Decision]:
-        """Decisions, newest first, optionally filtered by outcome, reason, workload key."""
+        """Decisions, newest first, filtered by outcome, reason, workload key, and `keep`."""
 
-        def keep(decision: Decision) -> bool:
+        def wanted(decision: Decision) -> bool:
             return (
-                (outcome is None or decision.outcome == outcome)
+                (keep is None or keep(decision))
+                and (outcome is None or decision.outcome == outcome)
                 and (reason is None or decision.reason == reason)
                 and (
                     workload is None
@@ -71,5 +80,22 @@ class DecisionStore:
                 )
             )
 
-        index = keys.AWAITING if outcome == "awaiting_approval" else keys.DECISIONS
-        return records.newest(self.redis, index, keys.DECISION, Decision, limit=limit, keep=keep)
+        index = keys.DECISIONS if outcome is None else keys.decisions_with(outcome)
+        return records.newest(self.redis, index, keys.DECISION, Decision, limit=limit, keep=wanted)
+
+    def get_many(self, decision_ids: list[str]) -> dict[str, Decision]:
+        """The decisions with these ids that exist, by id."""
+        found = records.load(
+            self.redis, keys.DECISION, Decision, [i.encode() for i in decision_ids]
+        )
+        return {decision.id: decision for decision in found}
+
+    def count_with(self, outcome: str) -> int:
+        """How many decisions have `outcome` now (e.g. awaiting approval)."""
+        return int(self.redis.zcard(keys.decisions_with(outcome)))
+
+    def counts(self, *, since: datetime) -> dict[str, int]:
+        """How many decisions made since `since` have each outcome now."""
+        return records.count_since(
+            self.redis, {o: keys.decisions_with(o) for o in OUTCOMES}, since_ms=_ms(since)
+        )

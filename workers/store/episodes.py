@@ -175,6 +175,25 @@ class EpisodeStore:
         raw, last_seen = pipe.execute()
         return _episode(raw, last_seen) if raw and last_seen is not None else None
 
+    def get_many(self, episode_ids: list[str]) -> dict[str, Episode]:
+        """The episodes with these ids that exist, by id (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for episode_id in episode_ids:
+            pipe.hgetall(EPISODE_PREFIX + episode_id)
+            pipe.zscore(EPISODES, episode_id)
+        answers = pipe.execute()
+        found = {}
+        for episode_id, raw, last_seen in zip(
+            episode_ids, answers[::2], answers[1::2], strict=True
+        ):
+            if raw and last_seen is not None:
+                found[episode_id] = _episode(raw, last_seen)
+        return found
+
+    def active_since(self, since: datetime) -> int:
+        """How many episodes had a notification at or after `since`."""
+        return int(self.redis.zcount(EPISODES, _ms(since), "+inf"))
+
     def recent_episodes(self, *, status: str | None = None, limit: int = 50) -> list[Episode]:
         """Episodes by most recent activity, optionally only those with `status`."""
         found: list[Episode] = []

@@ -42,6 +42,10 @@ class IncidentStore:
         """Incidents, newest first."""
         return records.newest(self.redis, keys.INCIDENTS, keys.INCIDENT, Incident, limit=limit)
 
+    def count_since(self, since: datetime) -> int:
+        """How many incidents were opened at or after `since`."""
+        return int(self.redis.zcount(keys.INCIDENTS, _ms(since), "+inf"))
+
     def jira_issue(self, incident_key: str) -> str | None:
         """The Jira issue already filed for an incident key (our map comes first: Jira's
         search is eventually consistent)."""

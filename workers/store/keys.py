@@ -17,11 +17,12 @@ EXPECTED_ROLLBACK = PREFIX + "expected-rollback:"  # + workload key -> hash: wha
 # Decisions.
 DECISION = PREFIX + "decision:"  # + decision id (= episode id) -> JSON record
 DECISIONS = PREFIX + "decisions"  # zset: decision id -> created (ms)
-AWAITING = PREFIX + "decisions:awaiting"  # zset: decision id -> created (ms)
+DECISIONS_BY_OUTCOME = PREFIX + "decisions:outcome:"  # + outcome -> zset: id -> created (ms)
 
 # Rollbacks.
 ROLLBACK = PREFIX + "rollback:"  # + rollback id (the RQ job id) -> JSON record
 ROLLBACKS = PREFIX + "rollbacks"  # zset: rollback id -> created (ms)
+ROLLBACKS_BY_STATUS = PREFIX + "rollbacks:status:"  # + status -> zset: id -> created (ms)
 EVIDENCE = PREFIX + "evidence:"  # + rollback id -> JSON: pod logs and events
 INCIDENT = PREFIX + "incident:"  # + incident id -> JSON: the incident and its delivery
 INCIDENTS = PREFIX + "incidents"  # zset: incident id -> created (ms)
@@ -41,6 +42,10 @@ CIRCUIT = PREFIX + "circuit"  # hash: state, opened_at, reason, reset_by, reset_
 ROLLBACK_TIMES = PREFIX + "rollback-times"  # zset: decision id -> claimed at (ms)
 AUDIT = PREFIX + "audit"  # stream of audit entries
 
+# Dashboard sessions and login throttling.
+SESSION = PREFIX + "session:"  # + sha256(session id) -> JSON: user, role, csrf (expiring)
+LOGIN_FAILURES = PREFIX + "login-failures:"  # + who -> count of recent failed logins
+
 
 def workload_rollouts(workload_key: str) -> str:
     """The rollouts of one workload, by start time."""
@@ -50,6 +55,16 @@ def workload_rollouts(workload_key: str) -> str:
 def workload_revisions(workload_key: str) -> str:
     """Revision -> rollout id for one workload."""
     return WORKLOAD_REVISIONS + workload_key
+
+
+def decisions_with(outcome: str) -> str:
+    """The decisions whose current outcome is `outcome`, by creation time."""
+    return DECISIONS_BY_OUTCOME + outcome
+
+
+def rollbacks_with(status: str) -> str:
+    """The rollbacks whose current status is `status`, by creation time."""
+    return ROLLBACKS_BY_STATUS + status
 
 
 def claim(workload_key: str, revision: str) -> str:

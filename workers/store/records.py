@@ -62,3 +62,11 @@ def get(client: redis.Redis, prefix: str, model: type[R], record_id: str) -> R |
     """One record, or None when unknown or expired."""
     raw = client.get(prefix + record_id)
     return model.model_validate_json(raw) if raw else None
+
+
+def count_since(client: redis.Redis, indexes: dict[str, str], *, since_ms: int) -> dict[str, int]:
+    """For each name, how many members of its index scored at or after `since_ms`."""
+    pipe = client.pipeline(transaction=False)
+    for index in indexes.values():
+        pipe.zcount(index, since_ms, "+inf")
+    return dict(zip(indexes, (int(n) for n in pipe.execute()), strict=True))

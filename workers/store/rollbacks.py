@@ -2,14 +2,16 @@
 
 import json
 from datetime import datetime, timedelta
+from typing import get_args
 
 import redis
 
-from workers.records import Rollback
+from workers.records import Rollback, RollbackStatus
 from workers.store import keys, records
 
 RETENTION = timedelta(days=30)
 MAX_ROLLBACKS = 10_000
+STATUSES: tuple[str, ...] = get_args(RollbackStatus)
 
 # Take the lock when free, or from an earlier attempt of the same rollback: RQ runs one job id
 # at most once at a time, so that attempt is over (its worker died). Never from another.
@@ -53,6 +55,17 @@ class RollbackStore:
             ttl=RETENTION,
             cap=MAX_ROLLBACKS,
         )
+        # One index per status, for counts and lists by status without reading every record.
+        created = _ms(rollback.created_at)
+        pipe = self.redis.pipeline(transaction=False)
+        for status in STATUSES:
+            if status == rollback.status:
+                pipe.zadd(keys.rollbacks_with(status), {rollback.id: created})
+                oldest = created - int(RETENTION.total_seconds() * 1000)
+                pipe.zremrangebyscore(keys.rollbacks_with(status), "-inf", oldest)
+            else:
+                pipe.zrem(keys.rollbacks_with(status), rollback.id)
+        pipe.execute()
 
     def get(self, rollback_id: str) -> Rollback | None:
         """One rollback by id."""
@@ -62,11 +75,18 @@ class RollbackStore:
         """Rollbacks, newest first, optionally with one status."""
         return records.newest(
             self.redis,
-            keys.ROLLBACKS,
+            keys.ROLLBACKS if status is None else keys.rollbacks_with(status),
             keys.ROLLBACK,
             Rollback,
             limit=limit,
+            # The status index can lag a record that changed since; the record is the truth.
             keep=lambda r: status is None or r.status == status,
+        )
+
+    def counts(self, *, since: datetime) -> dict[str, int]:
+        """How many rollbacks started since `since` have each status now."""
+        return records.count_since(
+            self.redis, {s: keys.rollbacks_with(s) for s in STATUSES}, since_ms=_ms(since)
         )
 
     def save_evidence(self, rollback_id: str, evidence: dict) -> None:

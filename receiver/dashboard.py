@@ -1,0 +1,369 @@
+"""The on-call dashboard: server-rendered pages over the same Redis records as the API.
+
+Pages only read. Every button posts to the JSON API (static/backstop.js adds the session's
+CSRF token), so the dashboard can do nothing the API does not allow, and every action is
+audited there. Pages refresh themselves every few seconds.
+"""
+
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, abort, g, redirect, render_template, request, url_for
+
+from receiver import access
+from receiver.state import app_state
+from workers import queues, registries
+from workers.records import TERMINAL, Decision, utcnow
+
+bp = Blueprint("dashboard", __name__)
+
+PAGE = 50
+MAX_PAGE = 500
+# Filters read at most this many of the newest records, so a page costs the same with a
+# year of history as with a day's; the page says when it stopped looking.
+SCAN_LIMIT = 5_000
+REFRESH_SECONDS = 5
+OUTCOMES = ("rollback", "dry_run", "awaiting_approval", "deferred", "skipped")
+ROLLBACK_STATUSES = ("running", *TERMINAL)
+
+# What each reason means, shown next to it (the README's table says the same).
+REASONS = {
+    "not_kill_switch": "the alert is not a kill switch",
+    "no_workload": "the alert names no workload Backstop knows",
+    "no_recent_deployment": "no deployment in the lookback window explains it",
+    "predates_deployment": "the alert began before the latest deployment",
+    "ambiguous": "several deployments could explain it",
+    "cooldown": "the workload was rolled back recently",
+    "circuit_open": "the circuit breaker is open",
+    "paused": "automation is paused",
+    "already_rolled_back": "that revision is already (being) rolled back",
+    "rollback_of_rollback": "the deployment was Backstop's own rollback",
+    "first_revision": "the only deployment is the workload's creation",
+    "resolved": "the alert resolved before Backstop acted",
+    "denied": "a human denied the rollback",
+    "enqueued": "a rollback job was enqueued",
+    "would_roll_back": "dry run: would have rolled back",
+    "approval_required": "waiting for a human to approve",
+    "min_firing": "waiting until it has fired long enough",
+}
+
+
+@bp.before_request
+def require_login():
+    """Pages need a session (or insecure local mode); else go to the login page."""
+    state = app_state()
+    if state.settings.api_token is None:
+        g.principal = access.Principal("local", "operator", "token")
+        return None
+    principal = access.session_principal(request, state)
+    if principal is None:
+        return redirect(url_for("login.login_form", next=request.full_path.rstrip("?")), 303)
+    g.principal = principal
+    return None
+
+
+@bp.after_request
+def security_headers(response):
+    """No framing, no foreign scripts or styles, no caching of on-call data."""
+    return with_security_headers(response)
+
+
+def with_security_headers(response):
+    """Headers every HTML page of Backstop carries (the login page too)."""
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Filters and globals the templates use."""
+    app.jinja_env.filters["ago"] = ago
+    app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["ms"] = milliseconds
+    app.jinja_env.globals["reason_text"] = REASONS.get
+    app.jinja_env.globals["query_with"] = query_with
+    app.after_request_funcs.setdefault("login", []).append(with_security_headers)
+
+
+# -- formatting ----------------------------------------------------------------------------
+
+
+def _parse(moment: datetime | str | None) -> datetime | None:
+    if isinstance(moment, str):
+        try:
+            return datetime.fromisoformat(moment)
+        except ValueError:
+            return None
+    return moment
+
+
+def when(moment: datetime | str | None) -> str:
+    """An absolute UTC time, to the second."""
+    moment = _parse(moment)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
+
+
+def ago(moment: datetime | str | None) -> str:
+    """How long ago, roughly ("3m ago", "in 20s")."""
+    moment = _parse(moment)
+    if moment is None:
+        return "—"
+    seconds = int((utcnow() - moment).total_seconds())
+    span = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if span >= size:
+            text = f"{span // size}{unit}"
+            break
+    else:
+        text = f"{span}s"
+    return f"{text} ago" if seconds >= 0 else f"in {text}"
+
+
+def milliseconds(value: int | float | None) -> str:
+    """A duration in ms, in the unit that reads best."""
+    if value is None:
+        return "—"
+    if value < 1000:
+        return f"{int(value)} ms"
+    if value < 120_000:
+        return f"{value / 1000:.1f} s"
+    return f"{value / 60_000:.1f} min"
+
+
+def query_with(**changes) -> str:
+    """This page's URL with some query parameters changed (None removes one)."""
+    args = {k: v for k, v in request.args.items()}
+    for key, value in changes.items():
+        if value is None:
+            args.pop(key, None)
+        else:
+            args[key] = value
+    return f"{request.path}?{urlencode(args)}" if args else request.path
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> str | None:
+    value = request.args.get(name) or None
+    return value if value in choices else None
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "")
+    return min(int(raw), MAX_PAGE) if raw.isdigit() and int(raw) > 0 else PAGE
+
+
+def page(template: str, **context):
+    """Render a page with what every page needs."""
+    state = app_state()
+    return render_template(
+        template,
+        principal=g.principal,
+        mode=state.policy.mode,
+        paused=state.store.automation.paused(None),
+        awaiting=state.store.decisions.count_with("awaiting_approval"),
+        refresh=REFRESH_SECONDS,
+        **context,
+    )
+
+
+# -- pages ---------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def overview():
+    """Mode, switches, breaker, queues, workers, and the last 24 hours in numbers."""
+    state = app_state()
+    store, now = state.store, utcnow()
+    since = now - timedelta(hours=24)
+    breaker = state.policy.circuit_breaker
+    return page(
+        "overview.html",
+        paused_workloads=store.automation.paused_workloads(),
+        circuit={
+            **store.automation.circuit(now=now, window=breaker.window),
+            "max_rollbacks": breaker.max_rollbacks,
+            "window": breaker.window,
+        },
+        queue_counts=registries.counts(store.redis),
+        registries=registries.REGISTRIES,
+        workers=registries.workers(store.redis),
+        day={
+            "episodes": store.episodes.active_since(since),
+            "decisions": store.decisions.counts(since=since),
+            "rollbacks": store.rollbacks.counts(since=since),
+            "incidents": store.incidents.count_since(since),
+        },
+        recent_rollbacks=store.rollbacks.recent(limit=5),
+    )
+
+
+@bp.get("/alerts")
+def alerts():
+    """Episodes with their decision and its reason; filter by status, workload, outcome."""
+    store = app_state().store
+    status = _choice("status", ("firing", "resolved"))
+    outcome = _choice("outcome", OUTCOMES)
+    workload = request.args.get("workload", "").strip()[:300]
+    limit = _limit()
+    if outcome or workload:
+        rows, exhausted = _alerts_by_decision(store, status, outcome, workload, limit)
+    else:
+        episodes = store.episodes.recent_episodes(status=status, limit=limit)
+        decisions = store.decisions.get_many([e.id for e in episodes])
+        rows = [(episode, decisions.get(episode.id)) for episode in episodes]
+        exhausted = len(rows) < limit
+    return page(
+        "alerts.html",
+        rows=rows,
+        filters={"status": status, "outcome": outcome, "workload": workload},
+        outcomes=OUTCOMES,
+        limit=limit,
+        more=not exhausted and limit < MAX_PAGE,
+        scan_limit=SCAN_LIMIT,
+    )
+
+
+def _alerts_by_decision(store, status, outcome, workload, limit):
+    """Filter through decisions (the newest SCAN_LIMIT), then join their episodes."""
+
+    def keep(decision: Decision) -> bool:
+        return not workload or (
+            decision.workload is not None and workload in decision.workload.workload().key
+        )
+
+    scanned = store.decisions.recent(outcome=outcome, limit=SCAN_LIMIT, keep=keep)
+    rows = []
+    for chunk_start in range(0, len(scanned), 200):
+        chunk = scanned[chunk_start : chunk_start + 200]
+        episodes = store.episodes.get_many([d.episode_id for d in chunk])
+        for decision in chunk:
+            episode = episodes.get(decision.episode_id)
+            if episode is not None and (status is None or episode.status == status):
+                rows.append((episode, decision))
+        if len(rows) >= limit:
+            return rows[:limit], False
+    return rows, True
+
+
+@bp.get("/decisions/<decision_id>")
+def decision(decision_id: str):
+    """One decision: outcome, reason, history, evidence, and its rollback if any."""
+    store = app_state().store
+    found = store.decisions.get(decision_id)
+    if found is None:
+        abort(404, f"no decision {decision_id}")
+    return page(
+        "decision.html",
+        decision=found,
+        episode=store.episodes.episode(found.episode_id),
+        rollback=store.rollbacks.get(found.job_id) if found.job_id else None,
+    )
+
+
+@bp.get("/rollbacks")
+def rollbacks():
+    """Rollbacks newest first, and rollback jobs still waiting for a worker."""
+    store = app_state().store
+    status = _choice("status", ROLLBACK_STATUSES)
+    limit = _limit()
+    found = store.rollbacks.recent(status=status, limit=limit)
+    waiting = []
+    if status is None:
+        for registry in ("queued", "scheduled"):
+            waiting += registries.jobs(
+                store.redis, registry=registry, queue_name=queues.ROLLBACKS, limit=PAGE
+            )
+        known = {r.id for r in found}
+        waiting = [job for job in waiting if job.id not in known]
+    return page(
+        "rollbacks.html",
+        rollbacks=found,
+        waiting=waiting,
+        statuses=ROLLBACK_STATUSES,
+        status=status,
+        limit=limit,
+        more=len(found) == limit and limit < MAX_PAGE,
+    )
+
+
+@bp.get("/rollbacks/<rollback_id>")
+def rollback(rollback_id: str):
+    """One rollback: timeline, graphs, evidence, verification, incident links."""
+    state = app_state()
+    store = state.store
+    found = store.rollbacks.get(rollback_id)
+    if found is None:
+        abort(404, f"no rollback {rollback_id}")
+    incident = store.incidents.get(rollback_id)
+    total = sum(step.duration_ms for step in found.steps) or 1
+    return page(
+        "rollback.html",
+        rollback=found,
+        decision=store.decisions.get(found.decision_id),
+        evidence=store.rollbacks.evidence(rollback_id) or {},
+        incident=incident,
+        jira_url=_jira_link(state.settings.jira_url, incident.jira.ref if incident else ""),
+        total_ms=total,
+        retryable=found.status in ("blocked", "failed", "verification_failed"),
+    )
+
+
+def _jira_link(base: str | None, key: str) -> str | None:
+    if not base or not key:
+        return None
+    return f"{base.rstrip('/')}/browse/{key}"
+
+
+@bp.get("/deployments")
+def deployments():
+    """Per-workload deployment history: revisions, images, sources, Backstop's own."""
+    store = app_state().store
+    namespace = request.args.get("namespace", "").strip()[:253] or None
+    name = request.args.get("name", "").strip()[:253] or None
+    limit = _limit() * 4
+    found = store.rollouts.recent(namespace=namespace, name=name, limit=limit)
+    by_workload: dict[str, list] = {}
+    for rollout in found:
+        by_workload.setdefault(rollout.workload.workload().key, []).append(rollout)
+    return page(
+        "deployments.html",
+        workloads=by_workload,
+        filters={"namespace": namespace or "", "name": name or ""},
+    )
+
+
+@bp.get("/jobs")
+def jobs():
+    """The RQ registries, with retry for failed jobs and cancel for waiting ones."""
+    store = app_state().store
+    registry = _choice("registry", registries.REGISTRIES) or "failed"
+    queue_name = _choice("queue", queues.QUEUE_NAMES)
+    limit = min(_limit(), registries.MAX_PAGE)
+    return page(
+        "jobs.html",
+        registry=registry,
+        registries=registries.REGISTRIES,
+        queue_name=queue_name,
+        queue_names=queues.QUEUE_NAMES,
+        queue_counts=registries.counts(store.redis),
+        jobs=registries.jobs(store.redis, registry=registry, queue_name=queue_name, limit=limit),
+        cancellable=("queued", "scheduled", "deferred"),
+    )
+
+
+@bp.get("/approvals")
+def approvals():
+    """Decisions waiting for a human, oldest question first."""
+    found = app_state().store.decisions.recent(outcome="awaiting_approval", limit=MAX_PAGE)
+    return page("approvals.html", decisions=list(reversed(found)))
+
+
+@bp.get("/audit")
+def audit():
+    """Who did what, when, and why."""
+    return page("audit.html", entries=app_state().store.automation.audit_log(limit=_limit() * 4))
