@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-# Debian packages the tests start for real (see DESIGN.md §6).
-TEST_DEBS := redis-server prometheus-alertmanager prometheus
+# Debian packages the tests start for real (see DESIGN.md §6); chromium (with a font) runs
+# the dashboard's browser tests.
+TEST_DEBS := redis-server prometheus-alertmanager prometheus chromium fonts-dejavu-core
 
-.PHONY: run test lint bench-ingest system-deps clean kube-build kube-up kube-down
+.PHONY: run test lint bench-ingest bench-dashboard screenshots system-deps clean kube-build kube-up kube-down
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/backstop run
@@ -25,6 +26,13 @@ lint: $(DEV_STAMP)
 
 bench-ingest: $(DEV_STAMP)
 	$(BIN)/python -m bench.ingest
+
+bench-dashboard: $(DEV_STAMP)
+	$(BIN)/python -m bench.dashboard
+
+# The browser tests, also writing the dashboard screenshots the README shows (docs/screenshots).
+screenshots: $(DEV_STAMP) system-deps
+	BACKSTOP_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/browser
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) --no-print-directory system-deps TEST_DEBS=python3-venv

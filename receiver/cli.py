@@ -1,4 +1,5 @@
-"""The `backstop` command: check-config, run (everything, locally), worker."""
+"""The `backstop` command: check-config, run (everything, locally), worker, watch,
+hash-password (for the dashboard's users file)."""
 
 import argparse
 import os
@@ -73,6 +74,33 @@ def watch() -> int:
     return 0
 
 
+def hash_password(name: str | None, role: str) -> int:
+    """Read a password (prompted twice on a terminal, else one line of stdin) and print its
+    hash, or a users-file entry when a name is given. The password is never echoed."""
+    import getpass
+
+    import yaml
+    from werkzeug.security import generate_password_hash
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 12:
+        print("use at least 12 characters", file=sys.stderr)
+        return 1
+    hashed = generate_password_hash(password)
+    if name is None:
+        print(hashed)
+    else:
+        entry = [{"name": name, "role": role, "password_hash": hashed}]
+        print(yaml.safe_dump(entry, sort_keys=False).rstrip())
+    return 0
+
+
 def local_environment(var: Path, insecure: bool) -> dict[str, str]:
     """The environment for `run`'s processes: generated credentials, metrics dir, PATH."""
     env = dict(os.environ)
@@ -102,7 +130,10 @@ def run(insecure: bool) -> int:
         local = LocalRedis(var / "redis").start()
         env["REDIS_URL"] = local.url
         print(f"backstop: local redis-server at {local.url}, data in {var / 'redis'}")
-    print(f"backstop: receiver on http://{env.get('BACKSTOP_BIND', '127.0.0.1:8080')}")
+    bind = env.get("BACKSTOP_BIND", "127.0.0.1:8080")
+    print(f"backstop: receiver on http://{bind}")
+    print(f"backstop: dashboard on http://{bind}/ (log in with the API token, or users from")
+    print("          BACKSTOP_USERS_FILE; see the README)")
     honcho = subprocess.Popen(
         [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"), "-d", str(ROOT)],
         env=env,
@@ -132,6 +163,11 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("watch", help="run the deployment watcher")
     work = commands.add_parser("worker", help="run an RQ worker with scheduler")
     work.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    hashing = commands.add_parser(
+        "hash-password", help="hash a dashboard password for BACKSTOP_USERS_FILE"
+    )
+    hashing.add_argument("--name", help="print a users-file entry for this user")
+    hashing.add_argument("--role", choices=("viewer", "operator"), default="viewer")
     return cli
 
 
@@ -144,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(args.insecure)
     if args.command == "watch":
         return watch()
+    if args.command == "hash-password":
+        return hash_password(args.name, args.role)
     return worker(args.burst)
 
 

@@ -229,19 +229,30 @@ def alerts():
 
 
 def _alerts_by_decision(store, status, outcome, workload, limit):
-    """Filter through decisions (the newest SCAN_LIMIT), then join their episodes."""
+    """Filter through decisions (the newest SCAN_LIMIT), then join their episodes, a page
+    at a time, stopping as soon as `limit` rows are found. Returns (rows, exhausted)."""
+    parts = [part.encode() for part in workload.split("/") if part]
 
-    def keep(decision: Decision) -> bool:
-        return not workload or (
-            decision.workload is not None and workload in decision.workload.workload().key
-        )
+    def maybe(raw: bytes) -> bool:
+        # Every part of the filter must at least appear in the record's text.
+        return all(part in raw for part in parts)
 
-    scanned = store.decisions.recent(outcome=outcome, limit=SCAN_LIMIT, keep=keep)
+    def matches(decision: Decision) -> bool:
+        if not workload:
+            return True
+        if decision.workload is None:
+            return False
+        named = decision.workload
+        return workload in named.workload().key or workload in f"{named.namespace}/{named.name}"
+
     rows = []
-    for chunk_start in range(0, len(scanned), 200):
-        chunk = scanned[chunk_start : chunk_start + 200]
-        episodes = store.episodes.get_many([d.episode_id for d in chunk])
-        for decision in chunk:
+    pages = store.decisions.scan(
+        outcome=outcome, first_page=limit, scan=SCAN_LIMIT, raw_filter=maybe if parts else None
+    )
+    for page in pages:
+        found = [decision for decision in page if matches(decision)]
+        episodes = store.episodes.get_many([d.episode_id for d in found])
+        for decision in found:
             episode = episodes.get(decision.episode_id)
             if episode is not None and (status is None or episode.status == status):
                 rows.append((episode, decision))

@@ -11,7 +11,8 @@
     if (!box) return;
     const item = document.createElement("div");
     item.className = "msg " + kind;
-    item.setAttribute("role", kind === "bad" ? "alert" : "status");
+    // The box is a polite live region already; only errors interrupt, as alerts.
+    if (kind === "bad") item.setAttribute("role", "alert");
     item.textContent = text;
     box.appendChild(item);
     setTimeout(() => item.remove(), kind === "bad" ? 10000 : 4000);
@@ -70,6 +71,7 @@
   const period = Number(document.body.dataset.refresh || 0) * 1000;
   let enabled = localStorage.getItem("backstop-refresh") !== "off";
   let busy = false;
+  let again = false; // an action finished while a refresh was in flight: refresh once more
 
   function typing() {
     const active = document.activeElement;
@@ -77,7 +79,12 @@
   }
 
   async function refresh(force) {
-    if (busy || (!force && (!enabled || document.hidden || typing()))) return;
+    if (!force && (!enabled || document.hidden || typing())) return;
+    if (busy) {
+      // The refresh in flight may have read the page before the action: show its result too.
+      if (force) again = true;
+      return;
+    }
     busy = true;
     try {
       const response = await fetch(window.location.href, { credentials: "same-origin" });
@@ -100,6 +107,10 @@
       // Backstop unreachable for a moment: keep showing what we have.
     } finally {
       busy = false;
+      if (again) {
+        again = false;
+        refresh(true);
+      }
     }
   }
 

@@ -1,6 +1,6 @@
 """Decisions: one per processed alert episode (its id is the episode's), with history."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import get_args
 
@@ -82,6 +82,26 @@ class DecisionStore:
 
         index = keys.DECISIONS if outcome is None else keys.decisions_with(outcome)
         return records.newest(self.redis, index, keys.DECISION, Decision, limit=limit, keep=wanted)
+
+    def scan(
+        self,
+        *,
+        outcome: str | None,
+        first_page: int,
+        scan: int,
+        raw_filter: Callable[[bytes], bool] | None = None,
+    ) -> Iterator[list[Decision]]:
+        """Pages of decisions (of one outcome, or all), newest first, reading at most `scan`."""
+        index = keys.DECISIONS if outcome is None else keys.decisions_with(outcome)
+        return records.scan_newest(
+            self.redis,
+            index,
+            keys.DECISION,
+            Decision,
+            first_page=first_page,
+            scan=scan,
+            raw_filter=raw_filter,
+        )
 
     def get_many(self, decision_ids: list[str]) -> dict[str, Decision]:
         """The decisions with these ids that exist, by id."""

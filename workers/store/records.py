@@ -1,6 +1,6 @@
 """Reading JSON records back through a sorted-set index, newest first: one loop for all."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TypeVar
 
@@ -10,12 +10,48 @@ from pydantic import BaseModel
 R = TypeVar("R", bound=BaseModel)
 
 
-def load(client: redis.Redis, prefix: str, model: type[R], ids: list[bytes]) -> list[R]:
-    """The records stored at `prefix + id`, skipping any that expired."""
+def load(
+    client: redis.Redis,
+    prefix: str,
+    model: type[R],
+    ids: list[bytes],
+    raw_filter: Callable[[bytes], bool] | None = None,
+) -> list[R]:
+    """The records stored at `prefix + id`, skipping any that expired (or that
+    `raw_filter` rejects by their JSON text)."""
     if not ids:
         return []
     raws = client.mget([prefix + i.decode() for i in ids])
-    return [model.model_validate_json(raw) for raw in raws if raw]
+    return [
+        model.model_validate_json(raw)
+        for raw in raws
+        if raw and (raw_filter is None or raw_filter(raw))
+    ]
+
+
+def scan_newest(
+    client: redis.Redis,
+    index: str,
+    prefix: str,
+    model: type[R],
+    *,
+    first_page: int,
+    scan: int | None = None,
+    raw_filter: Callable[[bytes], bool] | None = None,
+) -> Iterator[list[R]]:
+    """Pages of records, newest first by their score in `index`, reading at most `scan`
+    ids. The first page is `first_page` long and later ones grow, so a caller that needs
+    ten records reads about ten, and one that filters reads on only as far as it must.
+    `raw_filter` skips records by their JSON text before they are parsed (a cheap,
+    permissive pre-check; the caller still applies its exact test)."""
+    start, page = 0, max(1, first_page)
+    while scan is None or start < scan:
+        stop = start + page if scan is None else min(start + page, scan)
+        ids = client.zrevrange(index, start, stop - 1)
+        if not ids:
+            return
+        yield load(client, prefix, model, ids, raw_filter)
+        start, page = stop, min(max(page * 2, 200), 2000)
 
 
 def newest(
@@ -29,13 +65,10 @@ def newest(
 ) -> list[R]:
     """Up to `limit` records that `keep`, newest first by their score in `index`."""
     found: list[R] = []
-    start, page = 0, max(limit, 200)
-    while len(found) < limit:
-        ids = client.zrevrange(index, start, start + page - 1)
-        if not ids:
+    for page in scan_newest(client, index, prefix, model, first_page=limit):
+        found += [record for record in page if keep(record)]
+        if len(found) >= limit:
             break
-        found += [record for record in load(client, prefix, model, ids) if keep(record)]
-        start += page
     return found[:limit]
 
 
