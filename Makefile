@@ -12,13 +12,17 @@ DEV_STAMP := $(VENV)/.dev-installed
 # the dashboard's browser tests.
 TEST_DEBS := redis-server prometheus-alertmanager prometheus chromium fonts-dejavu-core
 
-.PHONY: run test lint bench-ingest bench-dashboard screenshots system-deps clean kube-build kube-up kube-down
+.PHONY: run test gameday lint bench-ingest bench-dashboard bench-gameday screenshots system-deps clean kube-build kube-up kube-down
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/backstop run
 
 test: $(DEV_STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Game days: the real alerting pipeline, every scenario (README, "Game days").
+gameday: $(DEV_STAMP) system-deps
+	$(BIN)/backstop gameday --report var/gameday-report.json
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -29,6 +33,9 @@ bench-ingest: $(DEV_STAMP)
 
 bench-dashboard: $(DEV_STAMP)
 	$(BIN)/python -m bench.dashboard
+
+bench-gameday: $(DEV_STAMP) system-deps
+	$(BIN)/python -m bench.gameday
 
 # The browser tests, also writing the dashboard screenshots the README shows (docs/screenshots).
 screenshots: $(DEV_STAMP) system-deps
@@ -50,13 +57,13 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 # The real Kubernetes test control plane (DESIGN.md §6): built once from Debian's source
 # package, cached under ~/.cache/backstop/kube; `kube-up` writes var/kube/kubeconfig.
 kube-build: $(DEV_STAMP)
-	$(BIN)/python -m tests.stack build
+	$(BIN)/python -m testbed.kube build
 
 kube-up: $(DEV_STAMP)
-	$(BIN)/python -m tests.stack kube-up --dir var/kube
+	$(BIN)/python -m testbed.kube kube-up --dir var/kube
 
 kube-down:
-	$(BIN)/python -m tests.stack kube-down --dir var/kube
+	$(BIN)/python -m testbed.kube kube-down --dir var/kube
 
 # Installs missing Debian packages when root; otherwise says which ones to install.
 system-deps:

@@ -37,7 +37,7 @@ from rq.serializers import JSONSerializer
 from config.durations import format_duration
 from config.policy import Policy, load_policy
 from receiver.localredis import LocalRedis
-from tests.servers import Gunicorn
+from testbed.servers import Gunicorn
 from workers import queues
 from workers.decisions import DETAILS, TIMING_FIELDS
 from workers.incidents import incident_key

@@ -18,7 +18,7 @@ from pathlib import Path
 from statistics import median
 
 from receiver.localredis import LocalRedis
-from tests.servers import Gunicorn
+from testbed.servers import Gunicorn
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token"

@@ -57,6 +57,11 @@ class VerifyPolicy(StrictModel):
     queries: list[VerifyQuery] = Field(default_factory=list)
     interval: Duration = timedelta(seconds=15)
     window: Duration = timedelta(minutes=2)
+    settle: Duration = Field(
+        timedelta(0),
+        description="wait this long after the rollout before the first evaluation, so rates "
+        "over a range (rate(...[5m])) no longer include the bad version's samples",
+    )
     wait_for_resolved: bool = Field(
         False, description="also wait for the kill-switch episode's resolved notification"
     )

@@ -163,6 +163,11 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("watch", help="run the deployment watcher")
     work = commands.add_parser("worker", help="run an RQ worker with scheduler")
     work.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    commands.add_parser(
+        "gameday",
+        help="run game days against the real pipeline (see `backstop gameday --help`)",
+        add_help=False,
+    )
     hashing = commands.add_parser(
         "hash-password", help="hash a dashboard password for BACKSTOP_USERS_FILE"
     )
@@ -173,6 +178,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `backstop` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gameday"]:
+        # Game days bring up test infrastructure (testbed/); the product never imports it,
+        # so they run as their own program.
+        return subprocess.call([sys.executable, "-m", "gameday", *argv[1:]], cwd=ROOT)
     args = parser().parse_args(argv)
     if args.command == "check-config":
         return check_config(args.path)

@@ -11,10 +11,10 @@ from receiver.localredis import LocalRedis
 # The real Kubernetes control plane (`kube`), Backstop stacks on it (`make_stack`), and a
 # real Prometheus scraping a settable exporter (`prometheus`, `exporter`).
 pytest_plugins = [
-    "tests.stack.fixtures",
+    "tests.kube_fixtures",
     "tests.workloads",
     "tests.prometheus_fixtures",
-    "tests.doubles.fixtures",  # Jira and PagerDuty doubles: `jira_server`, `pagerduty_server`
+    "tests.doubles_fixtures",  # Jira and PagerDuty doubles: `jira_server`, `pagerduty_server`
 ]
 
 WEBHOOK_TOKEN = "test-webhook-token"
@@ -124,7 +124,7 @@ def receiver_env(tmp_path):
 @pytest.fixture
 def receiver_server(redis_url, receiver_env, tmp_path):
     """The real receiver under gunicorn with 3 workers on the test Redis."""
-    from tests.servers import Gunicorn
+    from testbed.servers import Gunicorn
 
     env = {**receiver_env, "REDIS_URL": redis_url}
     with Gunicorn(

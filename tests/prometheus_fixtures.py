@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.prometheus import Exporter, PrometheusServer
+from testbed.prometheus import Exporter, PrometheusServer
 
 
 @pytest.fixture

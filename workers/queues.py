@@ -153,7 +153,14 @@ def enqueue_page(connection: redis.Redis, *, decision_id: str) -> str:
 
 
 def schedule_recheck(connection: redis.Redis, *, episode_id: str, at: datetime) -> str:
-    """Schedule `workers.jobs.recheck` of a deferred episode at `at` (needs --with-scheduler)."""
+    """Schedule `workers.jobs.recheck` of a deferred episode at `at` (needs --with-scheduler).
+
+    RQ keeps scheduled times in whole seconds, truncated: a job due at 12:00:00.6 would run
+    at 12:00:00, find the episode still too young, and be unable to schedule itself again
+    under its own (running) id. So the time is rounded up to the next whole second.
+    """
+    if at.microsecond:
+        at = at.replace(microsecond=0) + timedelta(seconds=1)
     return _enqueue_once(
         connection,
         DECISIONS,

@@ -1,8 +1,9 @@
 """After the revert: wait for the rollout, then verify that the prior version is healthy.
 
 Rollout completion uses the kind's own rules (workers/revisions.is_complete). KPI
-verification evaluates each of the service's verify queries every `interval` for `window`
-against Prometheus: healthy only if every series of every query holds at every evaluation.
+verification waits `settle`, then evaluates each of the service's verify queries every
+`interval` for `window` against Prometheus: healthy only if every series of every query
+holds at every evaluation.
 Without Prometheus the rollout's health is all Backstop can vouch for, and the result says
 so (`mode: rollout_only`), never "fully verified".
 """
@@ -103,6 +104,11 @@ def verify_kpis(
         }
         for q in policy.queries
     }
+    # Rates over a range still contain the bad version's samples just after the revert.
+    settle_until = waiting.clock() + policy.settle
+    while waiting.clock() < settle_until:
+        left = (settle_until - waiting.clock()).total_seconds()
+        waiting.pause(min(left, policy.interval.total_seconds()))  # heartbeats in between
     end = waiting.clock() + policy.window
     while True:
         now = waiting.clock()

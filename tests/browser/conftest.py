@@ -19,9 +19,9 @@ import yaml
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from werkzeug.security import generate_password_hash
 
+from testbed.processes import launch, terminate
+from testbed.servers import Gunicorn
 from tests.conftest import WEBHOOK_TOKEN
-from tests.processes import launch, terminate
-from tests.servers import Gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 # Read now: the autouse `clean_environment` fixture removes BACKSTOP_* before each test runs.

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from config.policy import Policy
+from testbed.processes import run_burst_worker
 from tests import samples
 from tests.browser.conftest import (
     OPERATOR,
@@ -28,7 +29,6 @@ from tests.browser.conftest import (
     send_webhook,
 )
 from tests.conftest import API_TOKEN
-from tests.processes import run_burst_worker
 from tests.workloads import FAST, bad_release
 from workers import queues
 from workers.models import Workload

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from tests.alertmanager import Alertmanager
+from testbed.alertmanager import Alertmanager
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, wait_for
 
 pytestmark = pytest.mark.integration

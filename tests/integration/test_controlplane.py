@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from tests.stack.procs import wait_until
+from testbed.kube.procs import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -411,3 +411,33 @@ def test_the_rollbacks_page_shows_jobs_waiting_for_a_worker(app, redis_client, s
     page = client.get("/rollbacks").text
     assert "Waiting for a worker" in page and f'data-rollback="{job_id}"' in page
     assert "No worker is running" in client.get("/").text
+
+
+def test_a_rollback_page_shows_its_graphs_inline_readable_with_the_session(app, store):
+    from workers.snapshots import Snapshot
+
+    _, rollback = seed(store)
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+    store.snapshots.save(
+        Snapshot(
+            id="snap1", name="error_ratio", expr="rate(x[5m])", png=png, csv=b"t,v\n", points=2
+        )
+    )
+    incident = store.incidents.get(rollback.id)
+    incident.snapshots = [
+        {
+            "id": "snap1",
+            "name": "error_ratio",
+            "expr": "rate(x[5m])",
+            "file": "snapshot-1",
+            "points": 2,
+            "error": "",
+        }
+    ]
+    store.incidents.save(incident)
+    client = logged_in(app, "victor")
+    page = client.get(f"/rollbacks/{rollback.id}").text
+    assert '<img src="/snapshots/snap1.png"' in page and "/snapshots/snap1.csv" in page
+    image = client.get("/snapshots/snap1.png")
+    assert image.status_code == 200 and image.data == png
+    assert app.test_client().get("/snapshots/snap1.png").status_code == 401

@@ -11,9 +11,9 @@ from kubernetes import client
 
 from config.policy import Policy
 from receiver.app import create_app
+from testbed.servers import Gunicorn
 from tests import samples
 from tests.conftest import WEBHOOK_TOKEN, wait_for
-from tests.servers import Gunicorn
 from tests.workloads import deployment, set_image
 from workers import queues
 from workers.integrations.kubernetes import Kube

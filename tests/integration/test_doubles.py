@@ -9,8 +9,8 @@ import requests
 from jira import JIRA, JIRAError
 from pagerduty import EventsApiV2Client
 
-from tests.doubles.jira import CLOUD_API_TOKEN, CLOUD_EMAIL, JiraDouble
-from tests.doubles.pagerduty import PagerDutyDouble
+from testbed.doubles.jira import CLOUD_API_TOKEN, CLOUD_EMAIL, JiraDouble
+from testbed.doubles.pagerduty import PagerDutyDouble
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from receiver.localredis import LocalRedis
+from testbed.servers import Gunicorn
 from tests import samples
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, wait_for
-from tests.servers import Gunicorn
 
 HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from receiver.localredis import free_port
-from tests.alertmanager import Alertmanager
+from testbed.alertmanager import Alertmanager
+from testbed.prometheus import PrometheusServer
 from tests.conftest import wait_for
-from tests.prometheus import PrometheusServer
 from workers.errors import PermanentError, TransientError
 from workers.integrations.prometheus import expr_from_generator_url
 

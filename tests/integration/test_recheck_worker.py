@@ -5,9 +5,9 @@ import time
 
 from config.policy import Policy
 from receiver.app import create_app
+from testbed.processes import run_burst_worker
 from tests import samples
 from tests.conftest import wait_for
-from tests.processes import run_burst_worker
 
 
 def test_deferred_episode_is_rechecked_by_the_worker(
@@ -35,3 +35,15 @@ def test_deferred_episode_is_rechecked_by_the_worker(
     )
     assert decision["outcome"] == "dry_run"
     assert [step["outcome"] for step in decision["history"]] == ["deferred", "dry_run"]
+
+
+def test_a_recheck_is_never_due_before_its_time(redis_client):
+    # RQ keeps whole seconds, truncated; a re-check that ran early would stay deferred.
+    from datetime import UTC, datetime
+
+    from workers import queues
+
+    at = datetime(2030, 1, 1, 12, 0, 0, 600_000, tzinfo=UTC)
+    job_id = queues.schedule_recheck(redis_client, episode_id="ep", at=at)
+    registry = queues.queue(redis_client, queues.DECISIONS).scheduled_job_registry
+    assert registry.get_scheduled_time(job_id) >= at

@@ -9,9 +9,9 @@ import pytest
 
 from config.policy import Policy
 from receiver.app import create_app
+from testbed.processes import run_burst_worker
 from tests import samples
 from tests.conftest import wait_for
-from tests.processes import run_burst_worker
 from tests.workloads import FAST, bad_release
 
 pytestmark = pytest.mark.integration

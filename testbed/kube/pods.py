@@ -226,7 +226,7 @@ def command(kubeconfig: Path, workdir: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "tests.stack",
+        "testbed.kube",
         PROGRAM,
         "--kubeconfig",
         str(kubeconfig),

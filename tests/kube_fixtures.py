@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.stack import kubebuild, pods
-from tests.stack.kube import ControlPlane, write_kubeconfig
+from testbed.kube import kubebuild, pods
+from testbed.kube.kube import ControlPlane, write_kubeconfig
 
 EXTERNAL_ENV = "BACKSTOP_TEST_KUBECONFIG"
 TOKEN_SECONDS = 24 * 3600

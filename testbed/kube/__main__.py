@@ -1,4 +1,4 @@
-"""Command line for the test stack: `python -m tests.stack kube-up|kube-down|build|pod-helper`."""
+"""Command line for the test stack: `python -m testbed.kube kube-up|kube-down|build|pod-helper`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.stack import kubebuild, pods
-from tests.stack.kube import ControlPlane
-from tests.stack.procs import StackError
+from testbed.kube import kubebuild, pods
+from testbed.kube.kube import ControlPlane
+from testbed.kube.procs import StackError
 
 DEFAULT_DIR = Path("var/kube")
 
@@ -25,7 +25,7 @@ def kube_up(args: argparse.Namespace) -> int:
     plane.start()
     print(
         f"control plane up in {time.monotonic() - started:.1f} s; logs in {plane.logs}; "
-        f"stop with `python -m tests.stack kube-down --dir {args.dir}`",
+        f"stop with `python -m testbed.kube kube-down --dir {args.dir}`",
         file=sys.stderr,
     )
     print(plane.kubeconfig)
@@ -51,7 +51,7 @@ def pod_helper(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m tests.stack", description=__doc__)
+    top = argparse.ArgumentParser(prog="python -m testbed.kube", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
     for name, handler in (("kube-up", kube_up), ("kube-down", kube_down)):
         sub = commands.add_parser(name, help=handler.__doc__)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.stack.procs import StackError
+from testbed.kube.procs import StackError
 
 BINARIES = ("kube-apiserver", "kube-controller-manager")
 SOURCE_PACKAGE = "kubernetes"

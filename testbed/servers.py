@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 
 from receiver.localredis import free_port
-from tests.processes import launch, terminate, wait_ready
+from testbed.processes import launch, terminate, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.stack.procs import StackError
+from testbed.kube.procs import StackError
 
 
 @dataclass(frozen=True)

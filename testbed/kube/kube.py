@@ -22,9 +22,9 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tests.stack import certs as certs_module
-from tests.stack import kubebuild, pods, procs
-from tests.stack.procs import LOOPBACK, StackError
+from testbed.kube import certs as certs_module
+from testbed.kube import kubebuild, pods, procs
+from testbed.kube.procs import LOOPBACK, StackError
 
 ADMIN_USER = "backstop-admin"
 ADMIN_GROUPS = ("system:masters",)
@@ -268,7 +268,7 @@ class ControlPlane:
     def _start_pod_helper(self, state: dict, timeout: float) -> None:
         marker = self.workdir / pods.READY_MARKER
         marker.unlink(missing_ok=True)
-        # The helper imports tests.stack, so it must find the repository on its path.
+        # The helper imports testbed.kube, so it must find the repository on its path.
         path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         self._spawn(
             state,

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from receiver.localredis import free_port
-from tests.processes import launch, terminate, wait_ready
+from testbed.processes import launch, terminate, wait_ready
 from workers.errors import TransientError
 from workers.integrations.prometheus import Prometheus
 

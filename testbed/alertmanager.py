@@ -7,7 +7,7 @@ from pathlib import Path
 import requests
 
 from receiver.localredis import free_port
-from tests.processes import launch, terminate, wait_ready
+from testbed.processes import launch, terminate, wait_ready
 
 
 def alertmanager_binary() -> str:

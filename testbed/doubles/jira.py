@@ -46,7 +46,7 @@ from http import HTTPStatus
 from typing import Any, Literal
 from urllib.parse import quote
 
-from tests.doubles.base import HttpDouble, Request, Response, Route, json_response
+from testbed.doubles.base import HttpDouble, Request, Response, Route, json_response
 
 API = "/rest/api/2"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.doubles.jira import JiraDouble
-from tests.doubles.pagerduty import PagerDutyDouble
+from testbed.doubles.jira import JiraDouble
+from testbed.doubles.pagerduty import PagerDutyDouble
 
 
 @pytest.fixture

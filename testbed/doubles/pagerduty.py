@@ -43,8 +43,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Self
 
-from tests.doubles.base import HttpDouble, Request, Response, Route, json_response
-from tests.doubles.tls import Certificates, make_certificates
+from testbed.doubles.base import HttpDouble, Request, Response, Route, json_response
+from testbed.doubles.tls import Certificates, make_certificates
 
 MAX_EVENT_BYTES = 512 * 1024
 ACTIONS = ("trigger", "acknowledge", "resolve")

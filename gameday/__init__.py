@@ -1,0 +1,1 @@
+"""Game days: the real alerting pipeline end to end (`backstop gameday`)."""
