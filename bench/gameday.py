@@ -47,7 +47,9 @@ def summarize(report: dict) -> dict:
         if "webhook_to_patch" not in overhead:
             continue
         events = {e["event"]: datetime.fromisoformat(e["at"]) for e in entry["timeline"]}
-        deployed = next((v for k, v in events.items() if k.startswith("deploy")), None)
+        # The release that broke things is the last one before the alert.
+        deploys = [v for k, v in events.items() if k.startswith("deploy")]
+        deployed = max(deploys) if deploys else None
         verified = events.get("rollback verified")
         total = (verified - deployed).total_seconds() if deployed and verified else None
         own = overhead["webhook_to_patch"] + overhead.get("rollout_to_verified", 0.0)
@@ -76,13 +78,16 @@ def summarize(report: dict) -> dict:
 def main() -> int:
     cli = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     cli.add_argument("--results", type=Path, default=HERE / "results.json")
+    cli.add_argument("--from-report", type=Path, help="summarize this game-day report instead")
     args = cli.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="backstop-bench-gameday-"))
-    report_path = workdir / "report.json"
-    argv = ["--workdir", str(workdir), "--report", str(report_path)]
-    for name in ROLLBACK_SCENARIOS:
-        argv += ["--scenario", name]
-    gameday_main(argv)
+    report_path = args.from_report
+    if report_path is None:
+        workdir = Path(tempfile.mkdtemp(prefix="backstop-bench-gameday-"))
+        report_path = workdir / "report.json"
+        argv = ["--workdir", str(workdir), "--report", str(report_path)]
+        for name in ROLLBACK_SCENARIOS:
+            argv += ["--scenario", name]
+        gameday_main(argv)
     result = summarize(json.loads(report_path.read_text()))
     print(
         f"{'scenario':18} {'webhook→patch':>14} {'rollout→verified':>17} {'overhead':>9} "
