@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
     kube_context: str | None = Field(None, validation_alias=_env("BACKSTOP_KUBE_CONTEXT"))
 
+    leader_election_namespace: str | None = Field(
+        None, validation_alias=_env("BACKSTOP_LEADER_ELECTION_NAMESPACE")
+    )
+    leader_election_name: str = Field(
+        "backstop-watcher", validation_alias=_env("BACKSTOP_LEADER_ELECTION_NAME")
+    )
     users_file: Path | None = Field(None, validation_alias=_env("BACKSTOP_USERS_FILE"))
     session_hours: float = Field(
         12.0, gt=0, le=24 * 7, validation_alias=_env("BACKSTOP_SESSION_HOURS")

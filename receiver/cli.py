@@ -70,7 +70,27 @@ def watch() -> int:
         log.warning("watcher idle: %s", exc)
         stop.wait()
         return 0
-    Watcher(Kube(api), context.store, context.policy, utcnow).run(stop)
+    watcher = Watcher(Kube(api), context.store, context.policy, utcnow)
+    namespace = context.settings.leader_election_namespace
+    if namespace is None:
+        watcher.run(stop)
+        return 0
+    # Several replicas: only the holder of the Lease watches.
+    import socket
+    from datetime import timedelta
+
+    from workers.leadership import Lease, lead
+
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    lease = Lease(
+        api,
+        namespace,
+        context.settings.leader_election_name,
+        identity,
+        duration=timedelta(seconds=15),
+        clock=utcnow,
+    )
+    lead(lease, stop, watcher.run)
     return 0
 
 

@@ -29,5 +29,5 @@ def readyz():
 @bp.get("/metrics")
 def prometheus_metrics():
     """Prometheus text exposition of Backstop's metrics."""
-    payload, content_type = metrics.render()
+    payload, content_type = metrics.render(app_state().store)
     return Response(payload, content_type=content_type)

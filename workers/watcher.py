@@ -35,6 +35,9 @@ WATCH_SECONDS = 60
 MAX_BACKOFF = 60.0
 
 
+HEARTBEAT_SECONDS = 15.0
+
+
 class Watcher:
     """Observes workloads and records their rollouts in the store."""
 
@@ -185,5 +188,15 @@ class Watcher:
         ]
         for thread in threads:
             thread.start()
+        while not stop.wait(HEARTBEAT_SECONDS if self._beat() else 1.0):
+            pass
         for thread in threads:
             thread.join()
+
+    def _beat(self) -> bool:
+        """Say the watcher is alive (/metrics shows how long ago); False when Redis is not."""
+        try:
+            self.store.rollouts.heartbeat(self.clock())
+        except RedisError:
+            return False
+        return True

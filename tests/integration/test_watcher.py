@@ -64,6 +64,7 @@ def test_rollouts_are_recorded_with_revisions_images_and_completion(
     apps, kube_namespace, store, start_watcher
 ):
     start_watcher()
+    assert wait_for(store.rollouts.last_heartbeat, message="the watcher's heartbeat")
     workload = Workload("default", kube_namespace, "Deployment", "checkout")
     apps.create_namespaced_deployment(kube_namespace, deployment("checkout", "shop/checkout:1"))
     first = wait_for(lambda: store.rollouts.by_revision(workload, "1"), message="revision 1")

@@ -171,6 +171,34 @@ def test_metrics_count_requests_alerts_and_duplicates(client, webhook_headers):
     assert "backstop_webhook_duration_seconds_bucket" in text
 
 
+def test_metrics_show_backstops_state_from_redis(client, webhook_headers, api_headers):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client.post("/api/v1/automation/pause", json={"reason": "x"}, headers=api_headers)
+    post(client, AM, samples.alertmanager(), webhook_headers)
+    text = client.get("/metrics").get_data(as_text=True)
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert values[("backstop_redis_up", ())] == 1
+    assert values[("backstop_automation_paused", ())] == 1
+    assert values[("backstop_circuit_open", ())] == 0
+    assert values[("backstop_decisions_last_hour", (("outcome", "skipped"),))] == 1
+    assert values[("backstop_rollbacks_last_hour", (("status", "running"),))] == 0
+    assert values[("backstop_queue_jobs", (("queue", "rollbacks"), ("registry", "failed")))] == 0
+    assert values[("backstop_rq_workers", ())] == 0
+    # No watcher has said it is alive: the age is absent, for an absent() alert.
+    assert not any(name == "backstop_watcher_heartbeat_age_seconds" for name, _ in values)
+
+
+def test_metrics_say_when_redis_is_down(make_settings):
+    app = create_app(make_settings(redis_url="redis://127.0.0.1:1/0"), policy=Policy())
+    answer = app.test_client().get("/metrics")
+    assert answer.status_code == 200 and "backstop_redis_up 0.0" in answer.get_data(as_text=True)
+
+
 def test_one_log_line_per_webhook_without_secrets_or_bodies(client, webhook_headers, caplog):
     logger = logging.getLogger("backstop")
     logger.addHandler(caplog.handler)

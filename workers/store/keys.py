@@ -12,6 +12,7 @@ ROLLOUT = PREFIX + "rollout:"  # + rollout id -> JSON record
 ROLLOUTS = PREFIX + "rollouts"  # zset: rollout id -> started_at (ms), every workload
 WORKLOAD_ROLLOUTS = PREFIX + "rollouts:"  # + workload key -> zset: rollout id -> started_at
 WORKLOAD_REVISIONS = PREFIX + "revisions:"  # + workload key -> hash: revision -> rollout id
+WATCHER_HEARTBEAT = PREFIX + "watcher-heartbeat"  # ms of the watcher's latest sign of life
 EXPECTED_ROLLBACK = PREFIX + "expected-rollback:"  # + workload key -> hash: what Backstop applies
 
 # Decisions.

@@ -7,7 +7,7 @@ transactions on the workload's keys, so the watcher and several receivers can re
 same rollout concurrently without duplicating it.
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import redis
 
@@ -31,6 +31,15 @@ class RolloutStore:
         self.redis = client
 
     # -- reading ---------------------------------------------------------------------------
+
+    def heartbeat(self, now: datetime) -> None:
+        """The watcher is alive (it expires, so a dead watcher's last sign fades)."""
+        self.redis.set(keys.WATCHER_HEARTBEAT, int(now.timestamp() * 1000), ex=3600)
+
+    def last_heartbeat(self) -> datetime | None:
+        """When the watcher last said it was alive, within the last hour."""
+        raw = self.redis.get(keys.WATCHER_HEARTBEAT)
+        return datetime.fromtimestamp(int(raw) / 1000, UTC) if raw else None
 
     def get(self, rollout_id: str) -> Rollout | None:
         """One rollout by id."""
