@@ -10,7 +10,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 
 # Debian packages the tests start for real (see DESIGN.md §6); chromium (with a font) runs
 # the dashboard's browser tests.
-TEST_DEBS := redis-server prometheus-alertmanager prometheus chromium fonts-dejavu-core
+TEST_DEBS := redis-server prometheus-alertmanager prometheus chromium fonts-dejavu-core $(if $(shell command -v kubectl),,kubernetes-client)
 
 .PHONY: run test gameday lint bench-ingest bench-dashboard bench-gameday screenshots system-deps clean kube-build kube-up kube-down
 
