@@ -34,6 +34,7 @@ import requests
 from rq import Worker
 from rq.serializers import JSONSerializer
 
+from bench.results import record
 from config.durations import format_duration
 from config.policy import Policy, load_policy
 from receiver.localredis import LocalRedis
@@ -1244,13 +1245,6 @@ def run(requests_per_page: int, warmup: int, seed: int, events: int = EVENTS) ->
             "fill_seconds": round(fill_seconds, 1),
         },
     }
-
-
-def record(result: dict, path: Path) -> None:
-    """Merge this target's entry into bench/results.json."""
-    existing = json.loads(path.read_text()) if path.exists() else {}
-    existing[result["id"]] = result
-    path.write_text(json.dumps(existing, indent=2) + "\n")
 
 
 def main() -> int:

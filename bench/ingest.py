@@ -7,7 +7,6 @@ The target (DESIGN.md §7 P1) is a throughput ratio of at least 0.70.
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -17,6 +16,7 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
+from bench.results import record
 from receiver.localredis import LocalRedis
 from testbed.servers import Gunicorn
 
@@ -118,13 +118,6 @@ def _summarize(runs: list[dict]) -> dict:
         "p99_ms": round(median(r["p99_ms"] for r in runs), 2),
         "errors": sum(r["errors"] for r in runs),
     }
-
-
-def record(result: dict, path: Path) -> None:
-    """Merge this target's entry into bench/results.json."""
-    existing = json.loads(path.read_text()) if path.exists() else {}
-    existing[result["id"]] = result
-    path.write_text(json.dumps(existing, indent=2) + "\n")
 
 
 def main() -> int:

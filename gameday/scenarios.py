@@ -16,6 +16,7 @@ import requests
 
 from gameday.cluster import Cluster
 from gameday.stack import TIMINGS, VERIFY, Service, Stack
+from testbed.processes import poll
 from workers.records import Decision, Incident, Rollback
 
 ORDERS_LOOKBACK = 25.0  # broken_previous: see there
@@ -86,14 +87,10 @@ class Run:
 
     def wait(self, condition: Callable[[], object], what: str, timeout: float):
         """Poll until `condition` gives something truthy; Failed after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise Failed(f"timed out after {timeout:.0f}s waiting for {what}")
-            time.sleep(0.5)
+        try:
+            return poll(condition, timeout=timeout, interval=0.5)
+        except TimeoutError:
+            raise Failed(f"timed out after {timeout:.0f}s waiting for {what}") from None
 
     def decisions(self, name: str) -> list[Decision]:
         found = self.stack.api("GET", f"/decisions?workload={self.key(name)}&limit=1000")

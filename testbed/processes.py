@@ -9,6 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def poll(condition: Callable[[], object], *, timeout: float, interval: float = 0.1):
+    """Call `condition` until it returns something truthy, and return that; TimeoutError
+    after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s")
+        time.sleep(interval)
+
+
 def launch(
     args: list[str], log: Path, *, env: dict | None = None, cwd: Path | None = None
 ) -> subprocess.Popen:

@@ -94,16 +94,12 @@ def clean_environment(monkeypatch):
 
 def wait_for(condition, *, timeout: float = 30.0, interval: float = 0.1, message: str = ""):
     """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    import time
+    from testbed.processes import poll
 
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message or condition}")
-        time.sleep(interval)
+    try:
+        return poll(condition, timeout=timeout, interval=interval)
+    except TimeoutError:
+        pytest.fail(f"timed out after {timeout}s waiting for {message or condition}")
 
 
 @pytest.fixture

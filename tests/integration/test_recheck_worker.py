@@ -2,16 +2,18 @@
 
 import os
 import time
+from datetime import UTC, datetime
 
 from config.policy import Policy
 from receiver.app import create_app
 from testbed.processes import run_burst_worker
 from tests import samples
 from tests.conftest import wait_for
+from workers import queues
 
 
 def test_deferred_episode_is_rechecked_by_the_worker(
-    make_settings, webhook_headers, tmp_path, redis_url
+    make_settings, webhook_headers, tmp_path, redis_url, redis_client
 ):
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text("mode: dry-run\ndefaults:\n  min_firing: 2s\n")
@@ -27,7 +29,10 @@ def test_deferred_episode_is_rechecked_by_the_worker(
     ).get_json()
     [deferred] = answer["decisions"]
     assert deferred["outcome"] == "deferred"
-    time.sleep(2.5)  # the scheduled re-check must be due before the burst worker starts
+    # The scheduled re-check must be due before the burst worker starts.
+    registry = queues.queue(redis_client, queues.DECISIONS).scheduled_job_registry
+    due = registry.get_scheduled_time(queues.recheck_job_id(deferred["id"]))
+    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.2)
     run_burst_worker({**os.environ, "REDIS_URL": redis_url, "BACKSTOP_CONFIG": str(policy_file)})
     api = {"Authorization": "Bearer test-api-token"}
     decision = wait_for(
@@ -39,10 +44,6 @@ def test_deferred_episode_is_rechecked_by_the_worker(
 
 def test_a_recheck_is_never_due_before_its_time(redis_client):
     # RQ keeps whole seconds, truncated; a re-check that ran early would stay deferred.
-    from datetime import UTC, datetime
-
-    from workers import queues
-
     at = datetime(2030, 1, 1, 12, 0, 0, 600_000, tzinfo=UTC)
     job_id = queues.schedule_recheck(redis_client, episode_id="ep", at=at)
     registry = queues.queue(redis_client, queues.DECISIONS).scheduled_job_registry
