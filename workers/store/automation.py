@@ -9,13 +9,10 @@ import redis
 from workers.models import Workload
 from workers.records import AuditEntry
 from workers.store import keys
+from workers.store.records import ms
 
 CLAIM_TTL = timedelta(days=30)  # a rolled-back revision stays "already rolled back" this long
 AUDIT_MAX = 10_000
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
@@ -99,7 +96,7 @@ class AutomationStore:
                 keys.claim(workload.key, revision),
             ],
             args=[
-                _ms(now),
+                ms(now),
                 int(cooldown.total_seconds() * 1000),
                 max_rollbacks,
                 int(window.total_seconds() * 1000),
@@ -127,7 +124,7 @@ class AutomationStore:
         """The breaker: state, why it opened, and rollbacks within the window."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.CIRCUIT)
-        pipe.zcount(keys.ROLLBACK_TIMES, _ms(now - window), "+inf")
+        pipe.zcount(keys.ROLLBACK_TIMES, ms(now - window), "+inf")
         raw, recent = pipe.execute()
         state = _text(raw)
         state.setdefault("state", "closed")

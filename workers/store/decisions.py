@@ -8,13 +8,10 @@ import redis
 
 from workers.records import Decision, Outcome
 from workers.store import keys, records
+from workers.store.records import ms
 
 MAX_DECISIONS = 100_000
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 class DecisionStore:
@@ -27,12 +24,12 @@ class DecisionStore:
         """Write a decision (new or updated) and its indexes."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(keys.DECISION + decision.id, decision.model_dump_json())
-        pipe.zadd(keys.DECISIONS, {decision.id: _ms(decision.created_at)})
+        pipe.zadd(keys.DECISIONS, {decision.id: ms(decision.created_at)})
         # One index per outcome, so "awaiting approval" lists and 24-hour counts by outcome
         # never have to read every decision.
         for outcome in OUTCOMES:
             if outcome == decision.outcome:
-                pipe.zadd(keys.decisions_with(outcome), {decision.id: _ms(decision.created_at)})
+                pipe.zadd(keys.decisions_with(outcome), {decision.id: ms(decision.created_at)})
             else:
                 pipe.zrem(keys.decisions_with(outcome), decision.id)
         pipe.execute()
@@ -117,5 +114,5 @@ class DecisionStore:
     def counts(self, *, since: datetime) -> dict[str, int]:
         """How many decisions made since `since` have each outcome now."""
         return records.count_since(
-            self.redis, {o: keys.decisions_with(o) for o in OUTCOMES}, since_ms=_ms(since)
+            self.redis, {o: keys.decisions_with(o) for o in OUTCOMES}, since_ms=ms(since)
         )

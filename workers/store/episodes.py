@@ -16,6 +16,7 @@ from config.policy import IntakePolicy
 from workers.models import AlertEvent
 from workers.store.keys import DECISION, EPISODES, EVENTS
 from workers.store.keys import EPISODE as EPISODE_PREFIX
+from workers.store.records import ms
 
 NEW_FIRING, FIRST_RESOLVED, DUPLICATE, RESEND, UNDECIDED = 1, 2, 0, 3, 4
 # How long the receiver that accepted an episode has to record its decision before a repeat
@@ -67,10 +68,6 @@ class Episode:
             "notifications": self.notifications,
             "generator_url": self.event.get("generator_url", ""),
         }
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 def _from_ms(value: bytes | str | float) -> datetime:
@@ -129,7 +126,7 @@ class EpisodeStore:
         return verdicts
 
     def _run_ingest(self, events: list[AlertEvent], now: datetime, light: set[int]) -> list[int]:
-        now_ms = _ms(now)
+        now_ms = ms(now)
         min_id = max(0, now_ms - int(self.intake.events_max_age.total_seconds() * 1000))
         args: list = [
             now_ms,
@@ -192,7 +189,7 @@ class EpisodeStore:
 
     def active_since(self, since: datetime) -> int:
         """How many episodes had a notification at or after `since`."""
-        return int(self.redis.zcount(EPISODES, _ms(since), "+inf"))
+        return int(self.redis.zcount(EPISODES, ms(since), "+inf"))
 
     def recent_episodes(self, *, status: str | None = None, limit: int = 50) -> list[Episode]:
         """Episodes by most recent activity, optionally only those with `status`."""

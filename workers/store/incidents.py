@@ -6,13 +6,10 @@ import redis
 
 from workers.records import Incident
 from workers.store import keys, records
+from workers.store.records import ms
 
 RETENTION = timedelta(days=90)
 MAX_INCIDENTS = 10_000
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 class IncidentStore:
@@ -29,7 +26,7 @@ class IncidentStore:
             keys.INCIDENTS,
             incident.id,
             incident,
-            score_ms=_ms(incident.created_at),
+            score_ms=ms(incident.created_at),
             ttl=RETENTION,
             cap=MAX_INCIDENTS,
         )
@@ -44,7 +41,7 @@ class IncidentStore:
 
     def count_since(self, since: datetime) -> int:
         """How many incidents were opened at or after `since`."""
-        return int(self.redis.zcount(keys.INCIDENTS, _ms(since), "+inf"))
+        return int(self.redis.zcount(keys.INCIDENTS, ms(since), "+inf"))
 
     def jira_issue(self, incident_key: str) -> str | None:
         """The Jira issue already filed for an incident key (our map comes first: Jira's

@@ -1,13 +1,18 @@
 """Reading JSON records back through a sorted-set index, newest first: one loop for all."""
 
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import redis
 from pydantic import BaseModel
 
 R = TypeVar("R", bound=BaseModel)
+
+
+def ms(moment: datetime) -> int:
+    """A moment as milliseconds since the epoch: the scores of every index here."""
+    return int(moment.timestamp() * 1000)
 
 
 def load(

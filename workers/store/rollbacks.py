@@ -8,6 +8,7 @@ import redis
 
 from workers.records import Rollback, RollbackStatus
 from workers.store import keys, records
+from workers.store.records import ms
 
 RETENTION = timedelta(days=30)
 MAX_ROLLBACKS = 10_000
@@ -30,10 +31,6 @@ _EXTEND = (
 )
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 class RollbackStore:
     """Rollbacks in Redis, bounded in count and age."""
 
@@ -51,12 +48,12 @@ class RollbackStore:
             keys.ROLLBACKS,
             rollback.id,
             rollback,
-            score_ms=_ms(rollback.created_at),
+            score_ms=ms(rollback.created_at),
             ttl=RETENTION,
             cap=MAX_ROLLBACKS,
         )
         # One index per status, for counts and lists by status without reading every record.
-        created = _ms(rollback.created_at)
+        created = ms(rollback.created_at)
         pipe = self.redis.pipeline(transaction=False)
         for status in STATUSES:
             if status == rollback.status:
@@ -86,7 +83,7 @@ class RollbackStore:
     def counts(self, *, since: datetime) -> dict[str, int]:
         """How many rollbacks started since `since` have each status now."""
         return records.count_since(
-            self.redis, {s: keys.rollbacks_with(s) for s in STATUSES}, since_ms=_ms(since)
+            self.redis, {s: keys.rollbacks_with(s) for s in STATUSES}, since_ms=ms(since)
         )
 
     def save_evidence(self, rollback_id: str, evidence: dict) -> None:

@@ -14,14 +14,11 @@ import redis
 from workers.models import Workload
 from workers.records import Rollout, WorkloadRecord
 from workers.store import keys, records
+from workers.store.records import ms
 
 PER_WORKLOAD = 50  # rollouts kept per workload
 EVERY_WORKLOAD = 20_000  # rollouts kept in the global index
 RETENTION = timedelta(days=90)  # history of a workload not deployed for this long expires
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 class RolloutStore:
@@ -201,7 +198,7 @@ class RolloutStore:
 
     def _near(self, pipe, workload: Workload, at: datetime, window: timedelta) -> list[Rollout]:
         """Rollouts of `workload` that started within `window` of `at`, closest first."""
-        low, high = _ms(at - window), _ms(at + window)
+        low, high = ms(at - window), ms(at + window)
         ids = pipe.zrangebyscore(keys.workload_rollouts(workload.key), low, high)
         found = [r for r in (self._get_in(pipe, i.decode()) for i in ids) if r is not None]
         return sorted(found, key=lambda r: abs((r.started_at - at).total_seconds()))
@@ -223,7 +220,7 @@ class RolloutStore:
         """Queue the writes for `rollout` on a MULTI pipeline, history bounded."""
         key = rollout.workload.workload().key
         by_start, revisions = keys.workload_rollouts(key), keys.workload_revisions(key)
-        started = _ms(rollout.started_at)
+        started = ms(rollout.started_at)
         pipe.set(keys.ROLLOUT + rollout.id, rollout.model_dump_json(), ex=RETENTION)
         pipe.zadd(by_start, {rollout.id: started})
         pipe.zadd(keys.ROLLOUTS, {rollout.id: started})
