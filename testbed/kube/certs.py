@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.kube.procs import StackError
+from testbed.tls import issue_ca, issue_server_cert, openssl
 
 
 @dataclass(frozen=True)
@@ -36,71 +36,38 @@ class Certs:
         return self.directory / "service-account.key"
 
 
-# EC keys: generated in milliseconds, and accepted by Go for TLS and for signing tokens.
-_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-_SERVER_EXTENSIONS = """\
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
-"""
-
-
 def ensure_certs(directory: Path) -> Certs:
     """Create the CA, serving certificate and signing key in directory unless present."""
     certs = Certs(directory)
     if all(p.exists() for p in (certs.ca_cert, certs.server_cert, certs.service_account_key)):
         return certs
     directory.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        "req",
-        "-x509",
-        *_EC_KEY,
-        "-keyout",
+    issue_ca(
         certs.ca_key,
-        "-out",
         certs.ca_cert,
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=backstop-test-ca",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
+        subject="/CN=backstop-test-ca",
+        days=3650,
+        key_usage="keyCertSign,cRLSign",
+        error=StackError,
     )
-    csr = directory / "apiserver.csr"
-    _openssl(
-        "req", *_EC_KEY, "-keyout", certs.server_key, "-out", csr, "-subj", "/CN=kube-apiserver"
-    )
-    extensions = directory / "apiserver.ext"
-    extensions.write_text(_SERVER_EXTENSIONS)
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        csr,
-        "-CA",
-        certs.ca_cert,
-        "-CAkey",
-        certs.ca_key,
-        "-CAcreateserial",
-        "-days",
-        "3650",
-        "-extfile",
-        extensions,
-        "-out",
+    issue_server_cert(
+        certs.server_key,
         certs.server_cert,
+        ca_cert=certs.ca_cert,
+        ca_key=certs.ca_key,
+        subject="/CN=kube-apiserver",
+        days=3650,
+        key_usage="digitalSignature, keyEncipherment",
+        error=StackError,
     )
-    _openssl(
-        "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", certs.service_account_key
+    openssl(
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        certs.service_account_key,
+        error=StackError,
     )
     return certs
-
-
-def _openssl(*args: object) -> None:
-    """Run one openssl command, raising StackError with its message on failure."""
-    result = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise StackError(f"openssl {args[0]} failed: {result.stderr.strip()}")
