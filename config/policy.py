@@ -8,10 +8,18 @@ silently ignored key. It grows by blocks: top-level switches, `intake`, and late
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from config.durations import Duration
 
@@ -167,6 +175,30 @@ class WatchPolicy(StrictModel):
     )
 
 
+# A cluster name is part of workload keys (`cluster/namespace/Kind/name`): no slash.
+ClusterName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", max_length=253)
+]
+
+
+class ClusterAccess(StrictModel):
+    """How to reach one cluster: a kubeconfig context, or the pod's in-cluster credentials."""
+
+    context: str | None = Field(None, min_length=1, description="a context of the kubeconfig")
+    kubeconfig: str | None = Field(
+        None, min_length=1, description="kubeconfig file (default: KUBECONFIG)"
+    )
+    in_cluster: bool = Field(False, description="the service account of the pod Backstop runs in")
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> "ClusterAccess":
+        if self.in_cluster and (self.context or self.kubeconfig):
+            raise ValueError("in_cluster: true takes no context or kubeconfig: use one way")
+        if not self.in_cluster and not self.context:
+            raise ValueError("say how to reach the cluster: context: <name> or in_cluster: true")
+        return self
+
+
 Severity = Literal["critical", "error", "warning", "info"]
 
 
@@ -202,7 +234,12 @@ class PagerDutyPolicy(StrictModel):
     )
     resolve_when_verified: bool = True
     page_decisions: list[str] = Field(
-        default_factory=lambda: ["ambiguous", "circuit_open", "no_recent_deployment"],
+        default_factory=lambda: [
+            "ambiguous",
+            "circuit_open",
+            "no_recent_deployment",
+            "unknown_cluster",
+        ],
         description="decisions that need a human although nothing was rolled back",
     )
     decision_severity: Severity = "error"
@@ -223,6 +260,11 @@ class Policy(StrictModel):
 
     mode: Literal["dry-run", "enforce", "approve"] = "dry-run"
     cluster: str = Field("default", min_length=1, description="name of the local cluster")
+    clusters: dict[ClusterName, ClusterAccess] | None = Field(
+        None,
+        min_length=1,
+        description="every cluster Backstop guards; unset: only the local one, named `cluster`",
+    )
     defaults: DecisionDefaults = DecisionDefaults()
     circuit_breaker: CircuitBreakerPolicy = CircuitBreakerPolicy()
     correlation: CorrelationPolicy = CorrelationPolicy()
@@ -237,6 +279,10 @@ class Policy(StrictModel):
             if service.match and matches(service.match, labels):
                 return service
         return None
+
+    def guarded_clusters(self) -> tuple[str, ...]:
+        """The clusters Backstop may act on: `clusters`, or else only the local `cluster`."""
+        return tuple(self.clusters) if self.clusters else (self.cluster,)
 
     def timing(self, service: ServicePolicy | None) -> DecisionDefaults:
         """The defaults with the service's overrides applied."""
@@ -260,6 +306,17 @@ class Policy(StrictModel):
                 )
             if not service.match:
                 found.append(f"services.{index} ({service.name}): no match, it applies to nothing")
+        reached: dict[tuple, str] = {}
+        for name, access in (self.clusters or {}).items():
+            way = (access.in_cluster, access.kubeconfig, access.context)
+            if way in reached:
+                found.append(f"clusters: {reached[way]} and {name} are reached the same way")
+            reached.setdefault(way, name)
+        if self.clusters and self.cluster not in self.clusters:
+            found.append(
+                f"cluster: {self.cluster!r} is not in clusters ({', '.join(self.clusters)}): "
+                "alerts without a cluster label will be skipped as unknown_cluster"
+            )
         return found
 
 

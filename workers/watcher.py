@@ -1,20 +1,24 @@
 """The deployment watcher (`backstop watch`): records every rollout once.
 
-For each kind (Deployment, StatefulSet, DaemonSet, and Argo Rollout when its CRD is
-served) and each allowed namespace (or all), a thread lists the objects, records what it
-sees, then watches from the list's resourceVersion. On 410 Gone, a dropped connection or a
-restart it lists again: recording is idempotent, keyed by (workload, revision), so a
+For each guarded cluster (workers/clusters.py) a thread runs its own Watcher, so an
+unreachable cluster only delays its own history. Within a cluster, for each kind
+(Deployment, StatefulSet, DaemonSet, and Argo Rollout when its CRD is served) and each
+allowed namespace (or all), a thread lists the objects, records what it sees, then
+watches from the list's resourceVersion. On 410 Gone, a dropped connection or a restart
+it lists again: recording is idempotent, keyed by (workload, revision), so a
 relist neither duplicates nor misses a rollout.
 """
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
 from redis.exceptions import RedisError
 
 from config.policy import Policy
+from workers.clusters import Clusters
 from workers.errors import IntegrationError, PermanentError
 from workers.integrations.kubernetes import Gone, Kube
 from workers.models import Workload
@@ -36,6 +40,8 @@ MAX_BACKOFF = 60.0
 
 
 HEARTBEAT_SECONDS = 15.0
+# How long a stopping watcher waits for its watch threads before it exits anyway.
+STOP_GRACE_SECONDS = 2.0
 
 
 class Watcher:
@@ -49,8 +55,11 @@ class Watcher:
         clock: Callable[[], datetime],
         *,
         watch_seconds: int = WATCH_SECONDS,
+        cluster: str | None = None,
     ):
         self.kube = kube
+        # The name rollouts are recorded under: this watcher's cluster, else the local one.
+        self.cluster = cluster or policy.cluster
         # A watch returns after this long, so a stop request is noticed within it.
         self.watch_seconds = watch_seconds
         self.store = store
@@ -73,7 +82,7 @@ class Watcher:
     def observe(self, kind: str, obj: dict) -> Rollout | None:
         """Record the object's current revision (once) and its completion (once)."""
         meta = obj["metadata"]
-        workload = Workload(self.policy.cluster, meta["namespace"], kind, meta["name"])
+        workload = Workload(self.cluster, meta["namespace"], kind, meta["name"])
         complete = is_complete(kind, obj)
         hint = self._revision_hint(kind, obj)
         if hint is not None and self._seen.get(workload.key) == (hint, True):
@@ -156,7 +165,8 @@ class Watcher:
                         if stop.is_set():
                             return
             except Gone:
-                log.info("watch expired; listing again", extra={"fields": {"kind": kind}})
+                fields = {"cluster": self.cluster, "kind": kind}
+                log.info("watch expired; listing again", extra={"fields": fields})
             except (IntegrationError, RedisError) as exc:
                 level = logging.ERROR if isinstance(exc, PermanentError) else logging.WARNING
                 log.log(
@@ -164,6 +174,7 @@ class Watcher:
                     "watch failed; retrying",
                     extra={
                         "fields": {
+                            "cluster": self.cluster,
                             "kind": kind,
                             "namespace": namespace,
                             "error": str(exc),
@@ -176,22 +187,28 @@ class Watcher:
 
     def run(self, stop: threading.Event) -> None:
         """Follow every kind in every scope until `stop` is set."""
+        kinds = _retrying(self.kinds, stop, what="discover kinds", cluster=self.cluster)
         threads = [
             threading.Thread(
                 target=self.follow,
                 args=(kind, scope, stop),
                 daemon=True,
-                name=f"watch-{kind}-{scope or 'all'}",
+                name=f"watch-{self.cluster}-{kind}-{scope or 'all'}",
             )
-            for kind in self.kinds()
+            for kind in kinds or []
             for scope in self.scopes()
         ]
         for thread in threads:
             thread.start()
         while not stop.wait(HEARTBEAT_SECONDS if self._beat() else 1.0):
             pass
+        # A thread blocked in an open watch notices the stop only when the watch ends (up to
+        # watch_seconds). Waiting for that would outlast a pod's termination grace period
+        # and keep the Lease from being released; the threads are daemons holding nothing
+        # worth waiting for (each record is one Redis transaction; a restart relists).
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for thread in threads:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _beat(self) -> bool:
         """Say the watcher is alive (/metrics shows how long ago); False when Redis is not."""
@@ -200,3 +217,44 @@ class Watcher:
         except RedisError:
             return False
         return True
+
+
+def watch_clusters(
+    clusters: Clusters,
+    store: Store,
+    policy: Policy,
+    clock: Callable[[], datetime],
+    stop: threading.Event,
+    *,
+    watch_seconds: int = WATCH_SECONDS,
+) -> None:
+    """Watch every guarded cluster, each in its own thread, until `stop` is set."""
+
+    def watch_one(name: str) -> None:
+        kube = _retrying(lambda: clusters.kube(name), stop, what="connect", cluster=name)
+        if kube is not None:
+            Watcher(kube, store, policy, clock, watch_seconds=watch_seconds, cluster=name).run(stop)
+
+    threads = [
+        threading.Thread(target=watch_one, args=(name,), daemon=True, name=f"watch-{name}")
+        for name in clusters.names
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _retrying(call: Callable, stop: threading.Event, *, what: str, cluster: str):
+    """`call()`, retried with backoff on integration errors; None once `stop` is set."""
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            return call()
+        except IntegrationError as exc:
+            level = logging.ERROR if isinstance(exc, PermanentError) else logging.WARNING
+            fields = {"cluster": cluster, "error": str(exc), "retry_in_s": backoff}
+            log.log(level, "cannot %s; retrying", what, extra={"fields": fields})
+            stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+    return None
