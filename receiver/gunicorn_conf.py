@@ -8,6 +8,10 @@ import multiprocessing
 import os
 import tempfile
 
+from gunicorn.glogging import Logger
+
+from workers.logs import JsonFormatter
+
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if not _metrics_dir:
     _metrics_dir = tempfile.mkdtemp(prefix="backstop-metrics-")
@@ -26,6 +30,22 @@ errorlog = "-"
 # Bound header size and count: webhooks carry their data in the body.
 limit_request_line = 8190
 limit_request_fields = 100
+
+
+class JsonLogger(Logger):
+    """Gunicorn's own lines (start, workers booted and lost) as JSON, like Backstop's.
+
+    Not logconfig_dict: setting that turns gunicorn's access log on, one more line per
+    request that would repeat Backstop's own webhook line.
+    """
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+logger_class = JsonLogger
 
 
 def on_starting(server):

@@ -3,17 +3,44 @@
 The contracts (job ids, arguments) are defined in workers/queues.py.
 """
 
+import functools
 import logging
 
 from rq import get_current_job
 
+from workers import logs
 from workers.context import process_context
 from workers.errors import PermanentError, TransientError
 from workers.incidents import Notifier
+from workers.models import Workload
 
 log = logging.getLogger("backstop.jobs")
 
 
+def traced(job_function):
+    """Run a job with its ids bound for logging: those it was enqueued under (the webhook's
+    request id, ...), its own job id, and the ids among its arguments. Jobs it enqueues
+    inherit them, so one request id leads from a webhook to its incident."""
+
+    @functools.wraps(job_function)
+    def run(**kwargs):
+        job = get_current_job()
+        ids = dict(job.meta.get("trace", {})) if job is not None else {}
+        ids.update({name: value for name, value in kwargs.items() if name.endswith("_id")})
+        if job is not None:
+            ids["job_id"] = job.id
+            if job_function.__name__ == "rollback":
+                ids["rollback_id"] = job.id  # a rollback's id is its job's
+        with logs.bound(**ids):
+            log.info("job %s started", job_function.__name__)
+            result = job_function(**kwargs)
+            log.info("job %s finished", job_function.__name__, extra={"fields": {"result": result}})
+            return result
+
+    return run
+
+
+@traced
 def recheck(episode_id: str) -> dict:
     """Re-evaluate a deferred episode now that it has fired for min_firing."""
     decision = process_context().engine.recheck(episode_id)
@@ -22,10 +49,11 @@ def recheck(episode_id: str) -> dict:
     return decision.summary()
 
 
+@traced
 def rollback(decision_id: str, workload: str, bad_revision: str, mode: str = "enforce") -> dict:
     """Run (or resume) the rollback of `workload` from `bad_revision`."""
     job = get_current_job()
-    executor = process_context().executor()
+    executor = process_context().executor(Workload.from_key(workload).cluster)
     arguments = {
         "rollback_id": job.id,
         "decision_id": decision_id,
@@ -46,6 +74,7 @@ def rollback(decision_id: str, workload: str, bad_revision: str, mode: str = "en
     return {"rollback_id": result.id, "status": result.status, "reason": result.reason}
 
 
+@traced
 def incident(rollback_id: str) -> dict:
     """File the incident of a finished rollback (Jira, PagerDuty, snapshots)."""
     context = process_context()
@@ -55,6 +84,7 @@ def incident(rollback_id: str) -> dict:
     return _incident_summary(found, rollback_id)
 
 
+@traced
 def page(decision_id: str) -> dict:
     """Page a human about a decision that needs one although nothing was rolled back."""
     context = process_context()

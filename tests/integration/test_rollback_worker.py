@@ -1,97 +1,69 @@
-"""The rollback job in a real RQ worker: SIGKILLed mid-job, it still reverts exactly once."""
+"""The rollback job in a real RQ worker process, and the logs: one request id ties a webhook
+to its decision, rollback job and incident job across the receiver and the worker, and
+every line is JSON (killed workers: tests/reliability/test_worker_killed.py)."""
 
+import io
+import json
+import logging
 import os
-import signal
-import subprocess
-import sys
+from dataclasses import dataclass
 
 import pytest
+import requests
+from flask.testing import FlaskClient
 
 from config.policy import Policy
 from receiver.app import create_app
 from testbed.processes import run_burst_worker
 from tests import samples
 from tests.conftest import wait_for
-from tests.workloads import FAST, bad_release
+from tests.integration.test_dashboard_http import log_in
+from tests.secrets import API_TOKEN
+from workers.logs import JsonFormatter
 
 pytestmark = pytest.mark.integration
 
+REQUEST_ID = "trace-me-0042"
+BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
+
 
 @pytest.fixture
-def worker(kube, redis_url, tmp_path):
-    """Start `backstop worker` processes with a given environment; stop them afterwards."""
-    started = []
-
-    def start(**env) -> subprocess.Popen:
-        config = tmp_path / "policy.yaml"
-        config.write_text(
-            "mode: enforce\ndefaults:\n  min_firing: 0s\n  known_good_min_age: 0s\n"
-            "  rollout_timeout: 60s\n  cooldown: 0s\n"
-        )
-        full = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "BACKSTOP_CONFIG": str(config),
-            "KUBECONFIG": str(kube.kubeconfig),
-            **env,
-        }
-        log = open(tmp_path / f"worker-{len(started)}.log", "wb")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "receiver.cli", "worker"],
-            env=full,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+def receiver_log():
+    """Backstop's receiver log lines of this test, as JSON objects."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("backstop")
+    logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)
 
 
-@pytest.mark.parametrize(
-    "point", ["after_lock", "after_evidence", "after_patch", "during_wait", "during_verification"]
-)
-def test_killed_worker_reverts_exactly_once(make_stack, worker, tmp_path, point):
-    stack = make_stack(FAST)
-    workload = bad_release(stack)
-    decision = stack.alert(workload)
-    assert decision.outcome == "rollback"
-    marker = tmp_path / "killed"
-    worker(BACKSTOP_TESTPOINT_KILL=point, BACKSTOP_TESTPOINT_ONCE=str(marker))
-    done = wait_for(
-        lambda: (r := stack.store.rollbacks.get(decision.job_id)) and r.terminal and r,
-        timeout=120,
-        interval=0.5,
-        message="the rollback to finish",
-    )
-    assert marker.exists()  # the work horse really was killed at that point
-    assert (done.status, done.target_revision) == ("verified", "1"), done.reason
-    assert done.attempts == 2
-    # Exactly one revert: one new revision (3), none after it.
-    assert stack.revision("checkout") == "3" and done.created_revision == "3"
-    assert stack.image("checkout") == "shop/checkout:1"
-    incident = wait_for(
-        lambda: (i := stack.store.incidents.get(done.id)) and i.pagerduty.state != "pending" and i,
-        timeout=30,
-        message="the incident job to finish",
-    )
-    assert incident.status == "verified"
-    assert incident.jira.state == incident.pagerduty.state == "not_configured"
+def json_lines(text: str) -> list[dict]:
+    """Every line of a process's output, each of which must be a JSON object."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"a log line that is not JSON: {line!r}")
+    return parsed
 
 
-def test_without_a_cluster_a_rollback_fails_and_says_why(
-    make_settings, redis_url, tmp_path, webhook_headers
-):
-    """`make run` without KUBECONFIG: decisions still work; rollbacks fail, recorded."""
+@dataclass
+class ClusterlessRollback:
+    """A rollback decided by the receiver and run by a real worker process with no cluster
+    configured (as under `make run` without KUBECONFIG): it fails, and its incident job runs."""
+
+    web: FlaskClient
+    decision: dict
+    receiver_lines: list[dict]
+    worker_lines: list[dict]
+
+
+@pytest.fixture
+def clusterless_rollback(make_settings, redis_url, tmp_path, webhook_headers, receiver_log):
     config = tmp_path / "policy.yaml"
     config.write_text("mode: enforce\ndefaults:\n  min_firing: 0s\n")
     app = create_app(
@@ -105,15 +77,74 @@ def test_without_a_cluster_a_rollback_fails_and_says_why(
         json=samples.deployment_event(minutes_ago=5),
     )
     answer = web.post(
-        "/webhooks/alertmanager", headers=webhook_headers, json=samples.kill_switch(minutes_ago=0)
-    ).get_json()
-    [decision] = answer["decisions"]
+        "/webhooks/alertmanager",
+        headers={**webhook_headers, "X-Request-Id": REQUEST_ID},
+        json=samples.kill_switch(minutes_ago=0),
+    )
+    assert answer.headers["X-Request-Id"] == REQUEST_ID
+    [decision] = answer.get_json()["decisions"]
     assert decision["outcome"] == "rollback"
     env = {
         k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
     }
     env.update({"REDIS_URL": redis_url, "BACKSTOP_CONFIG": str(config)})
-    run_burst_worker(env)
-    rollbacks = web.get("/api/v1/rollbacks", headers={"Authorization": "Bearer test-api-token"})
+    worker_lines = json_lines(run_burst_worker(env).stderr.decode())
+    return ClusterlessRollback(web, decision, receiver_log(), worker_lines)
+
+
+def test_without_a_cluster_a_rollback_fails_and_says_why(clusterless_rollback):
+    """`make run` without KUBECONFIG: decisions still work; rollbacks fail, recorded."""
+    rollbacks = clusterless_rollback.web.get("/api/v1/rollbacks", headers=BEARER)
     [rollback] = rollbacks.get_json()["rollbacks"]
     assert rollback["status"] == "failed" and "no Kubernetes configured" in rollback["reason"]
+
+
+def test_a_request_id_leads_from_webhook_to_incident(clusterless_rollback):
+    web, decision = clusterless_rollback.web, clusterless_rollback.decision
+    # The receiver: the decision and the webhook line carry the request id.
+    received = [
+        line for line in clusterless_rollback.receiver_lines if line.get("request_id") == REQUEST_ID
+    ]
+    assert {line["message"] for line in received} >= {"decision rollback: enqueued", "webhook"}
+    [decided] = [line for line in received if line["logger"] == "backstop.decisions"]
+    assert decided["decision_id"] == decision["id"]
+    stored = web.get(f"/api/v1/decisions/{decision['id']}", headers=BEARER).get_json()
+    assert stored["request_id"] == REQUEST_ID
+    assert log_in(web, token=API_TOKEN).status_code == 303
+    page = web.get(f"/decisions/{decision['id']}")
+    assert page.status_code == 200 and REQUEST_ID in page.text
+
+    # The worker, its own process: every line JSON, RQ's own included.
+    lines = clusterless_rollback.worker_lines
+    assert any(line["logger"].startswith("rq.") for line in lines)
+    traced = [line for line in lines if line.get("request_id") == REQUEST_ID]
+    messages = {line["message"] for line in traced}
+    assert {"job rollback started", "job incident started", "job incident finished"} <= messages
+    [failed] = [line for line in traced if line["logger"] == "backstop.rollback"]
+    assert failed["status"] == "failed" and failed["decision_id"] == decision["id"]
+    rollback_id = failed["rollback_id"]
+    [incident] = [line for line in traced if line["message"] == "job incident started"]
+    assert incident["rollback_id"] == rollback_id
+    assert incident["job_id"].startswith(f"incident-{rollback_id}")
+
+
+def test_the_receiver_under_gunicorn_logs_only_json(receiver_server, webhook_headers):
+    """Gunicorn's own lines (start, workers) and Backstop's, all JSON, the webhook's with
+    the request id the caller gave."""
+    answer = requests.post(
+        f"{receiver_server.url}/webhooks/alertmanager",
+        json=samples.alertmanager(samples.am_alert()),
+        headers={**webhook_headers, "X-Request-Id": REQUEST_ID},
+        timeout=10,
+    )
+    assert answer.status_code == 202
+
+    def logged():
+        lines = json_lines(receiver_server.log.read_text())
+        return [line for line in lines if line.get("request_id") == REQUEST_ID] and lines
+
+    lines = wait_for(logged, message="the webhook's log line")
+    assert any(line["logger"] == "gunicorn.error" for line in lines)
+    traced = [line for line in lines if line.get("request_id") == REQUEST_ID]
+    [webhook] = [line for line in traced if line["logger"] == "backstop.receiver.webhooks"]
+    assert (webhook["message"], webhook["status"], webhook["accepted"]) == ("webhook", 202, 1)
