@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 from testbed.kube import kubebuild, pods
@@ -77,11 +78,44 @@ class Kube:
             answer = core.create_namespaced_service_account_token(name, namespace, request)
             return answer.status.token
 
+    @contextlib.contextmanager
+    def crds(self, *files: Path, keep: tuple[str, ...] = ()):
+        """Install the CRDs of `files` where the cluster lacks them (it may have the real
+        ones: those are used and left alone), wait until each is established, and delete
+        the ones installed here afterwards, except those named in `keep`."""
+        from tests.conftest import wait_for
+
+        created = []
+        with self.api_client() as api:
+            extensions = client.ApiextensionsV1Api(api)
+            for path in files:
+                for crd in yaml.safe_load_all(Path(path).read_text()):
+                    try:
+                        extensions.create_custom_resource_definition(crd)
+                    except client.ApiException as error:
+                        if error.status != 409:
+                            raise
+                        continue
+                    created.append(crd["metadata"]["name"])
+            for name in created:
+                wait_for(lambda n=name: _established(extensions, n), message=f"CRD {name}")
+            try:
+                yield created
+            finally:
+                for name in created:
+                    if name not in keep:
+                        extensions.delete_custom_resource_definition(name)
+
     def _local_workdir(self, what: str) -> Path:
         """Return the local stack's directory, or skip the test on an external cluster."""
         if self.workdir is None:
             pytest.skip(f"{what} needs the local test control plane; {EXTERNAL_ENV} is set")
         return self.workdir
+
+
+def _established(extensions: client.ApiextensionsV1Api, name: str) -> bool:
+    conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
 def _binaries(pytestconfig: pytest.Config) -> Path:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from config.policy import VerifyPolicy
+from config.policy import VerifyPolicy, VerifyQuery
 from workers.errors import TransientError
 from workers.integrations.kubernetes import Kube
 from workers.integrations.prometheus import Prometheus
@@ -114,12 +114,12 @@ def verify_kpis(
         now = waiting.clock()
         for query in policy.queries:
             record = results[query.name]
-            sample = _evaluate(prometheus, query.query)
+            sample = evaluate(prometheus, query.query)
             record["samples"].append({"at": now.isoformat(), **sample})
             values = sample.get("values")
             if values is None:
                 continue
-            if not all(COMPARE[query.comparison](v, query.threshold) for v in values):
+            if not holds(query, values):
                 record["held"] = False
                 return {
                     "mode": "prometheus",
@@ -155,7 +155,14 @@ def verify_kpis(
     }
 
 
-def _evaluate(prometheus: Prometheus, expr: str) -> dict:
+def holds(query: VerifyQuery, values: list[float]) -> bool:
+    """Does every series' value satisfy the query's comparison with its threshold?"""
+    return all(COMPARE[query.comparison](v, query.threshold) for v in values)
+
+
+def evaluate(prometheus: Prometheus, expr: str) -> dict:
+    """One evaluation now: {"values": [...]} (None when no data), plus "error" when
+    Prometheus could not answer."""
     try:
         samples = prometheus.query(expr=expr)
     except TransientError as exc:

@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
 from tests.conftest import wait_for
@@ -23,24 +22,10 @@ CRD = Path(__file__).resolve().parents[1] / "manifests" / "argo-rollouts-crd.yam
 
 @pytest.fixture(scope="module")
 def argo_crd(kube):
-    with kube.api_client() as api:
-        extensions = client.ApiextensionsV1Api(api)
-        try:
-            extensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-        except client.ApiException as exc:
-            if exc.status != 409:
-                raise
-        wait_for(
-            lambda: any(
-                c.type == "Established" and c.status == "True"
-                for c in extensions.read_custom_resource_definition(
-                    "rollouts.argoproj.io"
-                ).status.conditions
-                or []
-            )
-        )
+    # Kept afterwards: other modules (and reruns against a real cluster) expect it.
+    with kube.crds(CRD, keep=("rollouts.argoproj.io",)), kube.api_client() as api:
         wait_for(lambda: served(api), message="the Rollout API to be served")
-    yield
+        yield
 
 
 def served(api) -> bool:

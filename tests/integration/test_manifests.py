@@ -37,6 +37,12 @@ BUILDS = ("base", "overlays/with-redis", "overlays/production")
 # Applied as they are, never through kustomize (a placeholder Secret must not overwrite the
 # real one on `kubectl apply -k`).
 PLAIN = ("base/secret.example.yaml",)
+# Validated, against the CRDs they need, by tests/integration/test_gate_examples.py.
+EXAMPLES = (
+    "examples/flagger-canary.yaml",
+    "examples/argo-rollouts.yaml",
+    "examples/networkpolicy-gates.yaml",
+)
 SECRET_TEMPLATE = DEPLOY / "base" / "secret.example.yaml"
 CRDS = ROOT / "tests" / "manifests" / "prometheus-operator-crds.yaml"
 NAMESPACE = "backstop"
@@ -133,20 +139,9 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(kube, kubectl):
     """The test cluster with the monitoring CRDs and the `backstop` namespace in place."""
-    created_crds, created_namespace = [], False
-    with kube.api_client() as api:
-        extensions = client.ApiextensionsV1Api(api)
+    created_namespace = False
+    with kube.crds(CRDS), kube.api_client() as api:
         core = client.CoreV1Api(api)
-        for crd in yaml.safe_load_all(CRDS.read_text()):
-            try:
-                extensions.create_custom_resource_definition(crd)
-            except client.ApiException as error:
-                if error.status != 409:
-                    raise
-                continue  # the cluster has its own (maybe the real one): use it, leave it
-            created_crds.append(crd["metadata"]["name"])
-        for name in created_crds:
-            wait_for(lambda n=name: _established(extensions, n), message=f"CRD {name}")
         try:
             core.create_namespace(yaml.safe_load((DEPLOY / "base" / "namespace.yaml").read_text()))
             created_namespace = True
@@ -161,13 +156,6 @@ def cluster(kube, kubectl):
                 core.delete_namespace(NAMESPACE)
                 # Gone before other modules (test_rbac) create it again.
                 wait_for(lambda: _gone(core), timeout=120, message="namespace deleted")
-            for name in created_crds:
-                extensions.delete_custom_resource_definition(name)
-
-
-def _established(extensions: client.ApiextensionsV1Api, name: str) -> bool:
-    conditions = extensions.read_custom_resource_definition(name).status.conditions or []
-    return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
 def _gone(core: client.CoreV1Api) -> bool:
@@ -300,7 +288,7 @@ def exported_metrics() -> set[str]:
 def test_every_manifest_is_built_or_applied():
     """No file under deploy/ escapes validation; kustomizations stay kubectl-1.20 safe."""
     covered = set().union(*(kustomization_files(DEPLOY / build) for build in BUILDS))
-    covered |= {(DEPLOY / path).resolve() for path in PLAIN}
+    covered |= {(DEPLOY / path).resolve() for path in (*PLAIN, *EXAMPLES)}
     manifests = {p.resolve() for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml")}
     assert manifests - covered == set()
 
