@@ -109,6 +109,30 @@ class Exporter:
         self.stop()
 
 
+def promtool_binary() -> str:
+    """Debian's promtool (from the prometheus package) from PATH."""
+    if found := shutil.which("promtool"):
+        return found
+    raise FileNotFoundError("no promtool: apt-get install prometheus")
+
+
+def backfill(openmetrics: Path, data_dir: Path) -> None:
+    """Write TSDB blocks for the samples of an OpenMetrics file (history in the past) into
+    a Prometheus data directory, with `promtool tsdb create-blocks-from openmetrics`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            promtool_binary(),
+            *("tsdb", "create-blocks-from", "openmetrics", "--quiet"),
+            str(openmetrics),
+            str(data_dir),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+
 class PrometheusServer:
     """One Prometheus scraping `targets` every second, with its own storage, stopped by pid."""
 
@@ -119,12 +143,14 @@ class PrometheusServer:
         *,
         rule_files: list[Path] | None = None,
         alertmanagers: list[str] | None = None,
+        extra_args: list[str] | None = None,
     ):
         self.directory = Path(directory)
         self.port = free_port()
         self.targets = targets
         self.rule_files = rule_files or []
         self.alertmanagers = alertmanagers or []
+        self.extra_args = extra_args or []
         self.process: subprocess.Popen | None = None
 
     @property
@@ -167,6 +193,7 @@ class PrometheusServer:
             f"--web.listen-address=127.0.0.1:{self.port}",
             # generatorURLs of alerts point here rather than at http://<hostname>:9090.
             f"--web.external-url={self.url}",
+            *self.extra_args,
         ]
         self.process = launch(args, self.log)
         try:

@@ -10,7 +10,7 @@ network call happens in the constructor.
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -100,6 +100,29 @@ class Prometheus:
             )
             for item in data["result"]
         ]
+
+    def query_range_chunked(
+        self, *, expr: str, start: datetime, end: datetime, step: float
+    ) -> list[Series]:
+        """query_range over any length: consecutive requests of at most MAX_POINTS points
+        each (every point exactly once), their series merged by label set."""
+        if step <= 0:
+            raise ValueError("step must be positive")
+        if end < start:
+            raise ValueError("end is before start")
+        span = timedelta(seconds=step * (MAX_POINTS - 1))
+        merged: dict[tuple, Series] = {}
+        chunk_start = start
+        while chunk_start <= end:
+            chunk_end = min(chunk_start + span, end)
+            for series in self.query_range(expr=expr, start=chunk_start, end=chunk_end, step=step):
+                key = tuple(sorted(series.labels.items()))
+                if key in merged:
+                    merged[key].points.extend(series.points)
+                else:
+                    merged[key] = Series(series.labels, list(series.points))
+            chunk_start = chunk_end + timedelta(seconds=step)
+        return list(merged.values())
 
     def ready(self) -> bool:
         """True when Prometheus says it is ready to serve queries; never raises."""
