@@ -66,12 +66,18 @@ def terminate(process: subprocess.Popen | None, timeout: float = 20.0) -> None:
         process.wait()
 
 
-def run_burst_worker(env: dict[str, str]) -> None:
-    """Run `backstop worker --burst` until the queues are empty (and due jobs are done)."""
-    subprocess.run(
+def run_burst_worker(env: dict[str, str], *, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `backstop worker --burst` until the queues are empty (and due jobs are done);
+    its output (the worker's JSON log lines are on stderr) comes back. It is also echoed to
+    this process's stderr, where pytest captures it and the session's log scan
+    (tests/logscan.py) checks it for secrets."""
+    result = subprocess.run(
         [sys.executable, "-m", "receiver.cli", "worker", "--burst"],
         env=env,
         check=True,
-        timeout=60,
+        timeout=timeout,
         capture_output=True,
     )
+    for output in (result.stdout, result.stderr):
+        sys.stderr.write(output.decode(errors="replace"))
+    return result

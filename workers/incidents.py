@@ -5,20 +5,24 @@ Delivery is exactly once and never in a rollback's way: each target's progress i
 in the Incident record (what was created, attached, commented, triggered, resolved), so a
 retry after an outage or a crash skips what is done. Jira issues are found first through
 Backstop's own incident-key → issue map, then by a JQL search on the incident label, and
-only then created; PagerDuty deduplicates on the incident's `dedup_key`. A transient
+only then created; a mark recorded before the create request lets a retry after a crash
+wait (JIRA_SEARCH_GRACE) for Jira's lagging search to show the issue the dead attempt made,
+and attach the evidence to it, instead of filing a second one. PagerDuty deduplicates on
+the incident's `dedup_key`. A transient
 failure re-raises (the job retries for hours); a permanent one (e.g. a 400) is recorded as
 `failed` and shown. A target that is not configured is recorded as `not_configured`.
 """
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
 from config.policy import Policy
 from config.settings import Settings
 from workers import snapshots as graphs
-from workers import ticket
+from workers import testpoints, ticket
 from workers.errors import PermanentError, TransientError
 from workers.integrations.jira import Tickets
 from workers.integrations.pagerduty import Pager
@@ -26,7 +30,13 @@ from workers.integrations.prometheus import Prometheus, expr_from_generator_url
 from workers.records import Decision, Delivery, Incident, Rollback, utcnow
 from workers.store import Store
 
+log = logging.getLogger("backstop.incidents")
+
 SNAPSHOT_LINK_TTL = timedelta(days=7)
+# Jira Cloud's search is eventually consistent, usually by seconds. An issue an attempt that
+# died may have created is waited for this long before it is created (the job's retries
+# come 10 s, 40 s, 100 s, 220 s after the first attempt).
+JIRA_SEARCH_GRACE = timedelta(minutes=2)
 
 
 def incident_key(workload_key: str, revision: str) -> str:
@@ -116,22 +126,23 @@ class Notifier:
             or self.store.incidents.jira_issue(incident.key)
             or self.tickets.find_by_label(project=jira.project, label=incident.key)
         )
+        creating = next((m for m in done if m.startswith(f"creating:{event}@")), None)
+        if not issue and creating:
+            self._await_search(creating)
         if not issue:
-            issue = self.tickets.create(
-                project=jira.project,
-                issue_type=jira.issue_type,
-                summary=incident.summary,
-                description=ticket.description(
-                    rollback,
-                    decision,
-                    links=self._links(rollback, decision, None),
-                    snapshots=incident.snapshots,
-                ),
-                labels=[*jira.labels, incident.key],
-                priority=jira.priority.get(rollback.status),
-            )
+            # Recorded before the request: if we die before recording the issue, the retry
+            # knows an issue may exist that Jira's search does not show yet.
+            if creating:
+                done.remove(creating)
+            creating = f"creating:{event}@{utcnow().timestamp():.0f}"
+            done.append(creating)
+            self._save(incident)
+            issue = self._create(incident, rollback, decision, creating)
+            testpoints.reached("after_jira_create")
             self.store.incidents.remember_jira_issue(incident.key, issue)
             done.append(f"created:{event}")
+        elif creating and f"created:{event}" not in done:
+            done.append(f"created:{event}")  # ours, from an attempt that died: attach to it
         incident.jira.ref = issue
         self._save(incident)
         if f"created:{event}" in done:
@@ -154,6 +165,41 @@ class Notifier:
             self.tickets.transition(issue_key=issue, name=transition)
             done.append(f"transition:{event}")
 
+    def _create(
+        self, incident: Incident, rollback: Rollback, decision: Decision | None, creating: str
+    ) -> str:
+        """Create the issue. Jira answered with an error or refused the connection: no issue
+        was made, so the `creating` mark goes (only a timeout leaves it in doubt)."""
+        jira = self.policy.incidents.jira
+        try:
+            return self.tickets.create(
+                project=jira.project,
+                issue_type=jira.issue_type,
+                summary=incident.summary,
+                description=ticket.description(
+                    rollback,
+                    decision,
+                    links=self._links(rollback, decision, None),
+                    snapshots=incident.snapshots,
+                ),
+                labels=[*jira.labels, incident.key],
+                priority=jira.priority.get(rollback.status),
+            )
+        except TransientError as exc:
+            if "Timeout" not in str(exc):
+                incident.jira.done.remove(creating)
+                self._save(incident)
+            raise
+
+    @staticmethod
+    def _await_search(creating: str) -> None:
+        """An earlier attempt asked Jira to create the issue and died before recording it:
+        retry (TransientError) until Jira's search shows it, or until JIRA_SEARCH_GRACE has
+        passed, when the request evidently never reached Jira and the issue is created."""
+        asked = float(creating.rsplit("@", 1)[1])
+        if utcnow().timestamp() - asked < JIRA_SEARCH_GRACE.total_seconds():
+            raise TransientError("an earlier attempt may have created the issue; not in search yet")
+
     def _page_rollback(
         self, incident: Incident, rollback: Rollback, decision: Decision | None, event: str
     ) -> None:
@@ -172,6 +218,7 @@ class Notifier:
                 links=self._pd_links(rollback, decision, incident),
                 images=self._images(incident),
             )
+            testpoints.reached("after_pagerduty_trigger")
             done.append(f"trigger:{event}")
             self._save(incident)
         resolve = self.policy.incidents.pagerduty.resolve_when_verified
@@ -253,13 +300,16 @@ class Notifier:
         except TransientError as exc:
             delivery.state, delivery.detail = "pending", f"retrying: {exc}"
             self._save(incident)
+            _log_delivery(incident, name, delivery)
             return str(exc)
         except PermanentError as exc:
             delivery.state, delivery.detail = "failed", str(exc)
             self._save(incident)
+            _log_delivery(incident, name, delivery)
             return None
         delivery.state, delivery.detail = "delivered", ""
         self._save(incident)
+        _log_delivery(incident, name, delivery)
         return None
 
     def _save(self, incident: Incident) -> None:
@@ -407,6 +457,22 @@ class Notifier:
             "verification": rollback.verification.get("detail", ""),
             "jira": incident.jira.ref or None,
         }
+
+
+def _log_delivery(incident: Incident, name: str, delivery: Delivery) -> None:
+    """One line per delivery attempt, with the Jira key or PagerDuty dedup key once known."""
+    fields = {
+        "incident_id": incident.id,
+        "target": name,
+        "state": delivery.state,
+        "attempt": delivery.attempts,
+    }
+    if delivery.ref:
+        fields["ref"] = delivery.ref
+    if delivery.detail:
+        fields["detail"] = delivery.detail
+    level = logging.WARNING if delivery.state != "delivered" else logging.INFO
+    log.log(level, "incident %s %s", name, delivery.state, extra={"fields": fields})
 
 
 def _secret(value) -> str | None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import redis
 from rq import Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, validate_job_id
 from rq.serializers import JSONSerializer
 
 from workers.queues import QUEUE_NAMES, queue, queues
@@ -145,6 +145,12 @@ def _text(value) -> str:
 
 
 def _fetch(connection: redis.Redis, job_id: str) -> Job:
+    try:
+        # An id RQ would refuse to create (any character but letters, digits, _ and -) names
+        # no job; without this check RQ raises ValueError on it (a 500 instead of a 404).
+        validate_job_id(job_id)
+    except ValueError:
+        raise JobActionError(404, f"no job {job_id}") from None
     try:
         return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
     except NoSuchJobError:

@@ -22,6 +22,7 @@ from werkzeug.security import generate_password_hash
 from testbed.processes import launch, terminate
 from testbed.servers import Gunicorn
 from tests.conftest import WEBHOOK_TOKEN
+from tests.secrets import OPERATOR_PASSWORD, VIEWER_PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 # Read now: the autouse `clean_environment` fixture removes BACKSTOP_* before each test runs.
@@ -41,8 +42,7 @@ CHROMIUM_ARGS = [
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
-OPERATOR, OPERATOR_PASSWORD = "olivia", "operator-password-1"
-VIEWER, VIEWER_PASSWORD = "victor", "viewer-password-1"
+OPERATOR, VIEWER = "olivia", "victor"
 
 # Pages replace their content every 5 s; anything a page only shows after an auto-refresh
 # (work done by another process) gets this long to appear.

@@ -14,6 +14,7 @@ from werkzeug.security import generate_password_hash
 from config.policy import Policy
 from receiver.app import StartupError, create_app
 from tests.conftest import API_TOKEN
+from tests.secrets import DASHBOARD_PASSWORDS
 from workers import queues, registries
 from workers.models import AlertEvent, Workload
 from workers.records import (
@@ -28,7 +29,7 @@ from workers.records import (
 from workers.store import Store, keys
 from workers.store.sessions import MAX_FAILURES
 
-PASSWORDS = {"alice": "alice-operator-pw", "victor": "victor-viewer-pw"}
+PASSWORDS = DASHBOARD_PASSWORDS
 PAGES = ["/", "/alerts", "/rollbacks", "/deployments", "/jobs", "/approvals", "/audit"]
 CHECKOUT = Workload("default", "shop", "Deployment", "checkout")
 

@@ -156,6 +156,18 @@ def test_pagerduty_429s_then_delivered_once(rolled_back, prometheus, pagerduty_s
     assert [e["event_action"] for e in pagerduty_server.events] == ["trigger", "resolve"]
 
 
+def test_a_pagerduty_5xx_is_left_to_the_jobs_retries(rolled_back, prometheus, pagerduty_server):
+    """One request per attempt: the client's own 5xx retries (seconds of sleeping) would hold
+    the worker that a newly queued rollback needs."""
+    stack, rollback = rolled_back
+    notify = notifier(stack, prometheus, pagerduty=pagerduty_server)
+    pagerduty_server.fail_with(503, count=10)
+    with pytest.raises(TransientError):
+        notify.file_rollback(rollback.id)
+    assert len(pagerduty_server.requests) == 1
+    assert stack.store.incidents.get(rollback.id).pagerduty.state == "pending"
+
+
 def test_an_invalid_event_is_a_permanent_failure_shown_not_retried(
     rolled_back, prometheus, pagerduty_server
 ):

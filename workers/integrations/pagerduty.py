@@ -39,6 +39,11 @@ class Pager:
                 self._routing_key, base_url=self._base_url, **options
             )
             client.retry[429] = 2  # then give the job's backoff the waiting
+            # The client retries 5xx itself, with sleeps (up to ~22 s for a 503), holding the
+            # worker: a rollback queued meanwhile would wait for it. The job's retries
+            # (INCIDENT_RETRY, on its own queue) do that waiting instead.
+            for status in (500, 502, 503, 504):
+                client.retry[status] = 0
             client.max_network_attempts = 1
             self._client = client
         return self._client
