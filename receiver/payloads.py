@@ -5,15 +5,42 @@ never turn a real alert into a 400. What we rely on is typed and required.
 """
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from config.policy import WorkloadKind
 from workers.models import AlertEvent, Source, label_fingerprint
 
 Labels = dict[str, str]
 _ZERO = timedelta(0)
+# Moments Backstop computes windows around (lookback, merge window, cooldown): anything
+# outside would overflow datetime arithmetic. Alertmanager's "no end yet" zero time is
+# handled before this check (see _end).
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _in_range(moment: datetime) -> datetime:
+    """A moment between 1970 and 9000, in UTC; a ValueError (so a 400) otherwise."""
+    try:
+        moment = _utc(moment)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 has no UTC equivalent
+        raise ValueError("timestamp out of range") from None
+    # In UTC, and both bounds are the first instant of a year: comparing years is exact,
+    # and several times cheaper than comparing aware datetimes (twice per alert).
+    if not _EARLIEST.year <= moment.year < _LATEST.year:
+        raise ValueError("timestamp must be between 1970 and 9000")
+    return moment
+
+
+def _end_in_range(moment: datetime) -> datetime:
+    """Like _in_range, but Alertmanager's zero time (year 1, "not ended") passes as is."""
+    return moment if moment.year <= 1 else _in_range(moment)
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
+EndMoment = Annotated[AwareDatetime, AfterValidator(_end_in_range)]
 
 
 class VendorModel(BaseModel):
@@ -28,8 +55,8 @@ class AlertmanagerAlert(VendorModel):
     status: Literal["firing", "resolved"]
     labels: Labels
     annotations: Labels = {}
-    startsAt: AwareDatetime
-    endsAt: AwareDatetime | None = None
+    startsAt: Moment
+    endsAt: EndMoment | None = None
     generatorURL: str = ""
     fingerprint: str = Field("", max_length=256)
 
@@ -82,6 +109,50 @@ def _end(moment: datetime | None) -> datetime | None:
     return _utc(moment)
 
 
+class _RecentEvents:
+    """The events normalized lately, by content: a repeat notification (the bulk of
+    Alertmanager's traffic) reuses its equal, immutable AlertEvent instead of building and
+    hashing a new one. Bounded; the oldest entries go first."""
+
+    def __init__(self, size: int):
+        self.size = size
+        # key -> (event, startsAt, endsAt, labels, annotations, values) as received
+        self.seen: dict[tuple, tuple] = {}
+
+    def events(self, source: Source, hook: AlertmanagerWebhook) -> list[AlertEvent]:
+        """The webhook's alerts as AlertEvents, reusing equal ones seen lately."""
+        found = []
+        for alert in hook.alerts:
+            key = (
+                source,
+                alert.status,
+                alert.fingerprint,
+                alert.generatorURL,
+                hook.groupKey,
+                hook.receiver,
+                hook.externalURL,
+            )
+            values = None
+            if isinstance(alert, GrafanaAlert):
+                key += (alert.dashboardURL, alert.panelURL, alert.silenceURL, alert.valueString)
+                values = alert.values
+            # Compared, not hashed: equal instants in other offsets normalize alike.
+            content = (alert.startsAt, alert.endsAt, alert.labels, alert.annotations, values)
+            seen = self.seen.get(key)
+            if seen is not None and seen[1:] == content:
+                found.append(seen[0])
+                continue
+            event = _event(source, hook, alert)
+            self.seen[key] = (event, *content)
+            if len(self.seen) > self.size:
+                self.seen.pop(next(iter(self.seen)), None)
+            found.append(event)
+        return found
+
+
+_RECENT = _RecentEvents(5_000)
+
+
 def _event(source: Source, hook: AlertmanagerWebhook, alert: AlertmanagerAlert) -> AlertEvent:
     extra = {}
     if isinstance(alert, GrafanaAlert):
@@ -111,13 +182,13 @@ def _event(source: Source, hook: AlertmanagerWebhook, alert: AlertmanagerAlert) 
 def alertmanager_events(body: bytes) -> list[AlertEvent]:
     """Parse and normalize an Alertmanager webhook; raises pydantic.ValidationError."""
     hook = AlertmanagerWebhook.model_validate_json(body)
-    return [_event("alertmanager", hook, alert) for alert in hook.alerts]
+    return _RECENT.events("alertmanager", hook)
 
 
 def grafana_events(body: bytes) -> list[AlertEvent]:
     """Parse and normalize a Grafana webhook; raises pydantic.ValidationError."""
     hook = GrafanaWebhook.model_validate_json(body)
-    return [_event("grafana", hook, alert) for alert in hook.alerts]
+    return _RECENT.events("grafana", hook)
 
 
 class DeploymentEvent(BaseModel):
@@ -132,7 +203,7 @@ class DeploymentEvent(BaseModel):
     revision: str | int | None = None
     version: str = Field("", max_length=256)
     images: list[str] = Field(default_factory=list, max_length=50)
-    started_at: AwareDatetime | None = None
+    started_at: Moment | None = None
     commit: str = Field("", max_length=256)
     author: str = Field("", max_length=256)
     url: str = Field("", max_length=2048)

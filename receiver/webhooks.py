@@ -9,20 +9,22 @@ import logging
 import time
 from collections.abc import Callable
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import ValidationError
 
 from receiver import auth, metrics
 from receiver.bodies import invalid_payload, parse_body, require_json
 from receiver.payloads import DeploymentEvent, alertmanager_events, grafana_events
-from receiver.state import app_state
-from workers.intake import ingest
+from receiver.state import AppState, app_state
+from workers.intake import Intake
 from workers.models import AlertEvent, Workload
 from workers.records import utcnow
+from workers.replication import replicated
 from workers.store.rollouts import rollout_for
 
 log = logging.getLogger("backstop.receiver.webhooks")
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+INTAKE = "backstop.intake"
 
 
 def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
@@ -39,14 +41,21 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
         events = parse(body)
     except ValidationError as exc:
         raise invalid_payload(exc) from None
-    result = ingest(state.engine, events)
+    # BACKSTOP_REDIS_MIN_REPLICAS: 202 only once replicas hold the writes, else 503.
+    with replicated(
+        state.store.redis,
+        replicas=state.settings.redis_min_replicas,
+        timeout=state.settings.redis_replica_timeout_seconds,
+    ):
+        result = intake(state).ingest(events)
     g.webhook_counts = {
         "alerts": len(events),
         "accepted": result.accepted,
         "duplicates": result.duplicates,
     }
-    for status in ("firing", "resolved"):
-        if count := sum(1 for event in events if event.status == status):
+    firing = sum(1 for event in events if event.status == "firing")
+    for status, count in (("firing", firing), ("resolved", len(events) - firing)):
+        if count:
             metrics.child(metrics.ALERTS_RECEIVED, source, status).inc(count)
     if result.duplicates:
         metrics.child(metrics.ALERT_DUPLICATES, source).inc(result.duplicates)
@@ -57,6 +66,18 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
         "request_id": g.request_id,
     }
     return jsonify(body), 202
+
+
+def intake(state: AppState) -> Intake:
+    """This app's intake pipeline in this process, created on first use (so after a fork)."""
+    found = current_app.extensions.get(INTAKE)
+    if found is None:
+        # Replication confirmed per webhook means every webhook writes: no write-behind.
+        write_behind = state.settings.redis_min_replicas == 0
+        found = current_app.extensions.setdefault(
+            INTAKE, Intake(state.engine, write_behind=write_behind)
+        )
+    return found
 
 
 @bp.post("/alertmanager")
@@ -108,11 +129,12 @@ def account(response: Response) -> Response:
     elapsed = time.perf_counter() - g.webhook_started
     metrics.child(metrics.WEBHOOK_REQUESTS, source, str(response.status_code)).inc()
     metrics.child(metrics.WEBHOOK_DURATION, source).observe(elapsed)
-    fields = {
-        "source": source,
-        "status": response.status_code,
-        "duration_ms": round(elapsed * 1000, 2),
-        **g.get("webhook_counts", {}),
-    }
-    log.info("webhook", extra={"fields": fields})
+    if log.isEnabledFor(logging.INFO):  # the fields cost more than the check
+        fields = {
+            "source": source,
+            "status": response.status_code,
+            "duration_ms": round(elapsed * 1000, 2),
+            **g.get("webhook_counts", {}),
+        }
+        log.info("webhook", extra={"fields": fields})
     return response

@@ -13,6 +13,7 @@ from config.policy import IntakePolicy
 from workers.models import AlertEvent
 from workers.store import DUPLICATE, FIRST_RESOLVED, NEW_FIRING
 from workers.store.episodes import EpisodeStore
+from workers.store.keys import DECISION
 from workers.store.keys import EPISODE as EPISODE_PREFIX
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -146,3 +147,51 @@ def test_another_process_resolving_first_is_respected():
     assert record(worker_b, event(status="resolved")) == [FIRST_RESOLVED]
     assert record(worker_a, event(status="resolved")) == [DUPLICATE]
     assert record(worker_a, event()) == [DUPLICATE]
+
+
+def test_an_entry_may_stand_for_several_notifications(store):
+    assert store.record_notifications([event()], now=T0, counts=[3]) == [NEW_FIRING]
+    store.record_notifications([event()], now=T0, counts=[2])
+    assert store.episode(event().episode_id).notifications == 5
+
+
+def test_repeats_written_behind_are_counted_or_handed_back(store):
+    record(store, event(), event("fp2"), event("fp3"))
+    record(store, event("fp2", status="resolved"))
+    store.redis.delete(EPISODE_PREFIX + event("fp3").episode_id)  # gone meanwhile
+    handed_back = store.add_repeats(
+        [event(), event("fp2", status="resolved"), event("fp3"), event("fp1", status="resolved")],
+        [4, 2, 1, 1],
+        now=T0,
+        token="flush-1",
+    )
+    # fp3 vanished and fp1 is firing, not resolved: neither is a plain repeat.
+    assert handed_back == [2, 3]
+    assert store.episode(event().episode_id).notifications == 5
+    assert store.episode(event("fp2").episode_id).notifications == 4
+    assert store.episode(event("fp3").episode_id) is None  # nothing written for it
+
+
+def test_a_flush_sent_again_after_a_lost_answer_counts_once(store):
+    record(store, event())
+    for _ in range(2):  # the second time as after a dropped connection: same token
+        assert store.add_repeats([event()], [3], now=T0, token="flush-2") == []
+    assert store.episode(event().episode_id).notifications == 4
+    store.add_repeats([event()], [3], now=T0, token="flush-3")  # another flush counts
+    assert store.episode(event().episode_id).notifications == 7
+
+
+def test_an_episode_is_settled_once_decided_or_resolved():
+    shared = fakeredis.FakeRedis()
+    worker_a, worker_b = EpisodeStore(shared, IntakePolicy()), EpisodeStore(shared, IntakePolicy())
+    record(worker_a, event(), event("fp2"))
+    assert not worker_a.is_settled_repeat(event())  # no decision recorded yet
+    worker_a.mark_decided(event().episode_id)
+    assert worker_a.is_settled_repeat(event())
+    shared.set(DECISION + event().episode_id, "{}")  # what worker_a's decision wrote
+    record(worker_b, event())  # worker_b learns it from the script's answer
+    assert worker_b.is_settled_repeat(event())
+    record(worker_b, event("fp2", status="resolved"))
+    assert worker_b.is_settled_repeat(event("fp2")) and worker_b.is_settled_repeat(
+        event("fp2", status="resolved")
+    )

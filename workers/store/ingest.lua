@@ -6,17 +6,22 @@
 -- KEYS[3+] one hash per event: the episode's state
 -- ARGV[1..6] now_ms, episode_ttl_s, max_episodes, events_max_len, events_min_id, episode key prefix
 -- ARGV[7]  the batch's small fields as one JSON array of [id, status, starts_at, ends_at,
---          source, alertname] (one argument, not six per event: far cheaper to send)
+--          source, alertname, count] (one argument, not seven per event: far cheaper to
+--          send); count is how many notifications the entry stands for (a receiver that
+--          wrote repeats behind sends them as one entry), 1 when absent
 -- ARGV[8+] each event's record as JSON, passed as is (not nested in ARGV[7], which would
 --          escape it twice); "" when the client believes the episode is already recorded in
 --          this state, so repeats cost almost nothing to send.
 --
--- Returns one verdict per event: 1 a new firing episode, 2 the first resolved notification
--- of an episode, 0 a duplicate that must not be processed again, 3 "unknown after all: send
--- this event again with its record" (the client's belief was stale; nothing was written),
--- 4 a repeat of a firing episode that was accepted but never decided (the receiver that
--- accepted it failed before recording its decision): decide it now. The right to decide is
--- claimed in the hash (decide_claim) for DECIDE_CLAIM_MS, so only one receiver does.
+-- Returns {verdicts, settled}, one of each per event. Verdicts: 1 a new firing episode, 2
+-- the first resolved notification of an episode, 0 a duplicate that must not be processed
+-- again, 3 "unknown after all: send this event again with its record" (the client's belief
+-- was stale; nothing was written), 4 a repeat of a firing episode that was accepted but never
+-- decided (the receiver that accepted it failed before recording its decision): decide it
+-- now. The right to decide is claimed in the hash (decide_claim) for DECIDE_CLAIM_MS, so only
+-- one receiver does. Settled: 1 when, after this call, the episode is resolved or its
+-- decision is recorded, so a further repeat can only add to its counters (a receiver may
+-- then write such repeats behind, see workers/intake.py), else 0.
 
 local now = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
@@ -31,21 +36,24 @@ local decide_claim_ms = tonumber(ARGV[9 + #batch])
 -- cost two commands, and last activity stays accurate to this interval.
 local touch_ms = tonumber(ARGV[10 + #batch])
 local verdicts = {}
+local settled = {}
 local created = false
 
 for i, entry in ipairs(batch) do
   local id, status, starts, ends = entry[1], entry[2], entry[3], entry[4]
   local source, alertname, event = entry[5], entry[6], ARGV[7 + i]
+  local count = tonumber(entry[7] or 1)
   local key = KEYS[2 + i]
   local state = redis.call('HMGET', key, 'status', 'decide_claim', 'decided', 'touched')
   local previous = state[1]
+  local decided = state[3]
   local verdict = 0
   if not previous and event == '' then
     verdict = 3
   elseif not previous then
     redis.call('HSET', key, 'id', id, 'status', status, 'source', source,
       'alertname', alertname, 'starts_at', starts, 'ends_at', ends,
-      'first_seen', now, 'notifications', 1, 'event', event, 'decide_claim', now,
+      'first_seen', now, 'notifications', count, 'event', event, 'decide_claim', now,
       'touched', now)
     if status == 'resolved' then
       redis.call('HSET', key, 'resolved_at', now)
@@ -57,7 +65,7 @@ for i, entry in ipairs(batch) do
   elseif status == 'resolved' and previous == 'firing' and event == '' then
     verdict = 3
   else
-    redis.call('HINCRBY', key, 'notifications', 1)
+    redis.call('HINCRBY', key, 'notifications', count)
     if status == 'resolved' and previous == 'firing' then
       redis.call('HSET', key, 'status', 'resolved', 'ends_at', ends, 'resolved_at', now,
         'event', event)
@@ -65,6 +73,7 @@ for i, entry in ipairs(batch) do
     elseif previous == 'firing' and not state[3] then
       if redis.call('EXISTS', decision_prefix .. id) == 1 then
         redis.call('HSET', key, 'decided', 1)
+        decided = '1'
       elseif now - tonumber(state[2] or 0) > decide_claim_ms then
         redis.call('HSET', key, 'decide_claim', now)
         verdict = 4
@@ -84,6 +93,12 @@ for i, entry in ipairs(batch) do
       'episode', id, 'status', status, 'event', event)
   end
   verdicts[#verdicts + 1] = verdict
+  local resolved = previous == 'resolved' or verdict == 2
+  if verdict ~= 3 and (resolved or (verdict == 0 and previous and decided)) then
+    settled[#settled + 1] = 1
+  else
+    settled[#settled + 1] = 0
+  end
 end
 
 -- Bound memory whatever arrives. Only creation grows the index and the stream, so the
@@ -100,4 +115,4 @@ if created then
   end
   redis.call('XTRIM', KEYS[2], 'MINID', '~', min_id)
 end
-return verdicts
+return {verdicts, settled}

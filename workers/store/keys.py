@@ -6,6 +6,7 @@ PREFIX = "backstop:"
 EPISODE = PREFIX + "episode:"  # + episode id -> hash of the episode's latest state
 EPISODES = PREFIX + "episodes"  # zset: episode id -> last activity (ms)
 EVENTS = PREFIX + "events"  # stream of accepted alert events
+FLUSH = PREFIX + "flush:"  # + token of a write-behind flush that was applied (expiring)
 
 # Deployment history.
 ROLLOUT = PREFIX + "rollout:"  # + rollout id -> JSON record
