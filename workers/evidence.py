@@ -4,9 +4,26 @@ For up to three pods of the bad revision: their status, and the tail of the curr
 previous log of each container; plus the Kubernetes events of the workload, its bad
 ReplicaSet or ControllerRevision, and those pods. Size-bounded; missing logs (a container
 that never started, no previous instance) are recorded as missing, not as errors.
+
+The revert waits for the capture, so it makes few requests, and overlaps them only when
+that pays. Requests go one after another over the work horse's one open connection while
+each answers within SLOW_REQUEST: a request side by side needs a connection of its own,
+whose TLS handshake costs a fresh work horse about 2-3 ms, more than a quick request. Once
+one is slower (a log is read through the pod's kubelet, tens of ms on a real cluster), the
+rest of its kind run at most CONCURRENT_REQUESTS at once over the same client (its
+connection pool is thread-safe and keeps that many connections). The events come from one
+request for the whole namespace when it holds at most EVENT_PAGE, filtered here; in a
+busier namespace, from one field-selected request per object, so that its other events are
+neither sent nor parsed. Either way the same events, and the error raised, if any, is the
+first in the order of the requests.
 """
 
-from workers.integrations.kubernetes import Kube
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+from workers.integrations.kubernetes import CONCURRENT_REQUESTS, Kube, latest_events
 from workers.models import Workload
 from workers.revert import template_hash
 
@@ -14,6 +31,9 @@ MAX_PODS = 3
 TAIL_LINES = 200
 LOG_BYTES = 64 * 1024
 MAX_EVENTS = 50
+EVENT_PAGE = 500
+SLOW_REQUEST = 0.02  # seconds
+WHEN = ("current", "previous")
 POD_LABEL = {
     "Deployment": "pod-template-hash",
     "Rollout": "rollouts-pod-template-hash",
@@ -26,37 +46,74 @@ def capture(kube: Kube, workload: Workload, owner: dict, bad_child: dict) -> dic
     """Logs, statuses and events of the bad revision's pods."""
     labels = dict(owner["spec"].get("selector", {}).get("matchLabels", {}))
     labels[POD_LABEL[workload.kind]] = template_hash(workload.kind, bad_child)
+    namespace = workload.namespace
     pods = sorted(
-        kube.pods(workload.namespace, labels),
-        key=lambda p: p["metadata"].get("creationTimestamp", ""),
+        kube.pods(namespace, labels), key=lambda p: p["metadata"].get("creationTimestamp", "")
     )[:MAX_PODS]
-    captured = [_pod(kube, workload.namespace, pod) for pod in pods]
-    names = [workload.name, bad_child["metadata"]["name"], *(p["name"] for p in captured)]
-    events = kube.events(workload.namespace, names, limit=MAX_EVENTS)
+    reads = [
+        (pod["metadata"]["name"], container["name"], when)
+        for pod in pods
+        for container in pod["spec"].get("containers", [])
+        for when in WHEN
+    ]
+    logs = dict(
+        zip(reads, gather([partial(_log, kube, namespace, *r) for r in reads]), strict=True)
+    )
+    names = [workload.name, bad_child["metadata"]["name"], *(p["metadata"]["name"] for p in pods)]
     return {
-        "pods": captured,
-        "events": [_event(e) for e in events],
+        "pods": [_pod(pod, logs) for pod in pods],
+        "events": [_event(e) for e in _events(kube, namespace, names)],
         "selector": labels,
         "limits": {"pods": MAX_PODS, "tail_lines": TAIL_LINES, "log_bytes": LOG_BYTES},
     }
 
 
-def _pod(kube: Kube, namespace: str, pod: dict) -> dict:
+def gather(calls: list[Callable]) -> list:
+    """The results of `calls`, in order: one after another while each returns within
+    SLOW_REQUEST, then the rest at most CONCURRENT_REQUESTS at once. An error is raised
+    when its call's turn comes; calls not yet started are then cancelled."""
+    results = []
+    for index, call in enumerate(calls):
+        started = time.monotonic()
+        results.append(call())
+        rest = calls[index + 1 :]
+        if rest and time.monotonic() - started > SLOW_REQUEST:
+            with ThreadPoolExecutor(min(len(rest), CONCURRENT_REQUESTS)) as pool:
+                futures = [pool.submit(c) for c in rest]
+                try:
+                    results.extend(future.result() for future in futures)
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+            break
+    return results
+
+
+def _log(kube: Kube, namespace: str, pod: str, container: str, when: str) -> str | None:
+    return kube.log(
+        namespace,
+        pod,
+        container,
+        previous=when == "previous",
+        tail_lines=TAIL_LINES,
+        limit_bytes=LOG_BYTES,
+    )
+
+
+def _events(kube: Kube, namespace: str, names: list[str]) -> list[dict]:
+    """The MAX_EVENTS newest events about the named objects (see the module docstring)."""
+    page = kube.events_page(namespace, EVENT_PAGE)
+    if page is not None:
+        wanted = set(names)
+        found = [[e for e in page if e.get("involvedObject", {}).get("name") in wanted]]
+    else:
+        found = gather([partial(kube.events_about, namespace, n) for n in dict.fromkeys(names)])
+    return latest_events(found, MAX_EVENTS)
+
+
+def _pod(pod: dict, logs: dict[tuple[str, str, str], str | None]) -> dict:
     name = pod["metadata"]["name"]
     status = pod.get("status", {})
-    logs = {}
-    for container in pod["spec"].get("containers", []):
-        logs[container["name"]] = {
-            when: kube.log(
-                namespace,
-                name,
-                container["name"],
-                previous=when == "previous",
-                tail_lines=TAIL_LINES,
-                limit_bytes=LOG_BYTES,
-            )
-            for when in ("current", "previous")
-        }
     return {
         "name": name,
         "phase": status.get("phase"),
@@ -68,7 +125,10 @@ def _pod(kube: Kube, namespace: str, pod: dict) -> dict:
             {k: c.get(k) for k in ("name", "image", "ready", "restartCount")}
             for c in status.get("containerStatuses", [])
         ],
-        "logs": logs,
+        "logs": {
+            container["name"]: {when: logs[(name, container["name"], when)] for when in WHEN}
+            for container in pod["spec"].get("containers", [])
+        },
     }
 
 

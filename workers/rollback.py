@@ -6,6 +6,7 @@ earlier attempt applied but did not record, so a workload is never reverted twic
 Transient errors propagate (RQ retries the job); a permanent error fails the rollback.
 """
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from workers.revisions import images
 from workers.store import Store
 from workers.verification import Waiting, verify_kpis, wait_for_rollout
 
+log = logging.getLogger("backstop.rollback")
+
 LOCK_TTL = timedelta(minutes=2)
 CONFLICT_ATTEMPTS = 3
 RESOURCE_VERSION = "/metadata/resourceVersion"
@@ -55,6 +58,8 @@ class Executor:
     connection: redis.Redis
     clock: Callable[[], datetime]
     sleep: Callable[[float], None] = time.sleep
+    # Why kube is None (an unknown or unreachable cluster), recorded as the failure reason.
+    kube_unavailable: str | None = None
     _token: str = ""
 
     def _record(
@@ -108,7 +113,8 @@ class Executor:
             return self.finish(
                 rollback,
                 "failed",
-                "no Kubernetes configured: set KUBECONFIG or run Backstop in the cluster",
+                self.kube_unavailable
+                or "no Kubernetes configured: set KUBECONFIG or run Backstop in the cluster",
             )
         decision = self.store.decisions.get(decision_id)
         if decision is None:
@@ -359,6 +365,9 @@ class Executor:
         )
         rollback.updated_at = self.clock()
         self.store.rollbacks.save(rollback)
+        step = rollback.steps[-1]
+        fields = {"step": name, "status": status, "duration_ms": step.duration_ms}
+        log.info("rollback step %s %s: %s", name, status, detail, extra={"fields": fields})
 
     def _freeze(self, rollback: Rollback, workload: Workload, reason: str) -> Rollback:
         """The prior version is not healthy either: stop automating this workload."""
@@ -382,4 +391,7 @@ class Executor:
                 self.connection, rollback_id=rollback.id, attempt=rollback.attempts
             )
         self.store.rollbacks.save(rollback)
+        fields = {"status": status, "reason": reason, "workload": rollback.workload.workload().key}
+        level = logging.INFO if status in ("verified", "dry_run") else logging.WARNING
+        log.log(level, "rollback %s: %s", status, reason, extra={"fields": fields})
         return rollback

@@ -15,9 +15,22 @@ from workers.models import Workload
 pytestmark = pytest.mark.integration
 
 
+def rolled_out(stack, name: str) -> bool:
+    """The Deployment's latest revision is fully rolled out (the controller is done with it)."""
+    found = stack.apps.read_namespaced_deployment(name, stack.namespace)
+    status = found.status
+    return (
+        status.observed_generation == found.metadata.generation
+        and status.updated_replicas == status.replicas == status.available_replicas == 2
+    )
+
+
 def test_deployment_reverted_to_the_previous_revision(make_stack):
     stack = make_stack()
     workload = bad_release(stack)
+    # Settled first, so that the controller's own status updates cannot make the revert
+    # conflict (a 409 is retried from pre-flight: a second step; covered below).
+    wait_for(lambda: rolled_out(stack, "checkout"), message="revision 2 rolled out")
     decision = stack.alert(workload)
     assert decision.outcome == "rollback"
     rollback = stack.roll_back(decision)

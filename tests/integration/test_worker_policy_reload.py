@@ -1,0 +1,86 @@
+"""A real `backstop worker` (RQ's forking worker, which prepares settings, policy and
+kubeconfigs once for the work horses it forks) applies a changed policy file to the next
+job without a restart, and outlives a policy file that cannot be parsed."""
+
+import os
+import sys
+
+import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from testbed.processes import launch, terminate
+from tests.conftest import wait_for
+from workers.models import Workload
+from workers.queues import enqueue_rollback
+from workers.records import Rollback
+from workers.store.rollbacks import RollbackStore
+
+pytestmark = pytest.mark.integration
+
+# A workload in a cluster the policy does not guard: its rollback fails at once, naming the
+# clusters the policy guards, which shows which policy the work horse ran with.
+ELSEWHERE = Workload("beta", "shop", "Deployment", "checkout")
+
+
+@pytest.fixture
+def worker(redis_url, tmp_path):
+    """A long-running worker process on the test Redis and a policy file it reads."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("mode: enforce\ncluster: alpha\n")
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
+    }
+    env.update({"REDIS_URL": redis_url, "BACKSTOP_CONFIG": str(policy)})
+    log = tmp_path / "worker.log"
+    process = launch([sys.executable, "-m", "receiver.cli", "worker"], log, env=env)
+    try:
+        yield policy, process, log
+    finally:
+        terminate(process)
+        sys.stderr.write(log.read_text(errors="replace"))  # for the session's secret scan
+
+
+def roll_back(connection, revision: str) -> str:
+    """Enqueue a rollback of ELSEWHERE from `revision`; its job id."""
+    return enqueue_rollback(
+        connection, decision_id=f"decision-{revision}", workload=ELSEWHERE, bad_revision=revision
+    )
+
+
+def finished(connection, job_id: str) -> Rollback:
+    """The rollback's record once it ended."""
+    store = RollbackStore(connection)
+    return wait_for(
+        lambda: (found := store.get(job_id)) is not None and found.terminal and found,
+        timeout=60,
+        message=f"rollback {job_id} to end",
+    )
+
+
+def test_a_changed_policy_applies_to_the_next_job_without_a_restart(worker, redis_client):
+    policy, process, _ = worker
+    first = finished(redis_client, roll_back(redis_client, "1"))
+    assert first.status == "failed" and "Backstop guards: alpha" in first.reason
+    policy.write_text("mode: enforce\ncluster: gamma\n")
+    second = finished(redis_client, roll_back(redis_client, "2"))
+    assert "Backstop guards: gamma" in second.reason
+    assert process.poll() is None  # the same worker process throughout
+
+
+def test_a_broken_policy_fails_the_job_and_the_worker_carries_on(worker, redis_client):
+    policy, process, log = worker
+    policy.write_text("mode: [enforce\n")  # not YAML
+    broken = roll_back(redis_client, "3")
+    job = Job.fetch(broken, connection=redis_client, serializer=JSONSerializer)
+    wait_for(
+        lambda: job.get_status(refresh=True) in ("scheduled", "failed"),
+        timeout=60,
+        message="the job to fail on the broken policy",
+    )
+    assert "config.policy.PolicyError" in log.read_text()  # the job's failure, logged
+    job.cancel()  # its retry would otherwise run on the repaired policy below
+    policy.write_text("mode: enforce\ncluster: delta\n")
+    repaired = finished(redis_client, roll_back(redis_client, "4"))
+    assert "Backstop guards: delta" in repaired.reason
+    assert process.poll() is None
