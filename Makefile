@@ -10,15 +10,19 @@ DEV_STAMP := $(VENV)/.dev-installed
 
 # Debian packages the tests start for real (see DESIGN.md §6); chromium (with a font) runs
 # the dashboard's browser tests.
-TEST_DEBS := redis-server prometheus-alertmanager prometheus chromium fonts-dejavu-core $(if $(shell command -v kubectl),,kubernetes-client)
+TEST_DEBS := redis-server redis-sentinel prometheus-alertmanager prometheus chromium fonts-dejavu-core $(if $(shell command -v kubectl),,kubernetes-client)
 
-.PHONY: run test gameday lint bench-ingest bench-dashboard bench-gameday screenshots system-deps clean kube-build kube-up kube-down
+.PHONY: run test fuzz gameday lint bench bench-ingest bench-storm bench-latency bench-dashboard bench-gameday screenshots system-deps clean kube-build kube-up kube-down
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/backstop run
 
 test: $(DEV_STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# R5: the fuzz tests with over 10,000 generated cases (`make test` runs ~2,000, seeded).
+fuzz: $(DEV_STAMP) system-deps
+	BACKSTOP_FUZZ_PROFILE=full $(BIN)/python -m pytest -q tests/reliability/test_fuzz.py $(PYTEST_ARGS)
 
 # Game days: the real alerting pipeline, every scenario (README, "Game days").
 gameday: $(DEV_STAMP) system-deps
@@ -28,8 +32,20 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# Every design target (P1-P5, DESIGN.md §7), then one table of bench/results.json.
+bench: $(DEV_STAMP) system-deps
+	$(BIN)/python -m bench
+
 bench-ingest: $(DEV_STAMP)
 	$(BIN)/python -m bench.ingest
+
+# P2 (alert storm) and P5 (memory under it) on the real stack, Kubernetes included.
+bench-storm: $(DEV_STAMP) system-deps
+	$(BIN)/python -m bench.storm
+
+# P3: webhook -> Kubernetes PATCH with an idle worker.
+bench-latency: $(DEV_STAMP) system-deps
+	$(BIN)/python -m bench.latency
 
 bench-dashboard: $(DEV_STAMP)
 	$(BIN)/python -m bench.dashboard

@@ -1,0 +1,38 @@
+"""`python -m bench` (`make bench`): every target benchmark in turn, then one table.
+
+P1 (bench.ingest), P2 and P5 (bench.storm), P3 (bench.latency), and P4 (bench.gameday,
+summarizing var/gameday-report.json when a game day already wrote it, else playing one).
+Each runs in its own process and records its entry in bench/results.json; a failed target
+does not stop the others. The exit status is 0 only when every target passed.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import table
+
+ROOT = Path(__file__).resolve().parent.parent
+GAMEDAY_REPORT = ROOT / "var" / "gameday-report.json"
+
+
+def commands() -> list[list[str]]:
+    """The benchmarks to run, in order."""
+    gameday = ["bench.gameday"]
+    if GAMEDAY_REPORT.exists():
+        gameday += ["--from-report", str(GAMEDAY_REPORT)]
+    return [["bench.ingest"], ["bench.storm"], ["bench.latency"], gameday]
+
+
+def main() -> int:
+    for command in commands():
+        print(f"== python -m {' '.join(command)}", flush=True)
+        done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, check=False)
+        if done.returncode:
+            print(f"== {command[0]} exited with {done.returncode}", flush=True)
+    print()
+    return table.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
