@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = Field(None, validation_alias=_env("BACKSTOP_WEBHOOK_TOKEN"))
     webhook_user: str = Field("backstop", validation_alias=_env("BACKSTOP_WEBHOOK_USER"))
     api_token: SecretStr | None = Field(None, validation_alias=_env("BACKSTOP_API_TOKEN"))
+    gate_token: SecretStr | None = Field(None, validation_alias=_env("BACKSTOP_GATE_TOKEN"))
     grafana_hmac_secret: SecretStr | None = Field(
         None, validation_alias=_env("BACKSTOP_GRAFANA_HMAC_SECRET")
     )
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
     )
     redis_timeout_seconds: float = Field(
         2.0, gt=0, le=2.0, validation_alias=_env("BACKSTOP_REDIS_TIMEOUT")
+    )
+    # Durability across a failover: a webhook is answered 202 only once this many replicas
+    # acknowledged its writes (Redis WAIT, up to the timeout below), else 503. 0: no wait.
+    redis_min_replicas: int = Field(0, ge=0, validation_alias=_env("BACKSTOP_REDIS_MIN_REPLICAS"))
+    redis_replica_timeout_seconds: float = Field(
+        0.5, gt=0, le=2.0, validation_alias=_env("BACKSTOP_REDIS_REPLICA_TIMEOUT")
     )
     log_level: str = Field("INFO", validation_alias=_env("BACKSTOP_LOG_LEVEL"))
     prometheus_url: str | None = Field(None, validation_alias=_env("PROMETHEUS_URL"))
@@ -84,6 +91,7 @@ class Settings(BaseSettings):
     @field_validator(
         "webhook_token",
         "api_token",
+        "gate_token",
         "grafana_hmac_secret",
         "snapshot_secret",
         "jira_token",

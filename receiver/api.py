@@ -17,7 +17,7 @@ from receiver.state import app_state
 from workers import queues, registries
 from workers.decisions import DecisionError
 from workers.models import KINDS, Workload
-from workers.records import SKIP_REASONS, TERMINAL, AuditEntry, utcnow
+from workers.records import DECISION_REASONS, TERMINAL, AuditEntry, utcnow
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -125,8 +125,7 @@ def alerts():
 def decisions():
     """Decisions, newest first; filter by outcome, reason, workload key."""
     outcome = query_choice("outcome", OUTCOMES)
-    reasons = (*SKIP_REASONS, "enqueued", "would_roll_back", "approval_required", "min_firing")
-    reason = query_choice("reason", reasons)
+    reason = query_choice("reason", DECISION_REASONS)
     found = app_state().store.decisions.recent(
         outcome=outcome,
         reason=reason,

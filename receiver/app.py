@@ -9,11 +9,11 @@ from flask import Flask, g, request
 from config.policy import Policy, load_policy
 from config.settings import Settings
 from config.users import UsersError, load_users
-from receiver import api, dashboard, health, login, snapshots, webhooks
+from receiver import api, dashboard, gates, health, login, snapshots, webhooks
 from receiver.errors import register_error_handlers
-from receiver.logs import configure_logging
 from receiver.state import EXTENSION, AppState
-from workers.connection import connect
+from workers import logs
+from workers.connection import RedisUrlError, connect
 from workers.decisions import Engine
 from workers.records import utcnow
 from workers.store import Store
@@ -29,7 +29,7 @@ class StartupError(RuntimeError):
 def create_app(settings: Settings | None = None, *, policy: Policy | None = None) -> Flask:
     """Build the receiver app; refuse to start without credentials unless insecure."""
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    logs.configure_logging(settings.log_level)
     missing = settings.missing_credentials()
     if missing and not settings.insecure:
         raise StartupError(
@@ -49,7 +49,10 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    connection = connect(settings.redis_url, timeout=settings.redis_timeout_seconds)
+    try:
+        connection = connect(settings.redis_url, timeout=settings.redis_timeout_seconds)
+    except RedisUrlError as exc:
+        raise StartupError(f"REDIS_URL: {exc}") from None
     store = Store(connection, policy)
     engine = Engine(store=store, policy=policy, connection=connection, clock=utcnow)
     app.extensions[EXTENSION] = AppState(
@@ -58,9 +61,11 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
 
     app.before_request(assign_request_id)
     app.after_request(echo_request_id)
+    app.teardown_request(release_request_id)
     register_error_handlers(app)
     dashboard.register_template_helpers(app)
-    for blueprint in (webhooks.bp, api.bp, health.bp, snapshots.bp, login.bp, dashboard.bp):
+    blueprints = (webhooks.bp, api.bp, gates.bp, health.bp, snapshots.bp, login.bp, dashboard.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return app
 
@@ -69,6 +74,15 @@ def assign_request_id() -> None:
     """Use the caller's X-Request-Id when it is sane, else a fresh one."""
     given = request.headers.get("X-Request-Id", "")
     g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    # Bound for the request's log lines, and carried by any job it enqueues.
+    g.trace_token = logs.bind(request_id=g.request_id)
+
+
+def release_request_id(_error=None) -> None:
+    """Unbind the request id, so a thread's next request starts clean."""
+    token = g.pop("trace_token", None)
+    if token is not None:
+        logs.unbind(token)
 
 
 def echo_request_id(response):

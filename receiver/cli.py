@@ -1,5 +1,5 @@
 """The `backstop` command: check-config, run (everything, locally), worker, watch,
-hash-password (for the dashboard's users file)."""
+hash-password (for the dashboard's users file), baseline (thresholds from history)."""
 
 import argparse
 import os
@@ -33,14 +33,21 @@ def check_config(path: str | None) -> int:
 
 def worker(burst: bool) -> int:
     """Run an RQ worker (with scheduler) on Backstop's queues."""
-    from workers.connection import connect
+    from workers.connection import RedisUrlError, connect
+    from workers.logs import configure_logging
     from workers.queues import run_worker
 
     settings = Settings()
     if not settings.redis_url:
         print("REDIS_URL is not set", file=sys.stderr)
         return 2
-    run_worker(connect(settings.redis_url, timeout=None), burst=burst)
+    configure_logging(settings.log_level)
+    try:
+        connection = connect(settings.redis_url, timeout=None)
+    except RedisUrlError as exc:
+        print(f"REDIS_URL: {exc}", file=sys.stderr)
+        return 2
+    run_worker(connection, burst=burst)
     return 0
 
 
@@ -48,13 +55,14 @@ def watch() -> int:
     """Run the deployment watcher until SIGTERM or Ctrl-C."""
     import logging
     import threading
+    from functools import partial
 
-    from receiver.logs import configure_logging
     from workers.context import process_context
     from workers.errors import PermanentError
-    from workers.integrations.kubernetes import Kube, api_client
+    from workers.integrations.kubernetes import api_client
+    from workers.logs import configure_logging
     from workers.records import utcnow
-    from workers.watcher import Watcher
+    from workers.watcher import watch_clusters
 
     context = process_context()
     configure_logging(context.settings.log_level)
@@ -62,18 +70,23 @@ def watch() -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    # One watch loop per guarded cluster (`clusters:`, else the local one).
+    work = partial(watch_clusters, context.clusters, context.store, context.policy, utcnow)
+    settings = context.settings
+    namespace = settings.leader_election_namespace
     try:
-        api = api_client(context.settings.kubeconfig, context.settings.kube_context)
+        if not context.policy.clusters:
+            context.clusters.api(context.policy.cluster)
+        # The Lease is in the local cluster (KUBECONFIG or in-cluster), whatever is watched.
+        api = api_client(settings.kubeconfig, settings.kube_context) if namespace else None
     except PermanentError as exc:
         # Without a cluster there is nothing to watch; stay up (so `make run` keeps its
         # other processes) and say why, until stopped.
         log.warning("watcher idle: %s", exc)
         stop.wait()
         return 0
-    watcher = Watcher(Kube(api), context.store, context.policy, utcnow)
-    namespace = context.settings.leader_election_namespace
     if namespace is None:
-        watcher.run(stop)
+        work(stop)
         return 0
     # Several replicas: only the holder of the Lease watches.
     import socket
@@ -90,7 +103,7 @@ def watch() -> int:
         duration=timedelta(seconds=15),
         clock=utcnow,
     )
-    lead(lease, stop, watcher.run)
+    lead(lease, stop, work)
     return 0
 
 
@@ -193,6 +206,13 @@ def parser() -> argparse.ArgumentParser:
     )
     hashing.add_argument("--name", help="print a users-file entry for this user")
     hashing.add_argument("--role", choices=("viewer", "operator"), default="viewer")
+    from workers.baseline.command import add_arguments as baseline_arguments
+
+    baseline = commands.add_parser(
+        "baseline",
+        help="baseline kill-switch KPIs from Prometheus, propose thresholds, write or lint rules",
+    )
+    baseline_arguments(baseline)
     return cli
 
 
@@ -212,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         return watch()
     if args.command == "hash-password":
         return hash_password(args.name, args.role)
+    if args.command == "baseline":
+        from workers.baseline.command import main as baseline
+
+        return baseline(args)
     return worker(args.burst)
 
 

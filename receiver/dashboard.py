@@ -41,6 +41,7 @@ REASONS = {
     "first_revision": "the only deployment is the workload's creation",
     "resolved": "the alert resolved before Backstop acted",
     "denied": "a human denied the rollback",
+    "unknown_cluster": "the workload's cluster is not one Backstop guards",
     "enqueued": "a rollback job was enqueued",
     "would_roll_back": "dry run: would have rolled back",
     "approval_required": "waiting for a human to approve",

@@ -4,6 +4,7 @@ The order of checks (each a possible outcome, first match wins):
 
 1. the alert is not a kill switch                     → skipped: not_kill_switch
 2. it names no workload                               → skipped: no_workload
+   its cluster is not one Backstop guards             → skipped: unknown_cluster
 3. no rollout in the lookback window                  → skipped: no_recent_deployment
    the episode began before the latest rollout        → skipped: predates_deployment
    several rollouts in the window                     → skipped: ambiguous
@@ -20,6 +21,7 @@ In enforce mode, 4, 5, 7 and 8 are checked again atomically with claiming the ro
 (workers/store/claim.lua), so concurrent receivers can never both roll back.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +30,7 @@ import redis
 
 from config.durations import format_duration
 from config.policy import Policy, ServicePolicy, matches
-from workers import queues
+from workers import logs, queues, testpoints
 from workers.correlation import correlate, workload_for
 from workers.records import AuditEntry, Decision, DecisionStep, WorkloadRecord
 from workers.store import Store
@@ -36,6 +38,7 @@ from workers.store import Store
 DETAILS = {
     "not_kill_switch": "the alert is not a kill switch for any service",
     "no_workload": "the alert's labels name no workload (namespace + deployment/...)",
+    "unknown_cluster": "the workload's cluster is not one Backstop is configured for",
     "no_recent_deployment": "no rollout of the workload in the lookback window explains it",
     "predates_deployment": "the alert began before the latest rollout, so it did not cause it",
     "ambiguous": "several rollouts in the lookback window could explain it; a human decides",
@@ -49,6 +52,8 @@ DETAILS = {
     "denied": "a human denied the rollback",
 }
 
+
+log = logging.getLogger("backstop.decisions")
 
 TIMING_FIELDS = ("min_firing", "lookback", "clock_skew", "cooldown")
 
@@ -138,12 +143,15 @@ class Engine:
                 "window": format_duration(self.policy.circuit_breaker.window),
             },
         }
-        if not self._is_kill_switch(labels, service):
+        if not is_kill_switch(self.policy, labels, service):
             return self._finish(decision, now, "skipped", "not_kill_switch")
         workload = workload_for(labels, self.policy, service)
         if workload is None:
             return self._finish(decision, now, "skipped", "no_workload")
         decision.workload = WorkloadRecord.of(workload)
+        if workload.cluster not in self.policy.guarded_clusters():
+            # Never guess: the same namespace/name may exist in a cluster we do guard.
+            return self._finish(decision, now, "skipped", "unknown_cluster")
 
         found = correlate(decision.starts_at, self.store.rollouts.for_workload(workload), timing)
         decision.evidence, decision.confidence = found.evidence, found.confidence
@@ -164,6 +172,11 @@ class Engine:
             return self._finish(decision, now, "skipped", "already_rolled_back")
         if automation.paused(workload) is not None:
             return self._finish(decision, now, "skipped", "paused")
+        if claimed_by == decision.id:
+            # This decision claimed the rollback, then its receiver died (or Redis went away)
+            # before the job was enqueued: finish what it started. The unique job id keeps it
+            # to one job; the cooldown and breaker its own claim set must not stop it.
+            return self._enqueue(decision, now)
         due = decision.starts_at + timing.min_firing
         if now < due:
             decision.recheck_at = due
@@ -198,12 +211,8 @@ class Engine:
         )
         if skip is not None:
             return self._finish(decision, now, "skipped", skip)
+        testpoints.reached("after_claim")
         return self._enqueue(decision, now)
-
-    def _is_kill_switch(self, labels: dict[str, str], service: ServicePolicy | None) -> bool:
-        if labels.get(self.policy.correlation.kill_switch_label, "").lower() == "true":
-            return True
-        return service is not None and any(matches(m, labels) for m in service.kill_switches)
 
     # -- recording -------------------------------------------------------------------------
 
@@ -228,6 +237,16 @@ class Engine:
         self.store.decisions.save(decision)
         if outcome == "skipped" and reason in self.policy.incidents.pagerduty.page_decisions:
             queues.enqueue_page(self.connection, decision_id=decision.id)
+        fields = {
+            "decision_id": decision.id,
+            "outcome": outcome,
+            "reason": reason,
+            "workload": decision.summary()["workload"],
+            "by": by,
+        }
+        if decision.job_id:
+            fields["job"] = decision.job_id
+        log.info("decision %s: %s", outcome, reason, extra={"fields": fields})
         return decision
 
     def _awaiting(self, decision_id: str) -> Decision:
@@ -253,6 +272,14 @@ class Engine:
         )
 
 
+def is_kill_switch(policy: Policy, labels: dict[str, str], service: ServicePolicy | None) -> bool:
+    """Is this alert one that may roll its workload back? (the kill-switch label, or one of
+    its service's kill-switch matchers)"""
+    if labels.get(policy.correlation.kill_switch_label, "").lower() == "true":
+        return True
+    return service is not None and any(matches(m, labels) for m in service.kill_switches)
+
+
 def _new_decision(
     episode_id: str, labels: dict[str, str], starts_at: datetime, now: datetime
 ) -> Decision:
@@ -265,6 +292,7 @@ def _new_decision(
         labels=labels,
         outcome="skipped",
         reason="",
+        request_id=logs.trace().get("request_id", ""),
         created_at=now,
         updated_at=now,
     )

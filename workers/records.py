@@ -29,6 +29,15 @@ SKIP_REASONS = (
     "first_revision",
     "resolved",
     "denied",
+    "unknown_cluster",
+)
+# Every reason a decision can carry: the skips, and those of the other outcomes.
+DECISION_REASONS = (
+    *SKIP_REASONS,
+    "enqueued",
+    "would_roll_back",
+    "approval_required",
+    "min_firing",
 )
 
 
@@ -117,6 +126,8 @@ class Decision(Record):
     mode: str = ""
     job_id: str | None = None
     recheck_at: datetime | None = None
+    # The webhook request that first reported the episode (its X-Request-Id), for the logs.
+    request_id: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     history: list[DecisionStep] = Field(default_factory=list)

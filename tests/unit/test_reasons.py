@@ -1,0 +1,13 @@
+"""Every reason a decision can carry is explained wherever reasons are shown."""
+
+from receiver.dashboard import REASONS
+from workers.decisions import DETAILS
+from workers.records import DECISION_REASONS, SKIP_REASONS
+
+
+def test_the_dashboard_explains_every_reason():
+    assert set(REASONS) == set(DECISION_REASONS)
+
+
+def test_every_skip_has_a_sentence_in_the_decision_detail():
+    assert set(SKIP_REASONS) <= set(DETAILS)
