@@ -30,12 +30,11 @@ import re
 import select
 import socket
 import ssl
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -44,6 +43,7 @@ import yaml
 
 from testbed.doubles.tls import Certificates, make_certificates
 from testbed.kube.kube import write_kubeconfig
+from testbed.servers import LoopbackServer
 
 # metav1.StatusReason for the statuses a test is likely to inject.
 REASONS = {
@@ -354,25 +354,13 @@ def _client_gone(connection: socket.socket) -> bool:
         return True
 
 
-class _Server(ThreadingHTTPServer):
-    # Handler threads are joined on close; stop() wakes the ones that are blocked.
-    daemon_threads = False
-
+class _Server(LoopbackServer):
+    # stop() wakes the handler threads that are blocked, so that close can join them.
     def __init__(self, address, handler, proxy: FaultProxy, certs: Certificates) -> None:
-        super().__init__(address, handler)
-        self.proxy = proxy
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(certs.cert, certs.key)
-        # The handshake runs in the handler thread, never in the accept loop.
-        self.socket = context.wrap_socket(
-            self.socket, server_side=True, do_handshake_on_connect=False
-        )
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that hang up (timeouts, stop()) are expected; report anything else."""
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
+        super().__init__(address, handler, context)
+        self.proxy = proxy
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,9 +1,13 @@
-"""Real HTTP servers for tests and benchmarks: gunicorn running an app, stopped by pid."""
+"""Real HTTP servers for tests and benchmarks: gunicorn running an app, stopped by pid; and
+the threaded loopback server our in-process servers (doubles, fault proxy) are built on."""
 
 import os
+import ssl
 import subprocess
 import sys
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -63,3 +67,24 @@ class Gunicorn:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP server, over TLS when given a context, that joins its handler
+    threads on close (never abandons them) and takes clients hanging up in its stride."""
+
+    daemon_threads = False
+
+    def __init__(self, address, handler, context: ssl.SSLContext | None = None) -> None:
+        super().__init__(address, handler)
+        if context is not None:
+            # The handshake runs lazily in the handler thread, never in the accept loop.
+            self.socket = context.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that hang up or time out (and stop()); report anything else."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import re
 import ssl
-import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from testbed.servers import LoopbackServer
 
 
 @dataclass
@@ -228,25 +229,11 @@ class HttpDouble(ABC):
         return self.not_found(request)
 
 
-class _Server(ThreadingHTTPServer):
-    # Handler threads are joined on close (never abandoned); slow() waits wake on stop().
-    daemon_threads = False
-
+class _Server(LoopbackServer):
+    # slow() waits wake on stop(), so that close can join the handler threads.
     def __init__(self, address: tuple[str, int], handler: type, double: HttpDouble) -> None:
-        super().__init__(address, handler)
+        super().__init__(address, handler, double.ssl_context())
         self.double = double
-        context = double.ssl_context()
-        if context:
-            # The handshake runs lazily in the handler thread, not in the accept loop.
-            self.socket = context.wrap_socket(
-                self.socket, server_side=True, do_handshake_on_connect=False
-            )
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore clients that hang up or time out; report anything else."""
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
