@@ -9,5 +9,9 @@ class TransientError(IntegrationError):
     """Worth retrying with backoff: timeouts, connection errors, 409, 429, 5xx."""
 
 
+class TimedOut(TransientError):
+    """No answer in time: the outside system may have acted on the request all the same."""
+
+
 class PermanentError(IntegrationError):
     """Retrying will not help: 400, 401, 403, 404, 422, invalid data. Fail and page."""

@@ -23,7 +23,7 @@ from config.policy import Policy
 from config.settings import Settings
 from workers import snapshots as graphs
 from workers import testpoints, ticket
-from workers.errors import PermanentError, TransientError
+from workers.errors import PermanentError, TimedOut, TransientError
 from workers.integrations.jira import Tickets
 from workers.integrations.pagerduty import Pager
 from workers.integrations.prometheus import Prometheus, expr_from_generator_url
@@ -185,10 +185,11 @@ class Notifier:
                 labels=[*jira.labels, incident.key],
                 priority=jira.priority.get(rollback.status),
             )
-        except TransientError as exc:
-            if "Timeout" not in str(exc):
-                incident.jira.done.remove(creating)
-                self._save(incident)
+        except TimedOut:
+            raise  # the issue may exist: the mark stays, and the retry looks for it first
+        except TransientError:
+            incident.jira.done.remove(creating)
+            self._save(incident)
             raise
 
     @staticmethod

@@ -13,7 +13,7 @@ import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
 
-from workers.errors import PermanentError, TransientError
+from workers.errors import PermanentError, TimedOut, TransientError
 
 TIMEOUT = 15
 
@@ -44,7 +44,9 @@ class Tickets:
             if status == 429 or status >= 500 or status == 0:
                 raise TransientError(f"Jira unavailable ({status or 'network'})") from None
             raise PermanentError(f"Jira refused ({status}): {exc.text}") from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except requests.Timeout as exc:  # before ConnectionError: ConnectTimeout is both
+            raise TimedOut(f"Jira unreachable: {type(exc).__name__}") from None
+        except requests.ConnectionError as exc:
             raise TransientError(f"Jira unreachable: {type(exc).__name__}") from None
 
     def find_by_label(self, *, project: str, label: str) -> str | None:
