@@ -323,7 +323,17 @@ def with_extra_fields(documents):
     return st.builds(lambda document, more: {**more, **document}, documents, extra)
 
 
-NOW = datetime.now(UTC)
+
+
+def from_now(**delta) -> str:
+    """An ISO timestamp `delta` from the moment a case is drawn, not from the import of this
+    module: collected at the start of a long pytest run, this module may run many minutes
+    later, when times fixed at import would start before `recent_deployment` and no alert
+    would correlate to it (which once made the success-path checks fail only in the full
+    suite)."""
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat()
+
+
 ZONES = [UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=23, minutes=59))]
 timestamps = mostly(
     st.one_of(
@@ -333,12 +343,12 @@ timestamps = mostly(
                 "0001-01-01T00:00:00+14:00",
                 "9999-12-31T23:59:59-23:59",
                 "2026-11-26T10:00:00.123456789Z",
-                (NOW - timedelta(minutes=1)).isoformat(),
-                (NOW + timedelta(minutes=1)).isoformat(),
+                lambda: from_now(minutes=-1),
+                lambda: from_now(minutes=1),
                 "yesterday",
                 "2026-11-26T10:00:00",  # no zone
             ]
-        ),
+        ).map(lambda value: value() if callable(value) else value),
         st.datetimes(timezones=st.sampled_from(ZONES)).map(lambda moment: moment.isoformat()),
     )
 )
@@ -375,7 +385,7 @@ kill_switch_alert = st.fixed_dictionaries(
             kill_switch_labels,
         ),
         "startsAt": st.integers(min_value=0, max_value=240).map(
-            lambda seconds: (NOW - timedelta(minutes=4) + timedelta(seconds=seconds)).isoformat()
+            lambda seconds: from_now(minutes=-4, seconds=seconds)
         ),
     },
     optional={
