@@ -161,3 +161,41 @@ def test_the_flusher_thread_records_within_its_interval(server):
     quick.ingest([event()])
     wait_for(lambda: quick.pending() == 0, message="the flusher's first round")
     assert notifications(quick) == 2
+
+
+def test_a_webhooks_new_episodes_are_decided_and_saved_in_one_transaction(intake, monkeypatch):
+    decisions = intake.engine.store.decisions
+    saved, save_many = [], decisions.save_many
+
+    def counted(batch):
+        saved.append(batch)
+        save_many(batch)
+
+    monkeypatch.setattr(decisions, "save_many", counted)
+    result = intake.ingest([event("a"), event("b"), event("c")])
+    assert result.accepted == 3 and [len(batch) for batch in saved] == [3]
+    stored = [decisions.get(event(fp).episode_id) for fp in "abc"]
+    assert [(d.outcome, d.reason) for d in stored] == [("skipped", "not_kill_switch")] * 3
+
+
+def test_episodes_whose_decisions_were_not_saved_are_not_settled(intake, monkeypatch):
+    """Their repeats must not be written behind: one recorded synchronously finds them
+    undecided, and the decision is made then."""
+
+    def down(batch):
+        raise RedisConnectionError("gone")
+
+    monkeypatch.setattr(intake.engine.store.decisions, "save_many", down)
+    with pytest.raises(RedisConnectionError):
+        intake.ingest([event("a")])
+    monkeypatch.undo()
+    assert not intake.engine.store.episodes.is_settled_repeat(event("a"))
+    assert intake.engine.store.decisions.get(event("a").episode_id) is None
+
+
+def test_a_new_episode_resolved_in_the_same_webhook_keeps_its_first_decision(intake):
+    result = intake.ingest([event("a"), event("a", status="resolved")])
+    assert result.accepted == 2
+    stored = intake.engine.store.decisions.get(event("a").episode_id)
+    assert (stored.outcome, stored.reason) == ("skipped", "not_kill_switch")
+    assert len(stored.history) == 1
