@@ -5,6 +5,7 @@ import re
 import uuid
 
 from flask import Flask, g, request
+from redis.exceptions import RedisError
 
 from config.policy import Policy, load_policy
 from config.settings import Settings
@@ -89,3 +90,17 @@ def echo_request_id(response):
     """Return the request id so clients can quote it."""
     response.headers["X-Request-Id"] = g.get("request_id", "")
     return response
+
+
+def warm_up(app) -> None:
+    """Connect to Redis and load the store's scripts before the first request (gunicorn
+    calls this in each worker): the first webhooks after a start, often a storm's, would
+    otherwise pay for both. Redis down is no reason not to serve: requests answer 503
+    until it is back. Any other WSGI app (the benchmarks' bare baseline) is left alone."""
+    state = getattr(app, "extensions", {}).get(EXTENSION)
+    if state is None:
+        return
+    try:
+        state.store.warm()
+    except RedisError as exc:
+        log.warning("Redis not warmed up at start: %s", type(exc).__name__)

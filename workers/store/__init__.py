@@ -5,6 +5,7 @@
 """
 
 import redis
+from redis.commands.core import Script
 
 from config.policy import Policy
 from workers.store.automation import AutomationStore
@@ -44,3 +45,13 @@ class Store:
     def ping(self) -> bool:
         """True when Redis answers."""
         return bool(self.redis.ping())
+
+    def warm(self) -> None:
+        """Connect and load every Lua script of the store now, so that a process's first
+        webhook pays for neither (about 5 ms: the connection, and a NOSCRIPT round trip per
+        script; measured in bench/storm.py). Redis errors propagate."""
+        self.redis.ping()
+        for part in vars(self).values():
+            for script in vars(part).values() if hasattr(part, "__dict__") else ():
+                if isinstance(script, Script):
+                    self.redis.script_load(script.script)
