@@ -33,10 +33,13 @@ lint: $(DEV_STAMP)
 	$(BIN)/lint-imports
 
 # Every design target (P1-P5, DESIGN.md §7), then one table of bench/results.json.
+# P1's load generator is wrk (Debian's package).
 bench: $(DEV_STAMP) system-deps
+	@$(MAKE) --no-print-directory system-deps TEST_DEBS=wrk
 	$(BIN)/python -m bench
 
 bench-ingest: $(DEV_STAMP)
+	@$(MAKE) --no-print-directory system-deps TEST_DEBS=wrk
 	$(BIN)/python -m bench.ingest
 
 # P2 (alert storm) and P5 (memory under it) on the real stack, Kubernetes included.

@@ -2,7 +2,7 @@
 
 Run with `make bench-storm`. Three Deployments are created and then updated (so each has a
 recent deployment); then 20,000 alert notifications arrive in 2,000 Alertmanager webhooks
-of 10 alerts each, over 8 keep-alive connections from a separate process, as fast as the
+of 10 alerts each, over 8 connections from a separate process (bench/sender.py), as fast as the
 receiver answers. The alerts repeat heavily: 198 episodes (per workload, the 5xx and p99
 kill switches in 3 regions, and 60 per-pod warnings), each seen about 100 times; the last
 200 webhooks resolve a third of the warnings. Every part is real: Redis, the receiver under
@@ -18,25 +18,24 @@ each RQ worker (with its work horses) meanwhile: at most 120 MB and 200 MB resid
 
 import argparse
 import hashlib
-import http.client
 import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import redis
 
+from bench import cpu
 from bench.memory import MemorySampler, with_horses
 from bench.results import record
 from bench.rig import Rig, wait
 from bench.table import machine
 from gameday.stack import TIMINGS
+from workers.intake import FLUSH_INTERVAL
 from workers.store.keys import EVENTS
 
 HERE = Path(__file__).resolve().parent
@@ -166,90 +165,14 @@ def expected(bodies: list[dict]) -> dict:
     }
 
 
-# -- the sender (a separate process) ------------------------------------------------------
-
-
-def send(url: str, token: str, bodies: list[bytes], connections: int, deadline: float) -> dict:
-    """POST every body once over `connections` keep-alive connections; stop at `deadline`
-    (seconds). Returns each request's latency (ms) and status, and the answers' counts."""
-    target = urlsplit(url)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    results: list[tuple[float, int, int, int] | None] = [None] * len(bodies)
-    errors: list[str] = []
-    next_index = iter(range(len(bodies)))
-    lock = threading.Lock()
-    stop_at = time.monotonic() + deadline
-
-    def connection() -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(target.hostname, target.port, timeout=10)
-
-    def run() -> None:
-        conn = connection()
-        while time.monotonic() < stop_at:
-            with lock:
-                i = next(next_index, None)
-            if i is None:
-                break
-            started = time.perf_counter()
-            try:
-                conn.request("POST", "/webhooks/alertmanager", bodies[i], headers)
-                answer = conn.getresponse()
-                payload = answer.read()
-            except (OSError, http.client.HTTPException) as exc:
-                errors.append(f"webhook {i}: {exc!r}")
-                conn.close()
-                conn = connection()
-                continue
-            elapsed = (time.perf_counter() - started) * 1000
-            counts = json.loads(payload) if answer.status == 202 else {}
-            results[i] = (
-                elapsed,
-                answer.status,
-                counts.get("accepted", 0),
-                counts.get("duplicates", 0),
-            )
-        conn.close()
-
-    began = time.monotonic()
-    threads = [threading.Thread(target=run) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    done = [r for r in results if r is not None]
-    return {
-        "seconds": round(time.monotonic() - began, 3),
-        "latencies_ms": [r[0] for r in done],
-        "statuses": dict(Counter(str(r[1]) for r in done)),
-        "accepted": sum(r[2] for r in done),
-        "duplicates": sum(r[3] for r in done),
-        "unsent": len(bodies) - len(done),
-        "errors": errors[:20],
-        "error_count": len(errors),
-    }
-
-
-def sender_main(argv: list[str]) -> int:
-    """`python -m bench.storm send`: the load process; bodies from a file, result to stdout."""
-    cli = argparse.ArgumentParser(prog="python -m bench.storm send")
-    cli.add_argument("--url", required=True)
-    cli.add_argument("--bodies", type=Path, required=True, help="JSON list of webhook bodies")
-    cli.add_argument("--connections", type=int, default=8)
-    cli.add_argument("--deadline", type=float, default=300.0)
-    args = cli.parse_args(argv)
-    token = sys.stdin.readline().strip()  # not on the command line, where ps shows it
-    bodies = [
-        json.dumps(b, separators=(",", ":")).encode() for b in json.loads(args.bodies.read_text())
-    ]
-    json.dump(send(args.url, token, bodies, args.connections, args.deadline), sys.stdout)
-    return 0
+# -- the sender (a separate process, bench/sender.py) ---------------------------------
 
 
 def run_sender(rig: Rig, bodies: list[dict], connections: int, deadline: float) -> dict:
     """Run the sender in its own process and return its result."""
     path = rig.workdir / "storm-bodies.json"
     path.write_text(json.dumps(bodies))
-    args = [sys.executable, "-m", "bench.storm", "send", "--url", rig.receiver.url]
+    args = [sys.executable, "-m", "bench.sender", "--url", rig.receiver.url]
     args += ["--bodies", str(path), "--connections", str(connections)]
     args += ["--deadline", str(deadline)]
     done = subprocess.run(
@@ -374,11 +297,19 @@ def good_image(name: str) -> str:
     return f"shop/{name}:1.0.0"
 
 
-def run(webhooks: int, per_webhook: int, connections: int, deadline: float) -> dict:
+def run(
+    webhooks: int,
+    per_webhook: int,
+    connections: int,
+    deadline: float,
+    web_workers: int = 4,
+    min_firing: str = "0s",
+) -> dict:
     """Bring the stack up, release and break three workloads, storm, and account."""
+    policy = {**POLICY, "defaults": {**POLICY["defaults"], "min_firing": min_firing}}
     workdir = Path(tempfile.mkdtemp(prefix="backstop-bench-storm-"))
     print(f"stack in {workdir}", file=sys.stderr)
-    with Rig(workdir, POLICY, namespace="storm", web_workers=4, rq_workers=2) as rig:
+    with Rig(workdir, policy, namespace="storm", web_workers=web_workers, rq_workers=2) as rig:
         for name in WORKLOADS:
             rig.release(name, good_image(name))
         rig.deploy_recorded({name: f"shop/{name}:1.1.0" for name in WORKLOADS})
@@ -390,15 +321,27 @@ def run(webhooks: int, per_webhook: int, connections: int, deadline: float) -> d
             "rq worker": with_horses(rig.rq_worker_pids),
         }
         with MemorySampler(roles) as memory:
+            before, began = cpu.snapshot(), time.monotonic()
             sent = run_sender(rig, bodies, connections, deadline)
+            answered = time.monotonic()
+            sent["programs"] = cpu.by_program(before, cpu.snapshot(), answered - began)
             settle(rig, want["rollbacks"], timeout=180)
+        # Repeats written behind are counted within FLUSH_INTERVAL plus one flush of the
+        # last answer (workers/intake.py): the accounting allows that much, and no more.
+        time.sleep(max(0.0, answered + 2 * FLUSH_INTERVAL - time.monotonic()))
         counted = account(rig, want, sent)
         problems = logged_problems(workdir)
         server = server_durations(workdir / "receiver.log")
-    return summarize(want, sent, counted, problems, server, memory, connections, workdir)
+    settings = {
+        "connections": connections,
+        "gunicorn_workers": web_workers,
+        "rq_workers": 2,
+        "min_firing": min_firing,
+    }
+    return summarize(want, sent, counted, problems, server, memory, settings, workdir)
 
 
-def summarize(want, sent, counted, problems, server, memory, connections, workdir) -> dict:
+def summarize(want, sent, counted, problems, server, memory, settings, workdir) -> dict:
     """The P2 entry (P5's is built from the same run by memory_result)."""
     latencies = sent["latencies_ms"]
     p99 = percentile(latencies, 0.99)
@@ -410,9 +353,17 @@ def summarize(want, sent, counted, problems, server, memory, connections, workdi
         + sum(len(lines) for lines in problems.values())
     )
     checks = {**counted["checks"], "0 errors": errors == 0, "p99 <= 50 ms": p99 <= P99_TARGET_MS}
+    # The hardest case is P2 itself: the rollbacks start while the storm is on. With a
+    # min_firing that outlasts the storm (production's default is 2 m), they start after
+    # it: the same storm, the receiver's share of the cores its own (P2-deferred).
+    deferred = settings["min_firing"] != "0s"
     return {
-        "id": "P2",
-        "what": "storm: 20,000 alerts in 2,000 webhooks, 3 workloads; p99 request",
+        "id": "P2-deferred" if deferred else "P2",
+        "what": (
+            f"P2's storm, rollbacks after it (min_firing {settings['min_firing']}); p99 request"
+            if deferred
+            else "storm: 20,000 alerts in 2,000 webhooks, 3 workloads; p99 request"
+        ),
         "measured": p99,
         "unit": "ms",
         "target": f"<= {P99_TARGET_MS:.0f} ms p99, exactly 3 rollbacks, 0 errors, all accounted",
@@ -432,6 +383,12 @@ def summarize(want, sent, counted, problems, server, memory, connections, workdi
             "count": len(server),
         },
         "webhooks_per_s": round(len(latencies) / sent["seconds"], 1) if sent["seconds"] else None,
+        # Cores each program used from the sender's start to its end, its own start-up
+        # included ("bench.storm": the sender, whose time its parent reaps); and the
+        # sender's own share while it sent.
+        "cpu_cores_during_storm": dict(list(sent["programs"].items())[:12]),
+        "sender_cpu_cores": sent["cpu_cores"],
+        "slowest_requests": sent["slowest"],
         "sent": {"webhooks": len(latencies), "statuses": sent["statuses"], **want},
         "found": counted["found"],
         "outcomes": counted["outcomes"],
@@ -440,10 +397,7 @@ def summarize(want, sent, counted, problems, server, memory, connections, workdi
         "sender_errors": sent["errors"],
         "memory_mb": memory.peaks(),
         "settings": {
-            "connections": connections,
-            "gunicorn_workers": 4,
-            "rq_workers": 2,
-            "min_firing": POLICY["defaults"]["min_firing"],
+            **settings,
             **machine(),
         },
         "logs": str(workdir),
@@ -469,25 +423,40 @@ def memory_result(storm: dict, samples: int | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["send"]:
-        return sender_main(argv[1:])
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--webhooks", type=int, default=2000)
     cli.add_argument("--alerts-per-webhook", type=int, default=10)
     cli.add_argument("--connections", type=int, default=8)
+    cli.add_argument("--web-workers", type=int, default=4, help="gunicorn workers")
+    cli.add_argument(
+        "--min-firing",
+        default="0s",
+        help="the policy's min_firing: 0s (P2) starts the rollbacks during the storm; one "
+        "longer than the storm (P2-deferred) starts them after it",
+    )
     cli.add_argument("--deadline", type=float, default=300.0, help="seconds the sender may take")
     args = cli.parse_args(argv)
-    storm = run(args.webhooks, args.alerts_per_webhook, args.connections, args.deadline)
-    memory = memory_result(storm)
+    storm = run(
+        args.webhooks,
+        args.alerts_per_webhook,
+        args.connections,
+        args.deadline,
+        args.web_workers,
+        args.min_firing,
+    )
     record(storm, HERE / "results.json")
-    record(memory, HERE / "results.json")
+    entries = [storm]
+    if storm["id"] == "P2":  # P5 is measured under the hardest case only
+        entries.append(memory_result(storm))
+        record(entries[-1], HERE / "results.json")
     for name, ok in storm["checks"].items():
         print(f"  {'ok  ' if ok else 'FAIL'} {name}")
-    print(json.dumps({k: storm[k] for k in ("request_ms", "server_request_ms", "outcomes")}))
-    for entry in (storm, memory):
+    shown = ("request_ms", "server_request_ms", "webhooks_per_s", "sender_cpu_cores")
+    print(json.dumps({k: storm[k] for k in (*shown, "outcomes")}))
+    for entry in entries:
         verdict = "PASS" if entry["pass"] else "FAIL"
         print(f"{entry['id']} {entry['measured']} (target {entry['target']}): {verdict}")
-    return 0 if storm["pass"] and memory["pass"] else 1
+    return 0 if all(entry["pass"] for entry in entries) else 1
 
 
 if __name__ == "__main__":
