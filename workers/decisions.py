@@ -88,10 +88,7 @@ class Engine:
         outside a batch. Each held skip is logged once it is saved. On an error the held
         ones are still saved if Redis lets them be; the episodes of any it could not save
         stay undecided, and a repeat decides them (as when the receiver dies before
-        saving). Inside a batch already, this one is part of it."""
-        if self._pending() is not None:
-            yield
-            return
+        saving)."""
         self._batch.pending, self._batch.rollouts = [], {}
         try:
             yield

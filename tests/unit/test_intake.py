@@ -199,20 +199,3 @@ def test_a_new_episode_resolved_in_the_same_webhook_keeps_its_first_decision(int
     stored = intake.engine.store.decisions.get(event("a").episode_id)
     assert (stored.outcome, stored.reason) == ("skipped", "not_kill_switch")
     assert len(stored.history) == 1
-
-
-def test_a_batch_inside_a_batch_is_part_of_it(intake, monkeypatch):
-    engine, saved = intake.engine, []
-    save_many = engine.store.decisions.save_many
-
-    def counted(batch):
-        saved.append(len(batch))
-        save_many(batch)
-
-    monkeypatch.setattr(engine.store.decisions, "save_many", counted)
-    with engine.batched():
-        engine.on_firing(episode_id="e1", labels={"alertname": "A"}, starts_at=T0)
-        with engine.batched():
-            engine.on_firing(episode_id="e2", labels={"alertname": "B"}, starts_at=T0)
-        assert saved == []  # nothing saved before the outer batch ends
-    assert saved == [2] and engine.store.decisions.get("e1") and engine.store.decisions.get("e2")
