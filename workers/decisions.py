@@ -22,10 +22,8 @@ In enforce mode, 4, 5, 7 and 8 are checked again atomically with claiming the ro
 """
 
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import redis
@@ -34,8 +32,7 @@ from config.durations import format_duration
 from config.policy import Policy, ServicePolicy, matches
 from workers import logs, queues, testpoints
 from workers.correlation import correlate, workload_for
-from workers.models import Workload
-from workers.records import AuditEntry, Decision, DecisionStep, Rollout, WorkloadRecord
+from workers.records import AuditEntry, Decision, DecisionStep, WorkloadRecord
 from workers.store import Store
 
 DETAILS = {
@@ -73,36 +70,6 @@ class Engine:
     policy: Policy
     connection: redis.Redis
     clock: Callable[[], datetime]
-    # Per thread (a receiver's flusher decides too): inside batched(), the final skips
-    # waiting to be saved together.
-    _batch: threading.local = field(default_factory=threading.local, init=False, repr=False)
-    # The policy snapshot recorded with each decision, per service (the policy is fixed).
-    _snapshots: dict[str | None, dict] = field(default_factory=dict, init=False, repr=False)
-
-    @contextmanager
-    def batched(self) -> Iterator[None]:
-        """Decide a webhook's new episodes with fewer round trips: the skips decided inside
-        are saved together at the end (a storm's first webhooks carry many, mostly not kill
-        switches), and each workload's rollouts are read once. Only a skip that nothing
-        follows is held (no page, no job); every other outcome is saved when decided, as
-        outside a batch. Each held skip is logged once it is saved. On an error the held
-        ones are still saved if Redis lets them be; the episodes of any it could not save
-        stay undecided, and a repeat decides them (as when the receiver dies before
-        saving)."""
-        self._batch.pending, self._batch.rollouts = [], {}
-        try:
-            yield
-        finally:
-            pending, self._batch.pending, self._batch.rollouts = self._batch.pending, None, None
-            self._save(pending)
-
-    def _pending(self) -> list[tuple[Decision, str]] | None:
-        return getattr(self._batch, "pending", None)
-
-    def _save(self, pending: list[tuple[Decision, str]]) -> None:
-        self.store.decisions.save_many([decision for decision, _ in pending])
-        for decision, by in pending:
-            self._logged(decision, by)
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -113,7 +80,7 @@ class Engine:
 
     def on_resolved(self, *, episode_id: str, labels: dict[str, str], starts_at: datetime):
         """An episode resolved: close a deferred decision, or record one if none exists."""
-        decision = self._decision(episode_id)
+        decision = self.store.decisions.get(episode_id)
         if decision is not None and decision.outcome != "deferred":
             return decision
         now = self.clock()
@@ -167,7 +134,15 @@ class Engine:
         service = self.policy.service_for(labels)
         timing = self.policy.timing(service)
         decision.mode = self.policy.mode
-        decision.policy = self._snapshot(service)
+        decision.policy = {
+            "service": service.name if service else None,
+            "mode": self.policy.mode,
+            **{name: format_duration(getattr(timing, name)) for name in TIMING_FIELDS},
+            "circuit_breaker": {
+                "max_rollbacks": self.policy.circuit_breaker.max_rollbacks,
+                "window": format_duration(self.policy.circuit_breaker.window),
+            },
+        }
         if not is_kill_switch(self.policy, labels, service):
             return self._finish(decision, now, "skipped", "not_kill_switch")
         workload = workload_for(labels, self.policy, service)
@@ -178,7 +153,7 @@ class Engine:
             # Never guess: the same namespace/name may exist in a cluster we do guard.
             return self._finish(decision, now, "skipped", "unknown_cluster")
 
-        found = correlate(decision.starts_at, self._rollouts(workload), timing)
+        found = correlate(decision.starts_at, self.store.rollouts.for_workload(workload), timing)
         decision.evidence, decision.confidence = found.evidence, found.confidence
         if found.status != "match":
             reason = {
@@ -241,40 +216,6 @@ class Engine:
 
     # -- recording -------------------------------------------------------------------------
 
-    def _snapshot(self, service: ServicePolicy | None) -> dict:
-        """The policy values a decision about `service`'s alerts is made with (a copy)."""
-        name = service.name if service else None
-        found = self._snapshots.get(name)
-        if found is None:
-            timing = self.policy.timing(service)
-            found = self._snapshots[name] = {
-                "service": name,
-                "mode": self.policy.mode,
-                **{field: format_duration(getattr(timing, field)) for field in TIMING_FIELDS},
-                "circuit_breaker": {
-                    "max_rollbacks": self.policy.circuit_breaker.max_rollbacks,
-                    "window": format_duration(self.policy.circuit_breaker.window),
-                },
-            }
-        return {**found, "circuit_breaker": dict(found["circuit_breaker"])}
-
-    def _rollouts(self, workload: Workload) -> list[Rollout]:
-        """The workload's rollouts, read once per batch: a webhook's kill switches are often
-        several alerts about one workload (regions, KPIs), all correlated to one rollout."""
-        cache = getattr(self._batch, "rollouts", None)
-        if cache is None:
-            return self.store.rollouts.for_workload(workload)
-        if workload not in cache:
-            cache[workload] = self.store.rollouts.for_workload(workload)
-        return cache[workload]
-
-    def _decision(self, episode_id: str) -> Decision | None:
-        """The episode's decision: one held in this batch, else the stored one."""
-        for decision, _ in reversed(self._pending() or []):
-            if decision.id == episode_id:
-                return decision
-        return self.store.decisions.get(episode_id)
-
     def _enqueue(self, decision: Decision, now: datetime, by: str = "backstop") -> Decision:
         # The claim is ours (keyed by this decision's id, which is the episode's), so a retry
         # after a failure here re-enqueues; the unique job id keeps it to one job.
@@ -293,20 +234,9 @@ class Engine:
         decision.detail = _detail(decision)
         decision.updated_at = now
         decision.history.append(DecisionStep(at=now, outcome=outcome, reason=reason, by=by))
-        pages = outcome == "skipped" and reason in self.policy.incidents.pagerduty.page_decisions
-        pending = self._pending()
-        if pending is not None and outcome == "skipped" and not pages:
-            pending.append((decision, by))  # saved, then logged, when the batch ends
-            return decision
         self.store.decisions.save(decision)
-        if pages:
+        if outcome == "skipped" and reason in self.policy.incidents.pagerduty.page_decisions:
             queues.enqueue_page(self.connection, decision_id=decision.id)
-        return self._logged(decision, by)
-
-    def _logged(self, decision: Decision, by: str) -> Decision:
-        if not log.isEnabledFor(logging.INFO):  # the fields cost more than the check
-            return decision
-        outcome, reason = decision.outcome, decision.reason
         fields = {
             "decision_id": decision.id,
             "outcome": outcome,

@@ -71,26 +71,21 @@ def ingest(
 def _decide(engine: Engine, events: list[AlertEvent], verdicts: list[int]) -> IntakeResult:
     """Decide about what the verdicts say is new; count the rest as duplicates."""
     result = IntakeResult()
-    decided = []
-    with engine.batched():  # the batch's skips are saved together, in one round trip
-        for event, verdict in zip(events, verdicts, strict=True):
-            facts = {
-                "episode_id": event.episode_id,
-                "labels": event.labels,
-                "starts_at": event.starts_at,
-            }
-            if verdict in (NEW_FIRING, UNDECIDED):
-                result.decisions.append(engine.on_firing(**facts))
-                decided.append(event.episode_id)
-            elif verdict == FIRST_RESOLVED:
-                result.decisions.append(engine.on_resolved(**facts))
-            else:
-                result.duplicates += 1
-                continue
-            result.accepted += 1
-    # Only now that every decision is saved may this process write their repeats behind.
-    for episode_id in decided:
-        engine.store.episodes.mark_decided(episode_id)
+    for event, verdict in zip(events, verdicts, strict=True):
+        facts = {
+            "episode_id": event.episode_id,
+            "labels": event.labels,
+            "starts_at": event.starts_at,
+        }
+        if verdict in (NEW_FIRING, UNDECIDED):
+            result.decisions.append(engine.on_firing(**facts))
+            engine.store.episodes.mark_decided(event.episode_id)
+        elif verdict == FIRST_RESOLVED:
+            result.decisions.append(engine.on_resolved(**facts))
+        else:
+            result.duplicates += 1
+            continue
+        result.accepted += 1
     return result
 
 

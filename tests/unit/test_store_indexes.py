@@ -48,30 +48,6 @@ def test_decisions_are_counted_by_their_current_outcome(client):
     assert set(store.get_many(["d1", "d2", "nope"])) == {"d1", "d2"}
 
 
-def test_decisions_saved_together_are_indexed_alike_and_the_last_of_an_id_wins(client):
-    store = DecisionStore(client)
-    store.save_many(
-        [
-            decision(1, "skipped", T0),
-            decision(2, "deferred", T0 + timedelta(seconds=1)),
-            decision(1, "rollback", T0),  # the same episode, decided again in the batch
-        ]
-    )
-    assert store.get("d1").outcome == "rollback"
-    assert store.count_with("skipped") == 0 and store.count_with("rollback") == 1
-    assert [d.id for d in store.recent()] == ["d2", "d1"]
-    store.save_many([])  # nothing to write: no round trip, no error
-
-
-def test_the_oldest_decisions_beyond_the_cap_are_dropped(client, monkeypatch):
-    monkeypatch.setattr("workers.store.decisions.MAX_DECISIONS", 3)
-    store = DecisionStore(client)
-    store.save_many([decision(i, "skipped", T0 + timedelta(seconds=i)) for i in range(5)])
-    store.save(decision(5, "rollback", T0 + timedelta(seconds=5)))
-    assert [d.id for d in store.recent()] == ["d5", "d4", "d3"]
-    assert store.get("d0") is None and store.count_with("skipped") == 2
-
-
 def test_rollbacks_are_counted_and_listed_by_their_current_status(client):
     store = RollbackStore(client)
     running = Rollback(

@@ -2,7 +2,6 @@
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from importlib import resources
 from typing import get_args
 
 import redis
@@ -20,35 +19,24 @@ class DecisionStore:
 
     def __init__(self, client: redis.Redis):
         self.redis = client
-        script = resources.files("workers.store").joinpath("decisions.lua").read_text()
-        self._save = client.register_script(script)
 
     def save(self, decision: Decision) -> None:
         """Write a decision (new or updated) and its indexes."""
-        self.save_many([decision])
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.DECISION + decision.id, decision.model_dump_json())
+        pipe.zadd(keys.DECISIONS, {decision.id: ms(decision.created_at)})
+        # One index per outcome, so "awaiting approval" lists and 24-hour counts by outcome
+        # never have to read every decision.
+        for outcome in OUTCOMES:
+            if outcome == decision.outcome:
+                pipe.zadd(keys.decisions_with(outcome), {decision.id: ms(decision.created_at)})
+            else:
+                pipe.zrem(keys.decisions_with(outcome), decision.id)
+        pipe.execute()
+        self._trim()
 
-    def save_many(self, decisions: list[Decision]) -> None:
-        """Write decisions and their indexes atomically in one round trip (decisions.lua),
-        in order: a later one with the same id wins."""
-        if not decisions:
-            return
-        outcomes = [keys.decisions_with(outcome) for outcome in OUTCOMES]
-        records = []
-        args: list = [len(outcomes)]
-        for decision in decisions:
-            records.append(keys.DECISION + decision.id)
-            args += [
-                decision.id,
-                ms(decision.created_at),
-                OUTCOMES.index(decision.outcome) + 1,
-                decision.model_dump_json(),
-            ]
-        count = self._save(keys=[keys.DECISIONS, *outcomes, *records], args=args)
-        self._trim(int(count))
-
-    def _trim(self, count: int) -> None:
-        """Drop the oldest decisions beyond MAX_DECISIONS (`count`: how many there are)."""
-        excess = count - MAX_DECISIONS
+    def _trim(self) -> None:
+        excess = self.redis.zcard(keys.DECISIONS) - MAX_DECISIONS
         if excess <= 0:
             return
         old = [i.decode() for i in self.redis.zrange(keys.DECISIONS, 0, excess - 1)]
