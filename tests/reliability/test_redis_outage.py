@@ -278,7 +278,7 @@ def count_decisions(url: str, policy) -> None:
             expected_jobs.add(queues.rollback_job_id(workload, "3"))
             kill_switches = FINGERPRINTS_PER_WORKLOAD // 2
             assert outcomes[(name, "rollback", "enqueued")] == 1, outcomes
-            assert outcomes[(name, "skipped", "already_rolled_back")] == kill_switches - 1
+            assert outcomes[(name, "skipped", "already_rolled_back")] == kill_switches - 1, outcomes
             assert outcomes[(name, "skipped", "not_kill_switch")] == kill_switches
         assert outcomes[("once", "skipped", "not_kill_switch")] == WEBHOOKS
         rollback_jobs = queues.queue(client, queues.ROLLBACKS).job_ids

@@ -25,7 +25,7 @@ def test_warm_loads_every_script_of_the_store():
     client = fakeredis.FakeRedis()
     store = Store(client, Policy())
     shas = [script.sha for script in scripts_of(store)]
-    assert len(shas) >= 7  # ingest, repeats, decisions, claim, lock, release, extend
+    assert len(shas) >= 6  # ingest, repeats, claim, lock, release, extend
     assert not any(client.script_exists(*shas))
     store.warm()
     assert all(client.script_exists(*shas))
