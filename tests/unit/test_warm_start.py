@@ -4,27 +4,16 @@ import logging
 from types import SimpleNamespace
 
 import fakeredis
-from redis.commands.core import Script
 
 from config.policy import Policy
 from receiver.app import warm_up
 from workers.store import Store
 
 
-def scripts_of(store: Store) -> list[Script]:
-    return [
-        value
-        for part in vars(store).values()
-        if hasattr(part, "__dict__")
-        for value in vars(part).values()
-        if isinstance(value, Script)
-    ]
-
-
 def test_warm_loads_every_script_of_the_store():
     client = fakeredis.FakeRedis()
     store = Store(client, Policy())
-    shas = [script.sha for script in scripts_of(store)]
+    shas = [script.sha for script in store.scripts()]
     assert len(shas) >= 6  # ingest, repeats, claim, lock, release, extend
     assert not any(client.script_exists(*shas))
     store.warm()

@@ -46,12 +46,20 @@ class Store:
         """True when Redis answers."""
         return bool(self.redis.ping())
 
+    def scripts(self) -> list[Script]:
+        """Every Lua script of the store's parts."""
+        return [
+            value
+            for part in vars(self).values()
+            if hasattr(part, "__dict__")
+            for value in vars(part).values()
+            if isinstance(value, Script)
+        ]
+
     def warm(self) -> None:
         """Connect and load every Lua script of the store now, so that a process's first
         webhook pays for neither (about 5 ms: the connection, and a NOSCRIPT round trip per
         script; measured in bench/storm.py). Redis errors propagate."""
         self.redis.ping()
-        for part in vars(self).values():
-            for script in vars(part).values() if hasattr(part, "__dict__") else ():
-                if isinstance(script, Script):
-                    self.redis.script_load(script.script)
+        for script in self.scripts():
+            self.redis.script_load(script.script)
