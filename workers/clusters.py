@@ -75,16 +75,19 @@ class Clusters:
                 api.close()
             self._clients.clear()
 
-    def prepare(self) -> None:
-        """Parse every guarded cluster's kubeconfig now, opening no connection: an RQ worker
+    def prepare(self, *, max_age: float | None = None) -> list:
+        """Parse every guarded cluster's kubeconfig now, again when it is older than
+        `max_age` seconds (None: CONFIGURATION_MAX_AGE), opening no connection: an RQ worker
         does this before it forks, so that its work horses find them parsed (see
-        workers.integrations.kubernetes.configuration). A cluster that cannot be configured
-        is left for its first use to report."""
+        workers.integrations.kubernetes.configuration). Returns the configurations, None
+        for a cluster that cannot be configured: its first use reports why."""
+        found = []
         for name in self.names:
             try:
-                configuration(*self._access(name))
+                found.append(configuration(*self._access(name), max_age=max_age))
             except PermanentError:
-                pass
+                found.append(None)
+        return found
 
     def _open(self, name: str) -> "client.ApiClient":
         kubeconfig, context = self._access(name)

@@ -108,13 +108,16 @@ def prepare_worker(connection: redis.Redis) -> None:
     refresh_prepared()
 
 
-def refresh_prepared() -> None:
+def refresh_prepared(*, max_age: float | None = None) -> tuple:
     """Before each fork: parse the policy again if its file changed (a changed policy
-    applies to the next job, without a restart), and the kubeconfigs if they changed or
-    aged. Cheap when nothing changed (one small file read each); never raises: a policy
-    that cannot be read or parsed is left to the job, which fails saying why."""
+    applies to the next job, without a restart), and the kubeconfigs if they changed or are
+    older than `max_age` seconds (None: CONFIGURATION_MAX_AGE). Cheap when nothing changed
+    (one small file read each); never raises: a policy that cannot be read or parsed is
+    left to the job, which fails saying why. Returns what a horse forked now inherits, the
+    policy and kubeconfigs as parsed objects: the same objects (`same_prepared`) mean that
+    nothing changed."""
     if _prepared is None:
-        return
+        return ()
     path = Path(_prepared.settings.config_path)
     try:
         text = path.read_bytes()
@@ -123,8 +126,27 @@ def refresh_prepared() -> None:
     except (OSError, PolicyError) as exc:
         _prepared.policy, _prepared.policy_text = None, None
         log.warning("policy not prepared for the next job: %s", type(exc).__name__)
-        return
+        return (None,)
     try:
-        Clusters(_prepared.policy, _prepared.settings).prepare()
+        configurations = Clusters(_prepared.policy, _prepared.settings).prepare(max_age=max_age)
     except Exception as exc:  # never take the worker down: the job meets it and says why
         log.warning("clusters not prepared for the next job: %s", type(exc).__name__)
+        configurations = [None]
+    return (_prepared.policy, *configurations)
+
+
+def same_prepared(one: tuple, other: tuple) -> bool:
+    """True when two results of `refresh_prepared` hold the very same objects."""
+    return len(one) == len(other) and all(a is b for a, b in zip(one, other, strict=True))
+
+
+def warm_horse() -> None:
+    """In a spare work horse (workers.horses), before it has a job: build this process's
+    context and open its connections, to Redis and to the local cluster's API server, so
+    that the job finds them open. Never raises: what fails here, the job meets and reports."""
+    try:
+        context = process_context()
+        context.connection.ping()
+        context.clusters.kube(context.policy.cluster).warm()
+    except Exception as exc:
+        log.info("spare work horse not warmed up: %s", type(exc).__name__)

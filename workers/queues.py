@@ -5,7 +5,11 @@ concurrent receivers never create two jobs for the same thing. Jobs are referenc
 their import path, so the receiver never imports the job bodies.
 """
 
+import logging
+import math
+import os
 import re
+import time
 from datetime import datetime, timedelta
 
 import redis
@@ -15,7 +19,10 @@ from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 from workers import logs
+from workers.horses import SPARE_MAX_AGE, Spare, Waiting
 from workers.models import Workload
+
+log = logging.getLogger("backstop.worker")
 
 ROLLBACKS, DECISIONS, INCIDENTS = "rollbacks", "decisions", "incidents"
 # Priority order: a Jira or PagerDuty outage must never delay a revert.
@@ -186,14 +193,110 @@ def run_worker(connection: redis.Redis, *, burst: bool = False) -> bool:
 
 class PreparedWorker(Worker):
     """RQ's forking worker (a work horse per job, watched by the worker, which notices one
-    that dies), which brings what its horses inherit up to date before each fork."""
+    that dies), which brings what its horses inherit up to date before each fork, and
+    keeps a spare horse ready while idle (workers.horses): a job goes to the spare when it
+    inherited what the worker holds now, else to a horse forked for it as RQ does.
+
+    Waiting for a job is done in slices of SPARE_MAX_AGE; each slice starts with a fresh
+    spare, forked after the worker read its policy and kubeconfigs again, taking a
+    kubeconfig older than CONFIGURATION_MAX_AGE - SPARE_MAX_AGE as aged. So what the spare
+    inherited is still current when the job comes, and it takes the job.
+    """
+
+    _spare: Spare | None = None
+    _inherits: tuple = ()
 
     def execute_job(self, job, queue):
-        """Refresh the prepared policy and kubeconfigs, then fork and run `job` as RQ does."""
+        """Refresh the prepared policy and kubeconfigs, then run `job` in a horse as RQ does
+        (the spare, if it inherited the same)."""
         from workers.context import refresh_prepared
 
-        refresh_prepared()
+        self._inherits = refresh_prepared()
         return super().execute_job(job, queue)
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """RQ's wait for a job, in slices of SPARE_MAX_AGE, each with a fresh spare ready.
+        A burst worker (no wait) keeps none."""
+        if timeout is None:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        started = time.monotonic()
+        while True:
+            self._renew_spare()
+            left = SPARE_MAX_AGE
+            if max_idle_time is not None:
+                left = min(left, max_idle_time - (time.monotonic() - started))
+                if left <= 0:
+                    return None
+            result = super().dequeue_job_and_maintain_ttl(timeout, max(1, math.ceil(left)))
+            if result is not None:
+                return result
+
+    def fork_work_horse(self, job, queue):
+        """Hand `job` to the spare if it inherited what the worker holds now, else fork."""
+        from workers.context import same_prepared
+
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            if same_prepared(spare.inherited, self._inherits) and spare.hand(
+                {"job": job.id, "queue": queue.name, "execution": self.execution.id}
+            ):
+                os.environ["RQ_WORKER_ID"], os.environ["RQ_JOB_ID"] = self.name, job.id
+                self._horse_pid = spare.pid
+                self.procline(f"Handed to spare {spare.pid} at {time.time()}")
+                log.info("job %s handed to spare work horse %s", job.id, spare.pid)
+                return
+            spare.discard()
+        super().fork_work_horse(job, queue)
+
+    def teardown(self):
+        """RQ's teardown; the spare, if any, ends first."""
+        if self._spare is not None and not self.is_horse:
+            self._spare.discard()
+            self._spare = None
+        super().teardown()
+
+    def _renew_spare(self) -> None:
+        """Fork a spare, replacing one that is older than half a slice or gone."""
+        from workers.context import refresh_prepared
+        from workers.integrations.kubernetes import CONFIGURATION_MAX_AGE
+
+        spare = self._spare
+        if spare is not None:
+            if spare.age() < SPARE_MAX_AGE / 2 and spare.alive():
+                return
+            self._spare = None
+            spare.discard()
+        inherits = refresh_prepared(max_age=CONFIGURATION_MAX_AGE - SPARE_MAX_AGE)
+        try:
+            self._spare = Spare.fork(self._serve_spare, inherits)
+        except OSError as exc:  # no fork now (out of processes or memory): jobs fork as before
+            log.warning("no spare work horse: %s", exc)
+
+    def _serve_spare(self, waiting: Waiting) -> None:
+        """In the spare: warm up, wait for the job, then be its work horse."""
+        from rq.executions import Execution
+
+        from workers.context import warm_horse
+
+        warm_horse()
+        handed = waiting.job()
+        if handed is None:
+            os._exit(0)
+        job = self.job_class.fetch(
+            handed["job"], connection=self.connection, serializer=self.serializer
+        )
+        queue = self.queue_class(
+            handed["queue"],
+            connection=self.connection,
+            job_class=self.job_class,
+            serializer=self.serializer,
+            death_penalty_class=self.death_penalty_class,
+        )
+        execution = Execution.fetch(handed["execution"], job.id, connection=self.connection)
+        # What the worker's prepare_execution recorded, as a fork would have inherited it.
+        self.executions = {execution.id: execution}
+        os.environ["RQ_WORKER_ID"], os.environ["RQ_JOB_ID"] = self.name, job.id
+        self.main_work_horse(job, queue)
 
 
 # The Kubernetes client loads each API class's module on first use (about 0.3 s apiece).

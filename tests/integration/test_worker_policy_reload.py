@@ -1,9 +1,11 @@
 """A real `backstop worker` (RQ's forking worker, which prepares settings, policy and
 kubeconfigs once for the work horses it forks) applies a changed policy file to the next
-job without a restart, and outlives a policy file that cannot be parsed."""
+job without a restart, and outlives a policy file that cannot be parsed. While idle it keeps
+a spare work horse, which takes the next job, and which ends with the worker."""
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 from rq.job import Job
@@ -84,3 +86,36 @@ def test_a_broken_policy_fails_the_job_and_the_worker_carries_on(worker, redis_c
     repaired = finished(redis_client, roll_back(redis_client, "4"))
     assert "Backstop guards: delta" in repaired.reason
     assert process.poll() is None
+
+
+def spares(worker_pid: int) -> list[int]:
+    """The worker's spare work horses: its children that lead a process group of their own
+    (RQ's scheduler, its other child, stays in the worker's group)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == worker_pid and int(fields[2]) == int(entry.name):
+            found.append(int(entry.name))
+    return found
+
+
+def test_an_idle_worker_hands_the_next_job_to_a_spare_and_ends_it_when_it_stops(
+    worker, redis_client
+):
+    _, process, log = worker
+    [spare] = wait_for(lambda: spares(process.pid), timeout=60, message="a spare work horse")
+    done = finished(redis_client, roll_back(redis_client, "5"))
+    assert "Backstop guards: alpha" in done.reason  # the job ran, on the current policy
+    assert f"handed to spare work horse {spare}" in log.read_text()
+    # The worker forks the next spare; when it stops, that one ends with it.
+    [following] = wait_for(lambda: spares(process.pid), timeout=60, message="the next spare")
+    assert following != spare
+    terminate(process)
+    wait_for(
+        lambda: not Path(f"/proc/{following}").exists(),
+        timeout=10,
+        message="the spare to end with its worker",
+    )

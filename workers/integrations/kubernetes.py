@@ -100,7 +100,10 @@ _loaded_lock = threading.Lock()
 
 
 def configuration(
-    kubeconfig: str | None = None, context: str | None = None
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    max_age: float | None = None,
 ) -> client.Configuration:
     """The client configuration of a kubeconfig (and context), or of the pod's credentials.
 
@@ -108,8 +111,9 @@ def configuration(
     embedded certificate behind (the client removes them at exit, which a work horse never
     reaches). So it is parsed once per process, which an RQ worker does before it forks,
     and reused while the file's content is unchanged and for at most CONFIGURATION_MAX_AGE:
-    a changed kubeconfig applies to the next job. A configuration holds no connection, so a
-    work horse may inherit it; PermanentError as for `api_client`.
+    a changed kubeconfig applies to the next job (a spare work horse's worker asks for less
+    than that: see workers.queues). A configuration holds no connection, so a work horse
+    may inherit it; PermanentError as for `api_client`.
     """
     key, source, now = (kubeconfig, context), _source(kubeconfig), time.monotonic()
     with _loaded_lock:
@@ -118,7 +122,7 @@ def configuration(
         found is not None
         and source is not None
         and found.source == source
-        and now - found.at < CONFIGURATION_MAX_AGE
+        and now - found.at < (CONFIGURATION_MAX_AGE if max_age is None else max_age)
     ):
         return found.configuration
     loaded = _load(kubeconfig, context)
@@ -505,6 +509,15 @@ class Kube:
             )
         )
         return response.get("items", [])
+
+    def warm(self) -> None:
+        """Open a connection to the API server, for the calls that follow (a spare work
+        horse's warm-up): one small discovery request, which every identity may make."""
+        self._json(
+            lambda: self.apps.get_api_resources(
+                _preload_content=False, _request_timeout=self.timeout
+            )
+        )
 
     def has_argo_rollouts(self) -> bool:
         """True when the Argo Rollouts CRD is served by this cluster."""
