@@ -6,16 +6,19 @@ ReplicaSet or ControllerRevision, and those pods. Size-bounded; missing logs (a 
 that never started, no previous instance) are recorded as missing, not as errors.
 
 The revert waits for the capture, so it makes few requests, and overlaps them only when
-that pays. Requests go one after another over the work horse's one open connection while
-each answers within SLOW_REQUEST: a request side by side needs a connection of its own,
-whose TLS handshake costs a fresh work horse about 2-3 ms, more than a quick request. Once
-one is slower (a log is read through the pod's kubelet, tens of ms on a real cluster), the
-rest of its kind run at most CONCURRENT_REQUESTS at once over the same client (its
-connection pool is thread-safe and keeps that many connections). The events come from one
-request for the whole namespace when it holds at most EVENT_PAGE, filtered here; in a
-busier namespace, from one field-selected request per object, so that its other events are
-neither sent nor parsed. Either way the same events, and the error raised, if any, is the
-first in the order of the requests.
+that pays. The namespace's events are asked for first, in a thread of their own, while the
+pods and their logs are read: the API server takes longest over that list (10 ms and more
+for a few hundred events), and a spare work horse comes with two connections open
+(workers.context.warm_horse). The pods' requests go one after another over one connection
+while each answers within SLOW_REQUEST: a request side by side needs a connection of its
+own, whose TLS handshake costs a fresh work horse about 2-3 ms, more than a quick request.
+Once one is slower (a log is read through the pod's kubelet, tens of ms on a real
+cluster), the rest of its kind run at most CONCURRENT_REQUESTS at once over the same
+client (its connection pool is thread-safe and keeps that many connections). The events
+come from one request for the whole namespace when it holds at most EVENT_PAGE, filtered
+here; in a busier namespace, from one field-selected request per object, so that its
+other events are neither sent nor parsed. Either way the same events, and the error
+raised, if any, is the first in the order pods, logs, events.
 """
 
 import time
@@ -34,6 +37,7 @@ MAX_EVENTS = 50
 EVENT_PAGE = 500
 SLOW_REQUEST = 0.02  # seconds
 WHEN = ("current", "previous")
+_UNREAD = object()
 POD_LABEL = {
     "Deployment": "pod-template-hash",
     "Rollout": "rollouts-pod-template-hash",
@@ -47,22 +51,29 @@ def capture(kube: Kube, workload: Workload, owner: dict, bad_child: dict) -> dic
     labels = dict(owner["spec"].get("selector", {}).get("matchLabels", {}))
     labels[POD_LABEL[workload.kind]] = template_hash(workload.kind, bad_child)
     namespace = workload.namespace
-    pods = sorted(
-        kube.pods(namespace, labels), key=lambda p: p["metadata"].get("creationTimestamp", "")
-    )[:MAX_PODS]
-    reads = [
-        (pod["metadata"]["name"], container["name"], when)
-        for pod in pods
-        for container in pod["spec"].get("containers", [])
-        for when in WHEN
-    ]
-    logs = dict(
-        zip(reads, gather([partial(_log, kube, namespace, *r) for r in reads]), strict=True)
-    )
-    names = [workload.name, bad_child["metadata"]["name"], *(p["metadata"]["name"] for p in pods)]
+    with ThreadPoolExecutor(1) as side:
+        page = side.submit(kube.events_page, namespace, EVENT_PAGE)
+        pods = sorted(
+            kube.pods(namespace, labels), key=lambda p: p["metadata"].get("creationTimestamp", "")
+        )[:MAX_PODS]
+        reads = [
+            (pod["metadata"]["name"], container["name"], when)
+            for pod in pods
+            for container in pod["spec"].get("containers", [])
+            for when in WHEN
+        ]
+        logs = dict(
+            zip(reads, gather([partial(_log, kube, namespace, *r) for r in reads]), strict=True)
+        )
+        names = [
+            workload.name,
+            bad_child["metadata"]["name"],
+            *(p["metadata"]["name"] for p in pods),
+        ]
+        events = _events(kube, namespace, names, page.result())
     return {
         "pods": [_pod(pod, logs) for pod in pods],
-        "events": [_event(e) for e in _events(kube, namespace, names)],
+        "events": [_event(e) for e in events],
         "selector": labels,
         "limits": {"pods": MAX_PODS, "tail_lines": TAIL_LINES, "log_bytes": LOG_BYTES},
     }
@@ -100,9 +111,11 @@ def _log(kube: Kube, namespace: str, pod: str, container: str, when: str) -> str
     )
 
 
-def _events(kube: Kube, namespace: str, names: list[str]) -> list[dict]:
-    """The MAX_EVENTS newest events about the named objects (see the module docstring)."""
-    page = kube.events_page(namespace, EVENT_PAGE)
+def _events(kube: Kube, namespace: str, names: list[str], page=_UNREAD) -> list[dict]:
+    """The MAX_EVENTS newest events about the named objects (see the module docstring);
+    `page` is the namespace's `events_page` when it was read already."""
+    if page is _UNREAD:
+        page = kube.events_page(namespace, EVENT_PAGE)
     if page is not None:
         wanted = set(names)
         found = [[e for e in page if e.get("involvedObject", {}).get("name") in wanted]]

@@ -1,5 +1,6 @@
 """How evidence capture spends its requests (workers.evidence.gather): one after another
-while they are quick, side by side once one is slow, errors in request order."""
+while they are quick, side by side once one is slow, errors in request order; and the
+namespace's events, read alongside the pods (workers.evidence.capture)."""
 
 import threading
 import time
@@ -8,6 +9,7 @@ import pytest
 
 from workers import evidence
 from workers.integrations.kubernetes import CONCURRENT_REQUESTS
+from workers.models import Workload
 
 SLOW = 0.05  # the threshold in these tests; "slow" calls sleep three times as long
 
@@ -94,3 +96,58 @@ def test_a_quick_failing_request_stops_the_ones_after_it():
     with pytest.raises(ValueError, match="boom"):
         evidence.gather([calls.call(0), calls.call(1, error=ValueError("boom")), calls.call(2)])
     assert len(calls.threads) == 2  # the third was never made
+
+
+class SlowEventsKube:
+    """Backstop's Kube interface as capture() uses it: one pod, quick reads, and a
+    namespace event list the API server takes `events_delay` seconds to serve."""
+
+    def __init__(self, events_delay: float, pods_error: Exception | None = None):
+        self.events_delay, self.pods_error = events_delay, pods_error
+        self.events_started = threading.Event()
+        self.overlapped = False  # the pods were read while the events were being served
+
+    def pods(self, namespace, labels):
+        self.overlapped = self.events_started.wait(5)
+        if self.pods_error is not None:
+            raise self.pods_error
+        pod = {
+            "metadata": {"name": "checkout-abc-1", "creationTimestamp": "2026-12-01T10:00:00Z"},
+            "spec": {"containers": [{"name": "app"}]},
+            "status": {"phase": "Running"},
+        }
+        return [pod]
+
+    def log(self, namespace, pod, container, **_):
+        return f"{pod}/{container}"
+
+    def events_page(self, namespace, size):
+        self.events_started.set()
+        time.sleep(self.events_delay)
+        if self.pods_error is not None:
+            raise RuntimeError("events failed too")
+        about = {"kind": "Pod", "name": "checkout-abc-1"}
+        return [{"involvedObject": about, "reason": "BackOff", "lastTimestamp": "t1"}]
+
+
+DEPLOYMENT = Workload("default", "shop", "Deployment", "checkout")
+OWNER = {"spec": {"selector": {"matchLabels": {"app": "checkout"}}}}
+BAD = {"metadata": {"name": "checkout-abc", "labels": {"pod-template-hash": "abc"}}}
+
+
+def test_the_namespace_events_are_read_while_the_pods_are():
+    kube = SlowEventsKube(events_delay=0.2)
+    found = evidence.capture(kube, DEPLOYMENT, OWNER, BAD)
+    assert kube.overlapped
+    assert found["selector"] == {"app": "checkout", "pod-template-hash": "abc"}
+    [pod] = found["pods"]
+    assert pod["logs"] == {
+        "app": {"current": "checkout-abc-1/app", "previous": "checkout-abc-1/app"}
+    }
+    assert [e["reason"] for e in found["events"]] == ["BackOff"]
+
+
+def test_a_pods_error_comes_before_an_events_error():
+    kube = SlowEventsKube(events_delay=0.05, pods_error=ValueError("pods failed"))
+    with pytest.raises(ValueError, match="pods failed"):
+        evidence.capture(kube, DEPLOYMENT, OWNER, BAD)

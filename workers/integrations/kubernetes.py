@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -510,9 +511,15 @@ class Kube:
         )
         return response.get("items", [])
 
-    def warm(self) -> None:
-        """Open a connection to the API server, for the calls that follow (a spare work
-        horse's warm-up): one small discovery request, which every identity may make."""
+    def warm(self, connections: int = 2) -> None:
+        """Open `connections` connections to the API server, for the calls that follow (a
+        spare work horse's warm-up; evidence capture uses two at once): one small discovery
+        request on each, which every identity may make."""
+        with ThreadPoolExecutor(connections) as pool:
+            for done in [pool.submit(self._discover) for _ in range(connections)]:
+                done.result()
+
+    def _discover(self) -> None:
         self._json(
             lambda: self.apps.get_api_resources(
                 _preload_content=False, _request_timeout=self.timeout
