@@ -143,10 +143,12 @@ def same_prepared(one: tuple, other: tuple) -> bool:
 def warm_horse() -> None:
     """In a spare work horse (workers.horses), before it has a job: build this process's
     context and open its connections, to Redis and to the local cluster's API server, so
-    that the job finds them open. Never raises: what fails here, the job meets and reports."""
+    that the job finds them open. Never raises: what fails here (no cluster configured, say,
+    under `make run`), the job meets and reports; an idle worker renews its spare every
+    25 s, so this logs at debug level only."""
     try:
         context = process_context()
         context.connection.ping()
         context.clusters.kube(context.policy.cluster).warm()
     except Exception as exc:
-        log.info("spare work horse not warmed up: %s", type(exc).__name__)
+        log.debug("spare work horse not warmed up: %s", type(exc).__name__)
