@@ -35,14 +35,19 @@ MAX_MESSAGE = 4096
 
 @dataclass
 class Spare:
-    """A spare work horse, as its worker sees it: the child and the pipe's writing end."""
+    """A spare work horse, as its worker sees it: the child and the pipe's writing end.
+
+    Each is released once: the pipe closed at most once (its number may belong to another
+    file afterwards), and the child signalled only until it is reaped (its pid may then
+    belong to another process)."""
 
     pid: int
-    pipe: int
+    pipe: int | None
     # What the spare inherited (the prepared policy and kubeconfigs): it may take a job only
     # while the worker holds the very same.
     inherited: tuple
     born: float
+    reaped: bool = False
 
     @classmethod
     def fork(cls, serve: Callable[["Waiting"], None], inherited: tuple) -> "Spare":
@@ -70,14 +75,14 @@ class Spare:
 
     def alive(self) -> bool:
         """True while the spare runs (one that ended is reaped here)."""
-        try:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            return False
-        return pid == 0
+        if not self.reaped:
+            self._reap(os.WNOHANG)
+        return not self.reaped
 
     def hand(self, message: dict) -> bool:
-        """Give the spare its job; False (and reaped) when it was gone."""
+        """Give the spare its job; False (and reaped) when it was gone. Either way the
+        worker's end of the pipe is closed: a spare that took its job is the worker's horse,
+        watched as RQ watches one."""
         data = (json.dumps(message) + "\n").encode()
         try:
             os.write(self.pipe, data)
@@ -85,20 +90,31 @@ class Spare:
             self.discard()
             return False
         finally:
-            _close(self.pipe)
+            self._close_pipe()
         return True
 
     def discard(self) -> None:
-        """End the spare and reap it."""
-        _close(self.pipe)
+        """End the spare and reap it (nothing, when that was done already)."""
+        self._close_pipe()
+        if self.reaped:
+            return
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        self._reap(0)
+
+    def _close_pipe(self) -> None:
+        if self.pipe is not None:
+            _close(self.pipe)
+            self.pipe = None
+
+    def _reap(self, options: int) -> None:
         try:
-            os.waitpid(self.pid, 0)
+            pid, _ = os.waitpid(self.pid, options)
         except ChildProcessError:
-            pass
+            pid = self.pid
+        self.reaped = pid != 0
 
 
 @dataclass

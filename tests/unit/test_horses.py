@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+from tests.conftest import wait_for
 from workers.horses import PARENT_CHECK, Spare, Waiting
 
 
@@ -44,10 +45,7 @@ def test_a_spare_runs_in_its_own_process_group(tmp_path):
         waiting.job()
 
     spare = Spare.fork(serve, ())
-    deadline = time.monotonic() + 10
-    while not out.exists() or not out.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(lambda: out.exists() and out.read_text(), timeout=10, message="the spare's group")
     assert int(out.read_text()) == spare.pid  # the worker kills a horse by its group
     spare.discard()
     assert not spare.alive()
@@ -63,11 +61,12 @@ def test_a_spare_ends_when_its_pipe_closes_without_a_job(tmp_path):
 
 def test_handing_a_job_to_a_spare_that_ended_says_so(tmp_path):
     spare = Spare.fork(lambda waiting: None, ())  # ends at once, reading nothing
-    deadline = time.monotonic() + 10
-    while spare.alive():  # reaped here once it ended
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(lambda: not spare.alive(), timeout=10, message="the spare to end")  # reaped
     assert not spare.hand({"job": "rollback-2", "queue": "rollbacks", "execution": "e2"})
+    # Its pipe and its pid are released once: their numbers may be another's by now.
+    assert spare.pipe is None and spare.reaped
+    spare.discard()
+    assert spare.pipe is None and spare.reaped
 
 
 def test_a_spare_whose_worker_is_gone_waits_no_longer():
