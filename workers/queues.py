@@ -187,6 +187,7 @@ def schedule_recheck(connection: redis.Redis, *, episode_id: str, at: datetime) 
 def run_worker(connection: redis.Redis, *, burst: bool = False) -> bool:
     """Serve the queues with an RQ worker that also runs the scheduler (for retries)."""
     preload_job_code(connection)
+    _upgrade_store(connection)
     worker = PreparedWorker(queues(connection), connection=connection, serializer=JSONSerializer)
     return worker.work(burst=burst, with_scheduler=True)
 
@@ -301,6 +302,20 @@ class PreparedWorker(Worker):
 
 # The Kubernetes client loads each API class's module on first use (about 0.3 s apiece).
 KUBE_API_CLASSES = ("AppsV1Api", "CoreV1Api", "CustomObjectsApi", "BatchV1Api")
+
+
+def _upgrade_store(connection: redis.Redis) -> None:
+    """Bring a store written by an earlier Backstop up to date (indexes it lacks) before
+    serving jobs. With Redis down, the first job that needs an index builds it."""
+    from workers.store.decisions import DecisionStore
+
+    try:
+        indexed = DecisionStore(connection).ensure_workload_index()
+    except redis.RedisError as exc:
+        log.warning("store not upgraded at start: %s", type(exc).__name__)
+        return
+    if indexed:
+        log.info("indexed %d stored decisions by workload", indexed)
 
 
 def preload_job_code(connection: redis.Redis) -> None:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import fakeredis
 import pytest
+import redis
 
 from workers.models import Workload
 from workers.records import Decision, Rollback, WorkloadRecord
@@ -84,3 +85,88 @@ def test_failed_logins_block_after_the_limit_and_success_clears(client):
     assert store.login_blocked("ann|1.2.3.4") and not store.login_blocked("bob|1.2.3.4")
     store.login_succeeded("ann|1.2.3.4")
     assert not store.login_blocked("ann|1.2.3.4")
+
+
+def about(i: int, workload: WorkloadRecord | None, created: datetime) -> Decision:
+    return decision(i, "skipped", created).model_copy(update={"workload": workload})
+
+
+CART = WorkloadRecord.of(Workload("default", "shop", "Deployment", "cart"))
+
+
+def test_a_workloads_decisions_are_read_from_its_own_index(client):
+    store = DecisionStore(client)
+    for i in range(300):  # checkout's three among many of others'
+        named = CHECKOUT if i in (5, 150, 299) else CART if i % 2 else None
+        store.save(about(i, named, T0 + timedelta(seconds=i)))
+    found = store.recent(workload=CHECKOUT.workload().key, limit=10)
+    assert [d.id for d in found] == ["d299", "d150", "d5"]
+    index = client.zrange("backstop:decisions:workload:" + CHECKOUT.workload().key, 0, -1)
+    assert index == [b"d5", b"d150", b"d299"]  # only its own: nothing else is read
+    assert [d.id for d in store.recent(workload=CHECKOUT.workload().key, limit=2)] == [
+        "d299",
+        "d150",
+    ]
+
+
+def test_a_decision_that_moved_to_another_workload_is_only_found_there(client):
+    store = DecisionStore(client)
+    store.save(about(1, CHECKOUT, T0))
+    store.save(about(1, CART, T0))  # correlated anew
+    assert store.recent(workload=CHECKOUT.workload().key) == []
+    assert [d.id for d in store.recent(workload=CART.workload().key)] == ["d1"]
+
+
+def test_decisions_stored_before_the_workload_index_are_indexed_once(client):
+    store = DecisionStore(client)
+    for i in range(2500):  # more than a page of the upgrade's scan
+        store.save(about(i, CHECKOUT if i % 10 == 0 else CART, T0 + timedelta(seconds=i)))
+    # A store written by a Backstop without the index: no index, no marker.
+    client.delete("backstop:decisions:workload-indexed")
+    for key in client.keys("backstop:decisions:workload:*"):
+        client.delete(key)
+    assert store.ensure_workload_index() == 2500
+    assert store.ensure_workload_index() == 0  # done: not again
+    found = store.recent(workload=CHECKOUT.workload().key, limit=1000)
+    assert len(found) == 250 and found[0].id == "d2490" and found[-1].id == "d0"
+
+
+def test_an_unindexed_store_is_indexed_on_first_read(client):
+    store = DecisionStore(client)
+    store.save(about(1, CHECKOUT, T0))
+    client.delete("backstop:decisions:workload-indexed")
+    client.delete("backstop:decisions:workload:" + CHECKOUT.workload().key)
+    assert [d.id for d in store.recent(workload=CHECKOUT.workload().key)] == ["d1"]
+
+
+def test_workload_indexes_are_bounded_and_trimmed_with_the_decisions(client, monkeypatch):
+    from workers.store import decisions
+
+    monkeypatch.setattr(decisions, "MAX_DECISIONS", 50)
+    monkeypatch.setattr(decisions, "MAX_PER_WORKLOAD", 20)
+    store = DecisionStore(client)
+    for i in range(60):
+        store.save(about(i, CHECKOUT if i < 30 else CART, T0 + timedelta(seconds=i)))
+    checkout = "backstop:decisions:workload:" + CHECKOUT.workload().key
+    cart = "backstop:decisions:workload:" + CART.workload().key
+    # checkout kept its newest 20 (d10-d29), then the store's cap of 50 dropped d0-d9.
+    assert client.zrange(checkout, 0, -1) == [f"d{i}".encode() for i in range(10, 30)]
+    assert client.zcard(cart) == 20
+    assert client.zcard("backstop:decisions") == 50
+    monkeypatch.setattr(decisions, "MAX_DECISIONS", 40)
+    store.save(about(60, CART, T0 + timedelta(seconds=60)))  # trims d10-d20 from everywhere
+    assert client.zrange(checkout, 0, -1) == [f"d{i}".encode() for i in range(21, 30)]
+
+
+def test_a_worker_indexes_an_old_store_at_start_and_starts_when_redis_is_down(client, caplog):
+    from workers.queues import _upgrade_store
+
+    DecisionStore(client).save(about(1, CHECKOUT, T0))
+    client.delete("backstop:decisions:workload-indexed")
+    client.delete("backstop:decisions:workload:" + CHECKOUT.workload().key)
+    _upgrade_store(client)
+    assert client.exists("backstop:decisions:workload-indexed")
+    assert client.zcard("backstop:decisions:workload:" + CHECKOUT.workload().key) == 1
+    down = redis.Redis(port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
+    _upgrade_store(down)  # logs, does not raise: the first job that needs it builds it
+    assert "store not upgraded at start: ConnectionError" in caplog.text

@@ -11,6 +11,10 @@ from workers.store import keys, records
 from workers.store.records import ms
 
 MAX_DECISIONS = 100_000
+# The newest decisions kept in each workload's index: pre-flight reads up to 1,000 of them
+# to find the revisions an alert was blamed on.
+MAX_PER_WORKLOAD = 2_000
+BACKFILL_PAGE = 1_000
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
 
@@ -32,21 +36,74 @@ class DecisionStore:
                 pipe.zadd(keys.decisions_with(outcome), {decision.id: ms(decision.created_at)})
             else:
                 pipe.zrem(keys.decisions_with(outcome), decision.id)
+        # And one per workload, so a workload's decisions (pre-flight's blamed revisions,
+        # the API's filter) are read without reading everyone else's.
+        if decision.workload is not None:
+            self._index_about(pipe, [decision])
         pipe.execute()
         self._trim()
+
+    @staticmethod
+    def _index_about(pipe: redis.client.Pipeline, decisions: list[Decision]) -> None:
+        """Add decisions that name a workload to its index, keeping the newest only."""
+        about: dict[str, dict[str, int]] = {}
+        for decision in decisions:
+            if decision.workload is not None:
+                key = keys.decisions_about(decision.workload.workload().key)
+                about.setdefault(key, {})[decision.id] = ms(decision.created_at)
+        for key, members in about.items():
+            pipe.zadd(key, members)
+            pipe.zremrangebyrank(key, 0, -MAX_PER_WORKLOAD - 1)
 
     def _trim(self) -> None:
         excess = self.redis.zcard(keys.DECISIONS) - MAX_DECISIONS
         if excess <= 0:
             return
-        old = [i.decode() for i in self.redis.zrange(keys.DECISIONS, 0, excess - 1)]
+        old = self.redis.zrange(keys.DECISIONS, 0, excess - 1)
+        # Read before they go: which workloads' indexes name them.
+        about = {
+            decision.workload.workload().key
+            for decision in records.load(self.redis, keys.DECISION, Decision, old)
+            if decision.workload is not None
+        }
+        old = [i.decode() for i in old]
         pipe = self.redis.pipeline(transaction=False)
         for decision_id in old:
             pipe.delete(keys.DECISION + decision_id)
         for outcome in OUTCOMES:
             pipe.zrem(keys.decisions_with(outcome), *old)
+        for workload_key in about:
+            pipe.zrem(keys.decisions_about(workload_key), *old)
         pipe.zrem(keys.DECISIONS, *old)
         pipe.execute()
+
+    def index_workloads(self) -> int:
+        """Put every stored decision that names a workload in that workload's index, then
+        mark the indexes complete; returns how many were indexed. Idempotent: this is the
+        upgrade of a store written before the indexes existed, run on first use."""
+        indexed = 0
+        pages = records.scan_newest(
+            self.redis, keys.DECISIONS, keys.DECISION, Decision, first_page=BACKFILL_PAGE
+        )
+        for page in pages:
+            pipe = self.redis.pipeline(transaction=False)
+            self._index_about(pipe, page)
+            pipe.execute()
+            indexed += sum(1 for decision in page if decision.workload is not None)
+        self.redis.set(keys.DECISIONS_WORKLOAD_INDEXED, 1)
+        return indexed
+
+    def ensure_workload_index(self) -> int:
+        """Build the per-workload indexes unless they are complete; how many were indexed.
+        Workers call this at start, so no rollback's pre-flight pays for an upgrade."""
+        if self.redis.exists(keys.DECISIONS_WORKLOAD_INDEXED):
+            return 0
+        return self.index_workloads()
+
+    def _about(self, workload_key: str) -> str:
+        """The index of one workload's decisions, built first if this store predates it."""
+        self.ensure_workload_index()
+        return keys.decisions_about(workload_key)
 
     def get(self, decision_id: str) -> Decision | None:
         """One decision by id."""
@@ -77,7 +134,12 @@ class DecisionStore:
                 )
             )
 
-        index = keys.DECISIONS if outcome is None else keys.decisions_with(outcome)
+        if workload is not None:
+            index = self._about(workload)  # a superset of the workload's: `wanted` decides
+        elif outcome is not None:
+            index = keys.decisions_with(outcome)
+        else:
+            index = keys.DECISIONS
         return records.newest(self.redis, index, keys.DECISION, Decision, limit=limit, keep=wanted)
 
     def scan(

@@ -20,6 +20,9 @@ EXPECTED_ROLLBACK = PREFIX + "expected-rollback:"  # + workload key -> hash: wha
 DECISION = PREFIX + "decision:"  # + decision id (= episode id) -> JSON record
 DECISIONS = PREFIX + "decisions"  # zset: decision id -> created (ms)
 DECISIONS_BY_OUTCOME = PREFIX + "decisions:outcome:"  # + outcome -> zset: id -> created (ms)
+DECISIONS_BY_WORKLOAD = PREFIX + "decisions:workload:"  # + workload key -> zset: id -> created
+# Set once every decision stored before the per-workload indexes existed is in them.
+DECISIONS_WORKLOAD_INDEXED = PREFIX + "decisions:workload-indexed"
 
 # Rollbacks.
 ROLLBACK = PREFIX + "rollback:"  # + rollback id (the RQ job id) -> JSON record
@@ -62,6 +65,11 @@ def workload_revisions(workload_key: str) -> str:
 def decisions_with(outcome: str) -> str:
     """The decisions whose current outcome is `outcome`, by creation time."""
     return DECISIONS_BY_OUTCOME + outcome
+
+
+def decisions_about(workload_key: str) -> str:
+    """The decisions that blamed or named one workload, by creation time."""
+    return DECISIONS_BY_WORKLOAD + workload_key
 
 
 def rollbacks_with(status: str) -> str:
