@@ -146,11 +146,7 @@ class Notifier:
         incident.jira.ref = issue
         self._save(incident)
         if f"created:{event}" in done:
-            for name, data in self._attachments(rollback, decision, incident):
-                if f"attached:{name}" not in done:
-                    self.tickets.attach(issue_key=issue, filename=name, data=data)
-                    done.append(f"attached:{name}")
-                    self._save(incident)
+            self._attach(incident, issue, self._attachments(rollback, decision, incident))
         elif f"comment:{event}" not in done:
             # One issue per workload and bad revision: a later outcome is a comment.
             self.tickets.comment(
@@ -164,6 +160,29 @@ class Notifier:
         if transition and rollback.status == "verified" and f"transition:{event}" not in done:
             self.tickets.transition(issue_key=issue, name=transition)
             done.append(f"transition:{event}")
+
+    def _attach(self, incident: Incident, issue: str, files: list[tuple[str, bytes]]) -> None:
+        """Attach each file once. Marked before the upload: a retry after an attempt that
+        died mid-upload asks Jira which files the issue has instead of uploading again."""
+        done = incident.jira.done
+        present: set[str] | None = None
+        for name, data in files:
+            if f"attached:{name}" in done:
+                continue
+            if f"attaching:{name}" in done:
+                if present is None:
+                    present = set(self.tickets.attachment_names(issue_key=issue))
+                if name in present:
+                    done.append(f"attached:{name}")
+                    self._save(incident)
+                    continue
+            else:
+                done.append(f"attaching:{name}")
+                self._save(incident)
+            self.tickets.attach(issue_key=issue, filename=name, data=data)
+            testpoints.reached("after_jira_attach")
+            done.append(f"attached:{name}")
+            self._save(incident)
 
     def _create(
         self, incident: Incident, rollback: Rollback, decision: Decision | None, creating: str

@@ -1,7 +1,7 @@
 """Named points where reliability tests kill the process: in the rollback (after_lock,
 after_evidence, after_patch, during_wait, during_verification), the receiver's decision
-(after_claim) and the incident job (after_jira_create, after_pagerduty_trigger). Inert in
-production.
+(after_claim) and the incident job (after_jira_create, after_jira_attach,
+after_pagerduty_trigger). Inert in production.
 
 A test sets BACKSTOP_TESTPOINT_KILL=<name> and BACKSTOP_TESTPOINT_ONCE=<path>: the first
 process to reach that point creates the file and SIGKILLs itself, as a crashing node would.

@@ -25,7 +25,7 @@ ROLLBACK_POINTS = [
     "during_wait",
     "during_verification",
 ]
-INCIDENT_POINTS = ["after_jira_create", "after_pagerduty_trigger"]
+INCIDENT_POINTS = ["after_jira_create", "after_jira_attach", "after_pagerduty_trigger"]
 # Jira Cloud's search is eventually consistent: a new issue shows in search this much later,
 # longer than the incident job's first retry (10 s) takes to come.
 SEARCH_LAG = 12.0

@@ -92,6 +92,11 @@ class Tickets:
             )
         )
 
+    def attachment_names(self, *, issue_key: str) -> list[str]:
+        """The file names of the issue's attachments."""
+        issue = self._call(lambda: self._jira().issue(issue_key, fields="attachment"))
+        return [attachment.filename for attachment in issue.fields.attachment or []]
+
     def comment(self, *, issue_key: str, body: str) -> None:
         """Comment on an issue."""
         self._call(lambda: self._jira().add_comment(issue_key, body))
