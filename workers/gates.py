@@ -193,4 +193,3 @@ def _check_verify(
                 f"{query.comparison} {query.threshold} is false"
             )
     verdict.verify = {"mode": "prometheus", "queries": results}
-

@@ -18,9 +18,7 @@ from types import MappingProxyType
 
 # The ids bound to what this thread (or job) is doing right now: request_id, decision_id,
 # rollback_id, job_id. A ContextVar, so gunicorn threads and RQ work horses never mix them.
-_trace: ContextVar[Mapping[str, str]] = ContextVar(
-    "backstop_trace", default=MappingProxyType({})
-)
+_trace: ContextVar[Mapping[str, str]] = ContextVar("backstop_trace", default=MappingProxyType({}))
 
 # Loggers whose records become JSON lines: Backstop's own and RQ's (worker, job, scheduler).
 LOGGERS = ("backstop", "rq")
