@@ -182,11 +182,19 @@ class Engine:
             decision.recheck_at = due
             queues.schedule_recheck(self.connection, episode_id=decision.episode_id, at=due)
             return self._finish(decision, now, "deferred", "min_firing")
-        if automation.cooldown_left(workload, now=now, cooldown=timing.cooldown):
-            return self._finish(decision, now, "skipped", "cooldown")
         breaker = self.policy.circuit_breaker
-        if automation.circuit(now=now, window=breaker.window)["state"] == "open":
-            return self._finish(decision, now, "skipped", "circuit_open")
+        held = None
+        if automation.cooldown_left(workload, now=now, cooldown=timing.cooldown):
+            held = "cooldown"
+        elif automation.circuit(now=now, window=breaker.window)["state"] == "open":
+            held = "circuit_open"
+        if held is not None:
+            # A concurrent receiver may have claimed this very rollback since the claim was
+            # read above, setting the cooldown (or tripping the breaker) as it did: then the
+            # claim is why nothing happens here, as claim.lua, which checks it first, says.
+            if automation.claimed(workload, _bad_revision(decision)) not in (None, decision.id):
+                held = "already_rolled_back"
+            return self._finish(decision, now, "skipped", held)
 
         if self.policy.mode == "dry-run":
             # The dry-run job runs pre-flight and records the exact patch; it changes nothing.

@@ -300,3 +300,58 @@ def test_concurrent_alerts_for_one_bad_revision_enqueue_one_job(make_engine, red
         outcomes = list(pool.map(decide, range(64)))
     assert outcomes.count("rollback") == 1
     assert queues.queue(redis_client, queues.ROLLBACKS).count == 1
+
+
+def test_no_cooldown_means_none_when_the_last_claim_is_stamped_later(make_engine):
+    """Receivers' clocks differ by a little: a rollback claimed by one whose clock reads
+    later is not "recent" to a workload without a cooldown."""
+    engine = make_engine(defaults={"cooldown": "0s"})
+    automation = engine.store.automation
+    later = NOW + timedelta(milliseconds=5)
+    assert (
+        automation.claim_rollback(
+            workload=CHECKOUT,
+            revision="2",
+            decision_id="other",
+            now=later,
+            cooldown=timedelta(0),
+            max_rollbacks=100,
+            window=timedelta(hours=1),
+        )
+        is None
+    )
+    assert automation.cooldown_left(CHECKOUT, now=NOW, cooldown=timedelta(0)) == timedelta(0)
+    deploy(engine, "3", 12)
+    decision = fire(engine)  # revision 3, claimed at NOW, before the other claim's stamp
+    assert (decision.outcome, decision.reason) == ("rollback", "enqueued")
+
+
+def test_a_claim_made_meanwhile_is_the_reason_not_the_cooldown_it_set(engine, monkeypatch):
+    """R1's race: a second receiver read "not claimed", then the first claimed the rollback
+    (setting the workload's cooldown), then the second read the cooldown."""
+    deploy(engine, "3", 12)
+    automation = engine.store.automation
+    real = automation.claimed
+    reads = []
+
+    def claimed_meanwhile(workload, revision):
+        reads.append(revision)
+        if len(reads) == 1:  # the first read, just before the other receiver's claim
+            assert (
+                automation.claim_rollback(
+                    workload=workload,
+                    revision=revision,
+                    decision_id="other",
+                    now=NOW,
+                    cooldown=timedelta(minutes=10),
+                    max_rollbacks=100,
+                    window=timedelta(hours=1),
+                )
+                is None
+            )
+            return None
+        return real(workload, revision)
+
+    monkeypatch.setattr(automation, "claimed", claimed_meanwhile)
+    decision = fire(engine)
+    assert (decision.outcome, decision.reason) == ("skipped", "already_rolled_back")

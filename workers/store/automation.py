@@ -114,6 +114,10 @@ class AutomationStore:
 
     def cooldown_left(self, workload: Workload, *, now: datetime, cooldown: timedelta) -> timedelta:
         """How long until `workload` may be rolled back again (zero when it may)."""
+        if cooldown <= timedelta(0):
+            # No cooldown, even when the last claim is stamped after `now` (a process whose
+            # clock reads later claimed it meanwhile): that claim was not "too recent".
+            return timedelta(0)
         last = self.redis.get(keys.LAST_ROLLBACK + workload.key)
         if last is None:
             return timedelta(0)

@@ -21,8 +21,11 @@ if not force then
   if redis.call('HGET', KEYS[4], 'state') == 'open' then
     return {'skipped', 'circuit_open'}
   end
+  -- A claim stamped after `now` (another receiver's clock reads later) is no cooldown
+  -- when there is none.
   local last = redis.call('GET', KEYS[3])
-  if last and now - tonumber(last) < tonumber(ARGV[2]) then
+  local cooldown = tonumber(ARGV[2])
+  if last and cooldown > 0 and now - tonumber(last) < cooldown then
     return {'skipped', 'cooldown'}
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[4]))
