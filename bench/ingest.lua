@@ -1,9 +1,12 @@
 -- wrk script: Alertmanager-shaped webhooks of 10 alerts each. Fingerprints cycle through
 -- 2,000 per thread (4,000 episodes in all), so the run mixes new episodes with the repeated
 -- notifications that dominate real Alertmanager traffic (group_interval, repeat_interval, HA).
+-- BENCH_DISTINCT=1 makes every body's bytes unique (a sequence number in a field the
+-- receiver keeps but does not use), so none is a byte-for-byte repeat of an earlier one.
 local counter = 0
 local offset = 0
 local token = os.getenv("BENCH_TOKEN") or ""
+local distinct = os.getenv("BENCH_DISTINCT") == "1"
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -32,5 +35,9 @@ function request()
   for k = 0, 9 do
     alerts[#alerts + 1] = string.format(alert, k, offset + (counter * 10 + k) % 2000)
   end
-  return wrk.format(nil, nil, nil, string.format(head, table.concat(alerts, ",")))
+  local body = string.format(head, table.concat(alerts, ","))
+  if distinct then
+    body = string.format('{"benchSequence":%d,', offset + counter) .. string.sub(body, 2)
+  end
+  return wrk.format(nil, nil, nil, body)
 end

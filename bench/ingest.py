@@ -5,6 +5,10 @@ and the same worker count; the load comes from `wrk` in a separate process over 
 bounded in time. Rounds alternate between the two apps so drift affects both alike.
 The target (DESIGN.md §7 P1) is a throughput ratio of at least 0.70.
 
+The load repeats bodies byte for byte, as Alertmanager's re-notifications and HA peers do
+(bench/ingest.lua); `--distinct-bodies` makes every body unique (P1-distinct), so the
+receiver's cache of recent bodies (receiver/payloads.py) never hits.
+
 Everything shares the machine's cores, so each run also records the CPU time per request of
 the app's gunicorn workers, of Redis and of wrk itself: the load generator's share shows
 whether it, rather than the app, limits a run, and that it costs both apps alike.
@@ -30,7 +34,7 @@ TOKEN = "bench-token"
 TARGET = 0.70
 
 
-def wrk(url: str, seconds: int, connections: int) -> dict:
+def wrk(url: str, seconds: int, connections: int, distinct: bool = False) -> dict:
     """One bounded wrk run; returns requests/s, latency percentiles (ms), errors, and
     wrk's own CPU time (seconds)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -47,7 +51,7 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
             str(HERE / "ingest.lua"),
             f"{url}/webhooks/alertmanager",
         ],
-        env={**os.environ, "BENCH_TOKEN": TOKEN},
+        env={**os.environ, "BENCH_TOKEN": TOKEN, "BENCH_DISTINCT": "1" if distinct else "0"},
         capture_output=True,
         text=True,
         check=True,
@@ -97,11 +101,13 @@ def workers_of(master: int) -> list[int]:
     return found
 
 
-def measured(server: Gunicorn, redis_pid: int, seconds: int, connections: int) -> dict:
+def measured(
+    server: Gunicorn, redis_pid: int, seconds: int, connections: int, distinct: bool
+) -> dict:
     """One wrk run against `server`, with the CPU time per request of each party (µs)."""
     workers = workers_of(server.process.pid)
     app0, redis0 = cpu_seconds(workers), cpu_seconds([redis_pid])
-    row = wrk(server.url, seconds, connections)
+    row = wrk(server.url, seconds, connections, distinct)
     per_request = 1e6 / max(1, row.pop("requests"))
     row["cpu_us_per_request"] = {
         "app": round((cpu_seconds(workers) - app0) * per_request),
@@ -111,8 +117,9 @@ def measured(server: Gunicorn, redis_pid: int, seconds: int, connections: int) -
     return row
 
 
-def run(rounds: int, seconds: int, connections: int, workers: int) -> dict:
-    """Measure both apps in alternating rounds; return the summary."""
+def run(rounds: int, seconds: int, connections: int, workers: int, distinct: bool = False) -> dict:
+    """Measure both apps in alternating rounds; return the summary (P1, or P1-distinct
+    when no body is a byte-for-byte repeat of another)."""
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     work = Path(tempfile.mkdtemp(prefix="backstop-bench-"))
@@ -134,11 +141,11 @@ def run(rounds: int, seconds: int, connections: int, workers: int) -> dict:
             server.start()
         try:
             for server in apps.values():  # warm-up: imports, connections, Lua script load
-                wrk(server.url, 2, connections)
+                wrk(server.url, 2, connections, distinct)
             for _ in range(rounds):
                 for name, server in apps.items():
                     results[name].append(
-                        measured(server, redis_server.process.pid, seconds, connections)
+                        measured(server, redis_server.process.pid, seconds, connections, distinct)
                     )
         finally:
             for server in apps.values():
@@ -150,8 +157,9 @@ def run(rounds: int, seconds: int, connections: int, workers: int) -> dict:
     pairs = zip(results["bare"], results["backstop"], strict=True)
     round_ratios = [ours["rps"] / bare["rps"] for bare, ours in pairs]
     return {
-        "id": "P1",
-        "what": "ingest throughput, receiver / bare Flask, 10 alerts per webhook",
+        "id": "P1-distinct" if distinct else "P1",
+        "what": "ingest throughput, receiver / bare Flask, 10 alerts per webhook"
+        + (", every body unique" if distinct else ", bodies repeated as Alertmanager does"),
         "measured": round(ratio, 3),
         "round_ratios": [round(r, 3) for r in round_ratios],
         # What the ratio would be on cores kept busy by this load alone: CPU per request,
@@ -165,6 +173,7 @@ def run(rounds: int, seconds: int, connections: int, workers: int) -> dict:
             "seconds": seconds,
             "connections": connections,
             "gunicorn_workers": workers,
+            "distinct_bodies": distinct,
             "cpus": os.cpu_count(),
         },
     }
@@ -196,8 +205,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--distinct-bodies",
+        action="store_true",
+        help="make every body unique, so none is a repeat (recorded as P1-distinct)",
+    )
     args = parser.parse_args()
-    result = run(args.rounds, args.seconds, args.connections, args.workers)
+    result = run(args.rounds, args.seconds, args.connections, args.workers, args.distinct_bodies)
     print(
         f"{'app':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}   "
         "CPU µs/request: app redis wrk"
@@ -213,7 +227,7 @@ def main() -> int:
         f"CPU-per-request ratio {result['cpu_ratio']:.3f}"
     )
     verdict = "PASS" if result["pass"] else "FAIL"
-    print(f"P1 ratio {result['measured']:.3f} (target {result['target']}): {verdict}")
+    print(f"{result['id']} ratio {result['measured']:.3f} (target {result['target']}): {verdict}")
     record(result, HERE / "results.json")
     return 0 if result["pass"] else 1
 

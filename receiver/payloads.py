@@ -4,6 +4,7 @@ Models are lenient (`extra="allow"`): vendors add fields over time, and a new fi
 never turn a real alert into a 400. What we rely on is typed and required.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -153,6 +154,38 @@ class _RecentEvents:
 _RECENT = _RecentEvents(5_000)
 
 
+class _RecentBodies:
+    """The events of webhook bodies parsed lately, by the body's exact bytes. Alertmanager
+    sends the same bytes again and again: each group's re-notification (group_interval,
+    repeat_interval) while nothing changed (a firing alert's endsAt stays the zero time),
+    and both peers of an HA pair. The same bytes parse to the same events, so a repeat
+    skips validation and normalization (about a third of a webhook's time in the receiver;
+    bench/ingest.py). Bounded in entries and in body size; the oldest entries go first.
+    Only bodies that parsed are kept: an invalid one is validated, and refused, each time."""
+
+    def __init__(self, size: int, max_body: int):
+        self.size, self.max_body = size, max_body
+        self.seen: dict[tuple[Source, bytes], tuple[AlertEvent, ...]] = {}
+
+    def events(
+        self, source: Source, body: bytes, parse: Callable[[bytes], list[AlertEvent]]
+    ) -> list[AlertEvent]:
+        """The events of `body`: those of its last sighting, else `parse(body)`'s."""
+        if len(body) > self.max_body:
+            return parse(body)
+        key = (source, body)
+        found = self.seen.get(key)
+        if found is None:
+            found = tuple(parse(body))
+            self.seen[key] = found
+            if len(self.seen) > self.size:
+                self.seen.pop(next(iter(self.seen)), None)
+        return list(found)
+
+
+_BODIES = _RecentBodies(1_000, 16 * 1024)
+
+
 def _event(source: Source, hook: AlertmanagerWebhook, alert: AlertmanagerAlert) -> AlertEvent:
     extra = {}
     if isinstance(alert, GrafanaAlert):
@@ -181,14 +214,20 @@ def _event(source: Source, hook: AlertmanagerWebhook, alert: AlertmanagerAlert) 
 
 def alertmanager_events(body: bytes) -> list[AlertEvent]:
     """Parse and normalize an Alertmanager webhook; raises pydantic.ValidationError."""
-    hook = AlertmanagerWebhook.model_validate_json(body)
-    return _RECENT.events("alertmanager", hook)
+    return _BODIES.events("alertmanager", body, _parse_alertmanager)
 
 
 def grafana_events(body: bytes) -> list[AlertEvent]:
     """Parse and normalize a Grafana webhook; raises pydantic.ValidationError."""
-    hook = GrafanaWebhook.model_validate_json(body)
-    return _RECENT.events("grafana", hook)
+    return _BODIES.events("grafana", body, _parse_grafana)
+
+
+def _parse_alertmanager(body: bytes) -> list[AlertEvent]:
+    return _RECENT.events("alertmanager", AlertmanagerWebhook.model_validate_json(body))
+
+
+def _parse_grafana(body: bytes) -> list[AlertEvent]:
+    return _RECENT.events("grafana", GrafanaWebhook.model_validate_json(body))
 
 
 class DeploymentEvent(BaseModel):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from receiver.payloads import alertmanager_events, grafana_events
+from receiver.payloads import _RecentBodies, alertmanager_events, grafana_events
 from tests import samples
 
 
@@ -142,3 +142,60 @@ def test_schema_errors_name_the_field(mutate, path):
 def test_alerts_list_is_required():
     with pytest.raises(ValidationError):
         parse_am({"version": "4"})
+
+
+class Parses:
+    """A parse function that counts its calls (the cache's own interface)."""
+
+    def __init__(self, error: Exception | None = None):
+        self.calls, self.error = 0, error
+
+    def __call__(self, body: bytes):
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return [body.decode()]
+
+
+def test_a_body_seen_again_byte_for_byte_is_not_parsed_again():
+    bodies, parse = _RecentBodies(3, 100), Parses()
+    first = bodies.events("alertmanager", b'{"a": 1}', parse)
+    again = bodies.events("alertmanager", b'{"a": 1}', parse)
+    assert first == again == ['{"a": 1}'] and parse.calls == 1
+    again.append("changed by a caller")  # each caller gets its own list
+    assert bodies.events("alertmanager", b'{"a": 1}', parse) == ['{"a": 1}']
+    bodies.events("grafana", b'{"a": 1}', parse)  # the same bytes from another source
+    bodies.events("alertmanager", b'{"a": 1} ', parse)  # one more byte: another body
+    assert parse.calls == 3
+
+
+def test_the_body_cache_is_bounded_in_entries_and_body_size():
+    bodies, parse = _RecentBodies(2, 10), Parses()
+    for body in (b"1", b"2", b"3"):
+        bodies.events("alertmanager", body, parse)
+    assert parse.calls == 3
+    bodies.events("alertmanager", b"3", parse)
+    assert parse.calls == 3  # kept
+    bodies.events("alertmanager", b"1", parse)
+    assert parse.calls == 4  # the oldest went
+    for _ in range(2):
+        bodies.events("alertmanager", b"x" * 11, parse)  # too big to keep
+    assert parse.calls == 6
+
+
+def test_an_invalid_body_is_refused_every_time():
+    bodies = _RecentBodies(3, 100)
+    parse = Parses(ValueError("invalid"))
+    for _ in range(2):
+        with pytest.raises(ValueError, match="invalid"):
+            bodies.events("alertmanager", b"{", parse)
+    assert parse.calls == 2 and bodies.seen == {}
+
+
+def test_a_repeated_webhook_gives_equal_events_and_an_invalid_one_still_fails():
+    body = json.dumps(samples.alertmanager(samples.am_alert())).encode()
+    assert alertmanager_events(body) == alertmanager_events(bytes(body))
+    bad = json.dumps(samples.alertmanager(samples.am_alert(status="pending"))).encode()
+    for _ in range(2):
+        with pytest.raises(ValidationError):
+            alertmanager_events(bad)
