@@ -6,24 +6,25 @@ ReplicaSet or ControllerRevision, and those pods. Size-bounded; missing logs (a 
 that never started, no previous instance) are recorded as missing, not as errors.
 
 The revert waits for the capture, so it makes few requests, and overlaps them only when
-that pays. The namespace's events are asked for first, in a thread of their own, while the
-pods and their logs are read: the API server takes longest over that list (10 ms and more
-for a few hundred events), and a spare work horse comes with two connections open
-(workers.context.warm_horse). The pods' requests go one after another over one connection
-while each answers within SLOW_REQUEST: a request side by side needs a connection of its
-own, whose TLS handshake costs a fresh work horse about 2-3 ms, more than a quick request.
-Once one is slower (a log is read through the pod's kubelet, tens of ms on a real
-cluster), the rest of its kind run at most CONCURRENT_REQUESTS at once over the same
-client (its connection pool is thread-safe and keeps that many connections). The events
-come from one request for the whole namespace when it holds at most EVENT_PAGE, filtered
-here; in a busier namespace, from one field-selected request per object, so that its
-other events are neither sent nor parsed. Either way the same events, and the error
-raised, if any, is the first in the order pods, logs, events.
-"""
+that pays. The namespace's events are asked for first, in a thread of their own, as soon
+as the rollback holds its lock (`events_read_ahead`): the API server takes longest over
+that list (10 ms and more for a few hundred events), and nothing about it depends on
+pre-flight, which runs meanwhile, nor on the pods, read after it; a spare work horse comes
+with two connections open (workers.context.warm_horse). The pods' requests go one after
+another over one connection while each answers within SLOW_REQUEST: a request side by side
+needs a connection of its own, whose TLS handshake costs a fresh work horse about 2-3 ms,
+more than a quick request. Once one is slower (a log is read through the pod's kubelet,
+tens of ms on a real cluster), the rest of its kind run at most CONCURRENT_REQUESTS at
+once over the same client (its connection pool is thread-safe and keeps that many
+connections). The events come from one request for the whole namespace when it holds at
+most EVENT_PAGE, filtered here; in a busier namespace, from one field-selected request per
+object, so that its other events are neither sent nor parsed. Either way the same events,
+and the error raised, if any, is the first in the order pods, logs, events."""
 
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 
 from workers.integrations.kubernetes import CONCURRENT_REQUESTS, Kube, latest_events
@@ -46,13 +47,31 @@ POD_LABEL = {
 }
 
 
-def capture(kube: Kube, workload: Workload, owner: dict, bad_child: dict) -> dict:
-    """Logs, statuses and events of the bad revision's pods."""
+@contextmanager
+def events_read_ahead(
+    kube: Kube, namespace: str, *, wanted: bool = True
+) -> Iterator[Future | None]:
+    """Read the namespace's events page in a thread while the block runs (pre-flight), for
+    `capture(page=...)`; None when not `wanted` (the evidence was captured before). Its
+    error, if any, is raised by `capture`; leaving the block waits for the request."""
+    if not wanted:
+        yield None
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="backstop-events") as side:
+        yield side.submit(kube.events_page, namespace, EVENT_PAGE)
+
+
+def capture(
+    kube: Kube, workload: Workload, owner: dict, bad_child: dict, page: Future | None = None
+) -> dict:
+    """Logs, statuses and events of the bad revision's pods; `page` is the namespace's
+    events page from `events_read_ahead`, else asked for here, alongside the pods."""
     labels = dict(owner["spec"].get("selector", {}).get("matchLabels", {}))
     labels[POD_LABEL[workload.kind]] = template_hash(workload.kind, bad_child)
     namespace = workload.namespace
     with ThreadPoolExecutor(1) as side:
-        page = side.submit(kube.events_page, namespace, EVENT_PAGE)
+        if page is None:
+            page = side.submit(kube.events_page, namespace, EVENT_PAGE)
         pods = sorted(
             kube.pods(namespace, labels), key=lambda p: p["metadata"].get("creationTimestamp", "")
         )[:MAX_PODS]

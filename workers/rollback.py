@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,7 +19,7 @@ import redis
 from config.policy import DecisionDefaults, Policy
 from workers import queues, testpoints
 from workers.errors import TransientError
-from workers.evidence import capture
+from workers.evidence import capture, events_read_ahead
 from workers.integrations.kubernetes import Conflict, Kube
 from workers.integrations.prometheus import Prometheus
 from workers.models import Workload
@@ -202,6 +203,19 @@ class Executor:
         self, rollback: Rollback, decision: Decision, workload: Workload, settings: DecisionDefaults
     ) -> Rollback | None:
         """Pre-flight, evidence and the patch; a Rollback when it ends here, else None."""
+        # The evidence's events are read while pre-flight runs: they depend on neither.
+        wanted = rollback.step("evidence") is None
+        with events_read_ahead(self.kube, workload.namespace, wanted=wanted) as events:
+            return self._revert_checked(rollback, decision, workload, settings, events)
+
+    def _revert_checked(
+        self,
+        rollback: Rollback,
+        decision: Decision,
+        workload: Workload,
+        settings: DecisionDefaults,
+        events: Future | None,
+    ) -> Rollback | None:
         started = self.clock()
         context = PreflightContext(self.store, settings, started, self.sleep)
         check = run_preflight(self.kube, context, workload, decision, rollback.bad_revision)
@@ -230,7 +244,7 @@ class Executor:
         if rollback.step("evidence") is None:
             started = self.clock()
             bad_child = revisions.children[rollback.bad_revision]
-            evidence = capture(self.kube, workload, revisions.owner, bad_child)
+            evidence = capture(self.kube, workload, revisions.owner, bad_child, events)
             self.store.rollbacks.save_evidence(rollback.id, evidence)
             self._step(
                 rollback,

@@ -106,6 +106,7 @@ class SlowEventsKube:
         self.events_delay, self.pods_error = events_delay, pods_error
         self.events_started = threading.Event()
         self.overlapped = False  # the pods were read while the events were being served
+        self.events_calls = 0
 
     def pods(self, namespace, labels):
         self.overlapped = self.events_started.wait(5)
@@ -122,6 +123,7 @@ class SlowEventsKube:
         return f"{pod}/{container}"
 
     def events_page(self, namespace, size):
+        self.events_calls += 1
         self.events_started.set()
         time.sleep(self.events_delay)
         if self.pods_error is not None:
@@ -151,3 +153,15 @@ def test_a_pods_error_comes_before_an_events_error():
     kube = SlowEventsKube(events_delay=0.05, pods_error=ValueError("pods failed"))
     with pytest.raises(ValueError, match="pods failed"):
         evidence.capture(kube, DEPLOYMENT, OWNER, BAD)
+
+
+def test_events_read_ahead_while_pre_flight_runs_serve_the_capture():
+    kube = SlowEventsKube(events_delay=0.05)
+    with evidence.events_read_ahead(kube, "shop") as page:
+        assert kube.events_started.wait(5)  # asked for while the block (pre-flight) runs
+        found = evidence.capture(kube, DEPLOYMENT, OWNER, BAD, page)
+    assert kube.events_calls == 1  # the capture used the page read ahead
+    assert [e["reason"] for e in found["events"]] == ["BackOff"]
+    with evidence.events_read_ahead(kube, "shop", wanted=False) as page:
+        assert page is None  # evidence captured by an earlier attempt: nothing to read
+    assert kube.events_calls == 1
