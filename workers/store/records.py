@@ -87,13 +87,18 @@ def save(
     score_ms: int,
     ttl: timedelta,
     cap: int,
+    pipe: redis.client.Pipeline | None = None,
 ) -> None:
-    """Write a record with a TTL and index it by `score_ms`, keeping the newest `cap`."""
-    pipe = client.pipeline(transaction=True)
+    """Write a record with a TTL and index it by `score_ms`, keeping the newest `cap`; in
+    `pipe` when given (the caller adds its own writes and executes it), else at once."""
+    ours = pipe is None
+    if ours:
+        pipe = client.pipeline(transaction=True)
     pipe.set(prefix + record_id, record.model_dump_json(), ex=ttl)
     pipe.zadd(index, {record_id: score_ms})
     pipe.zremrangebyrank(index, 0, -cap - 1)
-    pipe.execute()
+    if ours:
+        pipe.execute()
 
 
 def get(client: redis.Redis, prefix: str, model: type[R], record_id: str) -> R | None:

@@ -41,20 +41,22 @@ class RollbackStore:
         self._extend = client.register_script(_EXTEND)
 
     def save(self, rollback: Rollback) -> None:
-        """Write a rollback record (new or updated)."""
+        """Write a rollback record (new or updated) and its indexes, in one transaction:
+        a rollback saves itself after every step, several times before its PATCH."""
+        created = ms(rollback.created_at)
+        pipe = self.redis.pipeline(transaction=True)
         records.save(
             self.redis,
             keys.ROLLBACK,
             keys.ROLLBACKS,
             rollback.id,
             rollback,
-            score_ms=ms(rollback.created_at),
+            score_ms=created,
             ttl=RETENTION,
             cap=MAX_ROLLBACKS,
+            pipe=pipe,
         )
         # One index per status, for counts and lists by status without reading every record.
-        created = ms(rollback.created_at)
-        pipe = self.redis.pipeline(transaction=False)
         for status in STATUSES:
             if status == rollback.status:
                 pipe.zadd(keys.rollbacks_with(status), {rollback.id: created})
