@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): every target benchmark in turn, then one table.
 
-P1 (bench.ingest), P2 and P5 (bench.storm), P2-deferred (the same storm with the rollbacks
-after it), P3 (bench.latency), and P4 (bench.gameday,
+P1 (bench.ingest) and P1-distinct (no body a byte-for-byte repeat), P2 and P5 (bench.storm),
+P2-deferred (the same storm with the rollbacks after it), P3 (bench.latency), P3-store (the
+same with 20,000 other decisions stored), and P4 (bench.gameday,
 summarizing var/gameday-report.json when a game day already wrote it, else playing one).
 Each runs in its own process and records its entry in bench/results.json; a failed target
 does not stop the others. The exit status is 0 only when every target passed.
@@ -24,9 +25,11 @@ def commands() -> list[list[str]]:
         gameday += ["--from-report", str(GAMEDAY_REPORT)]
     return [
         ["bench.ingest"],
+        ["bench.ingest", "--distinct-bodies"],
         ["bench.storm"],
         ["bench.storm", "--min-firing", "8s"],
         ["bench.latency"],
+        ["bench.latency", "--stored-decisions", "20000"],
         gameday,
     ]
 
