@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "PASS" if result["pass"] else "FAIL"
     load = result["load_average"]
     print(f"load average before {load['before'][0]:.2f}, after {load['after'][0]:.2f}")
-    print(f"P3 {result['measured']} (target {result['target']}): {verdict}")
+    print(f"{result['id']} {result['measured']} (target {result['target']}): {verdict}")
     return 0 if result["pass"] else 1
 
 
