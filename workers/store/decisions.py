@@ -38,14 +38,14 @@ class DecisionStore:
                 pipe.zrem(keys.decisions_with(outcome), decision.id)
         # And one per workload, so a workload's decisions (pre-flight's blamed revisions,
         # the API's filter) are read without reading everyone else's.
-        if decision.workload is not None:
-            self._index_about(pipe, [decision])
+        self._index_about(pipe, [decision])
         pipe.execute()
         self._trim()
 
     @staticmethod
-    def _index_about(pipe: redis.client.Pipeline, decisions: list[Decision]) -> None:
-        """Add decisions that name a workload to its index, keeping the newest only."""
+    def _index_about(pipe: redis.client.Pipeline, decisions: list[Decision]) -> int:
+        """Add decisions that name a workload to its index, keeping the newest only;
+        returns how many named one."""
         about: dict[str, dict[str, int]] = {}
         for decision in decisions:
             if decision.workload is not None:
@@ -54,6 +54,7 @@ class DecisionStore:
         for key, members in about.items():
             pipe.zadd(key, members)
             pipe.zremrangebyrank(key, 0, -MAX_PER_WORKLOAD - 1)
+        return sum(len(members) for members in about.values())
 
     def _trim(self) -> None:
         excess = self.redis.zcard(keys.DECISIONS) - MAX_DECISIONS
@@ -87,9 +88,8 @@ class DecisionStore:
         )
         for page in pages:
             pipe = self.redis.pipeline(transaction=False)
-            self._index_about(pipe, page)
+            indexed += self._index_about(pipe, page)
             pipe.execute()
-            indexed += sum(1 for decision in page if decision.workload is not None)
         self.redis.set(keys.DECISIONS_WORKLOAD_INDEXED, 1)
         return indexed
 
