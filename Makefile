@@ -14,7 +14,9 @@ TEST_DEBS := redis-server redis-sentinel prometheus-alertmanager prometheus chro
 
 .PHONY: run test fuzz gameday lint bench bench-ingest bench-storm bench-latency bench-dashboard bench-gameday screenshots system-deps clean kube-build kube-up kube-down
 
+# The embedded Redis is Debian's redis-server (Backstop needs Redis 7.0 or newer).
 run: $(RUNTIME_STAMP)
+	@$(MAKE) --no-print-directory system-deps TEST_DEBS=redis-server
 	$(BIN)/backstop run
 
 test: $(DEV_STAMP) system-deps

@@ -11,10 +11,11 @@ from config.policy import Policy, load_policy
 from config.settings import Settings
 from config.users import UsersError, load_users
 from receiver import api, dashboard, gates, health, login, snapshots, webhooks
+from receiver.bodies import CappedRequest
 from receiver.errors import register_error_handlers
 from receiver.state import EXTENSION, AppState
 from workers import logs
-from workers.connection import RedisUrlError, connect
+from workers.connection import RedisUrlError, RedisVersionError, VersionCheck, connect
 from workers.decisions import Engine
 from workers.records import utcnow
 from workers.store import Store
@@ -48,12 +49,21 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
         raise StartupError(f"BACKSTOP_USERS_FILE: {exc}") from None
 
     app = Flask(__name__)
+    app.request_class = CappedRequest  # chunked bodies over the limit: 413, not truncated
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     try:
         connection = connect(settings.redis_url, timeout=settings.redis_timeout_seconds)
     except RedisUrlError as exc:
         raise StartupError(f"REDIS_URL: {exc}") from None
+    # An old Redis would fail some commands only (503s for those): refuse to start. A Redis
+    # down now is checked once it answers; too old then, every request answers 503 (the
+    # log says why), and so does /healthz, so the process is restarted and refuses.
+    version = VersionCheck(connection)
+    try:
+        version.check()
+    except RedisVersionError as exc:
+        raise StartupError(str(exc)) from None
     store = Store(connection, policy)
     engine = Engine(store=store, policy=policy, connection=connection, clock=utcnow)
     app.extensions[EXTENSION] = AppState(
@@ -61,6 +71,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     )
 
     app.before_request(assign_request_id)
+    app.before_request(version.check)
     app.after_request(echo_request_id)
     app.teardown_request(release_request_id)
     register_error_handlers(app)

@@ -14,7 +14,12 @@ from receiver.localredis import LocalRedis
 from receiver.secrets_file import ensure_secret
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATED_SECRETS = {"BACKSTOP_WEBHOOK_TOKEN": "webhook-token", "BACKSTOP_API_TOKEN": "api-token"}
+GENERATED_SECRETS = {
+    "BACKSTOP_WEBHOOK_TOKEN": "webhook-token",
+    "BACKSTOP_API_TOKEN": "api-token",
+    "BACKSTOP_SESSION_SECRET": "session-secret",
+}
+LOCAL_REDIS_CREDENTIAL = "redis-password"
 
 
 def check_config(path: str | None) -> int:
@@ -33,7 +38,7 @@ def check_config(path: str | None) -> int:
 
 def worker(burst: bool) -> int:
     """Run an RQ worker (with scheduler) on Backstop's queues."""
-    from workers.connection import RedisUrlError, connect
+    from workers.connection import RedisUrlError, RedisVersionError, VersionCheck, connect
     from workers.logs import configure_logging
     from workers.queues import run_worker
 
@@ -44,7 +49,8 @@ def worker(burst: bool) -> int:
     configure_logging(settings.log_level)
     try:
         connection = connect(settings.redis_url, timeout=None)
-    except RedisUrlError as exc:
+        VersionCheck(connection).check()  # Redis down: unchecked; RQ needs it to start
+    except (RedisUrlError, RedisVersionError) as exc:
         print(f"REDIS_URL: {exc}", file=sys.stderr)
         return 2
     run_worker(connection, burst=burst)
@@ -57,6 +63,7 @@ def watch() -> int:
     import threading
     from functools import partial
 
+    from workers.connection import RedisVersionError, VersionCheck
     from workers.context import process_context
     from workers.errors import PermanentError
     from workers.integrations.kubernetes import api_client
@@ -67,6 +74,11 @@ def watch() -> int:
     context = process_context()
     configure_logging(context.settings.log_level)
     log = logging.getLogger("backstop.watcher")
+    try:
+        VersionCheck(context.connection).check()
+    except RedisVersionError as exc:
+        print(f"REDIS_URL: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -152,6 +164,12 @@ def local_environment(var: Path, insecure: bool) -> dict[str, str]:
     return env
 
 
+def start_local_redis(var: Path) -> LocalRedis:
+    """Start the embedded Redis of `run`: data in var/redis, with the password generated
+    into var/redis-password on first start (mode 0600, kept for later starts)."""
+    return LocalRedis(var / "redis", password_file=var / LOCAL_REDIS_CREDENTIAL).start()
+
+
 def run(insecure: bool) -> int:
     """Start every Procfile process, on a local Redis when REDIS_URL is unset."""
     if check_config(None):
@@ -160,9 +178,12 @@ def run(insecure: bool) -> int:
     env = local_environment(var, insecure)
     local = None
     if not env.get("REDIS_URL"):
-        local = LocalRedis(var / "redis").start()
+        from workers.connection import redacted
+
+        local = start_local_redis(var)
         env["REDIS_URL"] = local.url
-        print(f"backstop: local redis-server at {local.url}, data in {var / 'redis'}")
+        print(f"backstop: local redis-server at {redacted(local.url)}, data in {var / 'redis'}")
+        print(f"backstop: its password is in {var / LOCAL_REDIS_CREDENTIAL} (mode 0600)")
     bind = env.get("BACKSTOP_BIND", "127.0.0.1:8080")
     print(f"backstop: receiver on http://{bind}")
     print(f"backstop: dashboard on http://{bind}/ (log in with the API token, or users from")

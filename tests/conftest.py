@@ -23,7 +23,8 @@ pytest_plugins = [
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    """One real redis-server for the whole run, stopped by pid at the end."""
+    """One real redis-server for the whole run, stopped by pid at the end. It has a
+    password, as every LocalRedis does: every test talks to an authenticated Redis."""
     server = LocalRedis(tmp_path_factory.mktemp("redis"), persist=False).start()
     yield server
     server.stop()

@@ -20,7 +20,9 @@ for any Redis outage. Errors about the URL itself are `RedisUrlError` and never 
 since it may carry passwords.
 """
 
+import logging
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
@@ -38,12 +40,97 @@ SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 # Options of the sentinel connections; every other query option is the master's.
 _SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password", "sentinel_ssl")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+log = logging.getLogger("backstop.redis")
 _local = threading.local()
 _connected: "weakref.WeakSet[redis.connection.AbstractConnection]" = weakref.WeakSet()
 
 
+# The oldest Redis Backstop runs on: login throttling sets its window with EXPIRE ... NX
+# (workers/store/sessions.py), new in Redis 7.0; the ingest script trims the event stream
+# with XTRIM MINID (6.2); RQ 3 needs 5.0 (it uses LMOVE, 6.2, where there is one).
+MINIMUM_REDIS_VERSION = (7, 0, 0)
+# While Redis is down, how often the receiver tries again to learn its version.
+VERSION_RETRY_SECONDS = 1.0
+
+
 class RedisUrlError(ValueError):
     """REDIS_URL cannot be used as written (the message never contains the URL)."""
+
+
+class RedisVersionError(redis.exceptions.RedisError):
+    """Redis answers, but is older than Backstop needs (a RedisError: requests answer 503,
+    and a process that learns it at start refuses to start)."""
+
+
+def parse_redis_version(text: str) -> tuple[int, int, int]:
+    """`7.0.15` -> (7, 0, 15): INFO's redis_version (a suffix after the numbers is ignored,
+    missing parts are 0); ValueError when it does not start with a number."""
+    numbers = []
+    for part in text.strip().split(".")[:3]:
+        digits = part[: len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            break
+        numbers.append(int(digits))
+        if digits != part:
+            break
+    if not numbers:
+        raise ValueError(f"not a Redis version: {text[:40]!r}")
+    return tuple(numbers + [0] * (3 - len(numbers)))
+
+
+def check_redis_version(
+    client: redis.Redis, minimum: tuple[int, ...] | None = None
+) -> tuple[int, int, int]:
+    """The server's version; RedisVersionError naming it and the minimum when it is older
+    than `minimum` (default MINIMUM_REDIS_VERSION). Other RedisErrors (Redis down) pass."""
+    minimum = tuple(minimum or MINIMUM_REDIS_VERSION)
+    text = str(client.info("server").get("redis_version", ""))
+    try:
+        found = parse_redis_version(text)
+    except ValueError:
+        raise RedisVersionError(
+            f"Redis reports no version Backstop can read: {text[:40]!r}"
+        ) from None
+    if found < minimum:
+        raise RedisVersionError(
+            f"Redis {text} is too old: Backstop needs Redis {_dotted(minimum)} or newer "
+            "(Debian bookworm's redis-server is 7.0)"
+        )
+    return found
+
+
+class VersionCheck:
+    """Checks the server's version once Redis is reachable: `check()` at start raises
+    RedisVersionError for an old Redis; while Redis is down it returns (at most once per
+    VERSION_RETRY_SECONDS it asks again), so a receiver started before Redis serves 503s as
+    it would anyway, and refuses every request once it finds Redis too old."""
+
+    def __init__(self, client: redis.Redis, minimum: tuple[int, ...] | None = None):
+        self.client = client
+        self.minimum = minimum
+        self.found: tuple[int, int, int] | None = None
+        self.refused: RedisVersionError | None = None
+        self._next = 0.0
+
+    def check(self) -> None:
+        if self.found is not None:
+            return
+        if self.refused is not None:
+            raise self.refused
+        if time.monotonic() < self._next:
+            return
+        try:
+            self.found = check_redis_version(self.client, self.minimum)
+        except RedisVersionError as exc:
+            log.error("%s", exc)
+            self.refused = exc
+            raise
+        except redis.exceptions.RedisError:
+            self._next = time.monotonic() + VERSION_RETRY_SECONDS
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(str(part) for part in version)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 from workers import logs
+from workers.allowlist import BackstopJob, reject
 from workers.horses import SPARE_MAX_AGE, Spare, Waiting
 from workers.models import Workload
 
@@ -35,14 +36,14 @@ ROLLBACK_TIMEOUT = int(timedelta(minutes=30).total_seconds())
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def queue(connection: redis.Redis, name: str) -> Queue:
+def queue(connection: redis.Redis, name: str, *, job_class: type | None = None) -> Queue:
     """One of Backstop's queues, with the JSON serializer."""
-    return Queue(name, connection=connection, serializer=JSONSerializer)
+    return Queue(name, connection=connection, serializer=JSONSerializer, job_class=job_class)
 
 
-def queues(connection: redis.Redis) -> list[Queue]:
+def queues(connection: redis.Redis, *, job_class: type | None = None) -> list[Queue]:
     """Backstop's queues, highest priority first."""
-    return [queue(connection, name) for name in QUEUE_NAMES]
+    return [queue(connection, name, job_class=job_class) for name in QUEUE_NAMES]
 
 
 def rollback_job_id(workload: Workload, bad_revision: str, *, mode: str = "enforce") -> str:
@@ -59,9 +60,9 @@ def incident_job_id(rollback_id: str, attempt: int = 1) -> str:
     return f"incident-{rollback_id}-{attempt}"
 
 
-def page_job_id(decision_id: str) -> str:
-    """One page per decision that needs a human although nothing was rolled back."""
-    return f"page-{decision_id}"
+def page_job_id(decision_id: str, group: str | None = None) -> str:
+    """One page per page group (workers/paging.py); without one, per decision."""
+    return f"page-{group or decision_id}"
 
 
 def recheck_job_id(episode_id: str) -> str:
@@ -150,16 +151,21 @@ def enqueue_incident(connection: redis.Redis, *, rollback_id: str, attempt: int 
     )
 
 
-def enqueue_page(connection: redis.Redis, *, decision_id: str) -> str:
-    """Enqueue `workers.jobs.page` for a decision that needs a human."""
+def enqueue_page(connection: redis.Redis, *, decision_id: str, group: str | None = None) -> str:
+    """Enqueue `workers.jobs.page` for a decision that needs a human: once per page group
+    (the group's first decision), or once per decision without one."""
+    kwargs = {"decision_id": decision_id}
+    if group is not None:
+        kwargs["group"] = group
     return _enqueue_once(
         connection,
         INCIDENTS,
         "workers.jobs.page",
-        job_id=page_job_id(decision_id),
-        kwargs={"decision_id": decision_id},
+        job_id=page_job_id(decision_id, group),
+        kwargs=kwargs,
         retry=INCIDENT_RETRY,
-        description=f"page a human about decision {decision_id}",
+        description=f"page a human about decision {decision_id}"
+        + (f" and those like it ({group})" if group else ""),
     )
 
 
@@ -188,7 +194,16 @@ def run_worker(connection: redis.Redis, *, burst: bool = False) -> bool:
     """Serve the queues with an RQ worker that also runs the scheduler (for retries)."""
     preload_job_code(connection)
     _upgrade_store(connection)
-    worker = PreparedWorker(queues(connection), connection=connection, serializer=JSONSerializer)
+    # The worker's queues, too, fetch jobs as BackstopJob: cleaning their registries runs
+    # the failure callback of a job found abandoned.
+    worker = PreparedWorker(
+        queues(connection, job_class=BackstopJob),
+        connection=connection,
+        serializer=JSONSerializer,  # never pickle: loading one can run anything
+        job_class=BackstopJob,
+        # A job's description is whoever wrote it: log ids (Backstop's say what they are).
+        log_job_description=False,
+    )
     return worker.work(burst=burst, with_scheduler=True)
 
 
@@ -208,10 +223,14 @@ class PreparedWorker(Worker):
     _inherits: tuple = ()
 
     def execute_job(self, job, queue):
-        """Refresh the prepared policy and kubeconfigs, then run `job` in a horse as RQ does
-        (the spare, if it inherited the same)."""
+        """Refuse a job that is not Backstop's (workers.allowlist); else refresh the prepared
+        policy and kubeconfigs, then run `job` in a horse as RQ does (the spare, if it
+        inherited the same)."""
         from workers.context import refresh_prepared
 
+        if getattr(job, "refusal", None) is not None:
+            reject(job, queue, worker=self.name, ttl=FAILURE_TTL)
+            return
         self._inherits = refresh_prepared()
         return super().execute_job(job, queue)
 

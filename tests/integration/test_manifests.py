@@ -3,8 +3,9 @@ apiserver's server-side dry-run, and what is built keeps deploy/README.md's prom
 no RBAC wildcards, locked-down containers, network policies that admit only the senders
 and the scraper, the Procfile's commands, alerts on metrics that exist.
 
-kubectl is `$BACKSTOP_TEST_KUBECTL`, else the one on PATH (Debian's kubernetes-client:
-kubectl 1.20, kustomize v2.0.3). The ServiceMonitor and PrometheusRule CRDs are installed
+kubectl is `$BACKSTOP_TEST_KUBECTL`, else the one on PATH: kubectl 1.22 or newer (kustomize
+v4.1 or newer, for `labels` and `patches`; Debian bookworm's kubernetes-client, 1.20, is too
+old). The ServiceMonitor and PrometheusRule CRDs are installed
 (minimal ones, tests/manifests/) only where the cluster has none, and the `backstop`
 namespace is created only when missing (a server-side dry-run cannot create objects in a
 namespace that does not exist yet); both are removed afterwards, and only if created here.
@@ -48,29 +49,27 @@ CRDS = ROOT / "tests" / "manifests" / "prometheus-operator-crds.yaml"
 NAMESPACE = "backstop"
 COMPONENTS = ("receiver", "worker", "watcher")
 REQUIRED_SECRETS = {"BACKSTOP_WEBHOOK_TOKEN", "BACKSTOP_API_TOKEN", "REDIS_URL"}
-IN_CLUSTER_REDIS = "redis://redis:6379/0"
+IN_CLUSTER_REDIS = "redis://:$(REDIS_PASSWORD)@redis:6379/0"
 POLICY_PATH = "/etc/backstop/backstop.yaml"
-# Read by something other than Settings: gunicorn's config, prometheus_client, matplotlib.
-OTHER_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY", "MPLCONFIGDIR"}
-# What the kustomize inside kubectl 1.20 (v2.0.3) knows; newer fields would break there.
-KUSTOMIZE_V2_FIELDS = {
+# Read by something other than Settings: gunicorn's config, prometheus_client, matplotlib,
+# and Kubernetes itself (with-redis builds REDIS_URL from REDIS_PASSWORD).
+OTHER_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY", "MPLCONFIGDIR", "REDIS_PASSWORD"}
+# Kustomization fields deploy/ may use; kustomize deprecates (and warns about) the others.
+KUSTOMIZATION_FIELDS = {
     "apiVersion",
     "kind",
     "namespace",
     "namePrefix",
     "nameSuffix",
-    "commonLabels",
+    "labels",
     "commonAnnotations",
     "resources",
-    "bases",
-    "crds",
-    "patchesStrategicMerge",
-    "patchesJson6902",
+    "patches",
     "configMapGenerator",
     "secretGenerator",
     "generatorOptions",
     "images",
-    "vars",
+    "replacements",
 }
 SENDERS = ("alertmanager", "grafana", "prometheus")
 METRIC_DEFINITION = re.compile(
@@ -259,13 +258,13 @@ def kustomization_files(directory: Path) -> set[Path]:
     """The kustomization and every file it (and its bases) reads."""
     directory = directory.resolve()
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    unknown = set(kustomization) - KUSTOMIZE_V2_FIELDS
-    assert not unknown, f"{directory}: fields kustomize v2.0.3 (kubectl 1.20) lacks: {unknown}"
+    unknown = set(kustomization) - KUSTOMIZATION_FIELDS
+    assert not unknown, f"{directory}: deprecated or unexpected kustomization fields: {unknown}"
     files = {directory / "kustomization.yaml"}
-    for entry in kustomization.get("bases", []) + kustomization.get("resources", []):
+    for entry in kustomization.get("resources", []):
         path = (directory / entry).resolve()
         files |= kustomization_files(path) if path.is_dir() else {path}
-    files |= {(directory / p).resolve() for p in kustomization.get("patchesStrategicMerge", [])}
+    files |= {(directory / p["path"]).resolve() for p in kustomization.get("patches", [])}
     for generator in kustomization.get("configMapGenerator", []):
         for entry in generator.get("files", []):
             files.add((directory / entry.split("=")[-1]).resolve())
@@ -286,7 +285,7 @@ def exported_metrics() -> set[str]:
 
 
 def test_every_manifest_is_built_or_applied():
-    """No file under deploy/ escapes validation; kustomizations stay kubectl-1.20 safe."""
+    """No file under deploy/ escapes validation; no kustomization uses deprecated fields."""
     covered = set().union(*(kustomization_files(DEPLOY / build) for build in BUILDS))
     covered |= {(DEPLOY / path).resolve() for path in (*PLAIN, *EXAMPLES)}
     manifests = {p.resolve() for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml")}
@@ -409,20 +408,61 @@ def test_workers_and_watcher_accept_no_ingress(build, built):
 def test_with_redis_only_backstop_reaches_redis(built):
     documents = built["overlays/with-redis"]
     redis = one(documents, "StatefulSet", "redis")
-    args = container(redis)["args"]
-    assert args[args.index("--appendonly") + 1] == "yes"
     assert redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     service = one(documents, "Service", "redis")
     assert service["spec"]["ports"][0]["port"] == 6379
     assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels(redis))
     policies = policies_for(documents, pod_labels(redis))
+    assert policies and all("Ingress" in p["spec"]["policyTypes"] for p in policies)
+    for policy in policies:
+        for rule in policy["spec"]["ingress"]:
+            assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+            for peer in rule["from"]:  # pods of Backstop's own namespace, by label only
+                assert set(peer) == {"podSelector"}, peer
     for component in COMPONENTS:
         assert admits(policies, pod_labels(backstop(documents, component)), 6379), component
-        assert env(backstop(documents, component))["REDIS_URL"] == {
-            "name": "REDIS_URL",
-            "value": IN_CLUSTER_REDIS,
-        }
-    assert not admits(policies, {"app.kubernetes.io/name": "alertmanager"}, 6379)
+    for stranger in (
+        {},
+        {"app.kubernetes.io/name": "alertmanager"},
+        {"app.kubernetes.io/name": "backstop"},
+        {"app.kubernetes.io/name": "backstop", "app.kubernetes.io/component": "debug"},
+        {"app.kubernetes.io/part-of": "backstop", "app.kubernetes.io/component": "worker"},
+        pod_labels(redis),
+    ):
+        assert not admits(policies, stranger, 6379), stranger
+
+
+def test_with_redis_has_a_password_from_the_secret_never_on_a_command_line(built):
+    """Redis's requirepass comes from the `backstop` Secret's REDIS_PASSWORD through its
+    environment and its stdin; Backstop's pods build REDIS_URL from the same key."""
+    documents = built["overlays/with-redis"]
+    item = container(one(documents, "StatefulSet", "redis"))
+    variables = env(one(documents, "StatefulSet", "redis"))
+    assert variables["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "backstop",
+        "key": "REDIS_PASSWORD",
+    }
+    assert variables["REDISCLI_AUTH"]["value"] == "$(REDIS_PASSWORD)"  # the probe's redis-cli
+    assert "args" not in item
+    shell, flag, script = item["command"]
+    assert (shell, flag) == ("/bin/sh", "-c")
+    # redis-server reads its configuration from stdin (`-`), a here-document with the
+    # password; the options on its command line are not secret.
+    assert script.startswith("exec redis-server - ")
+    assert 'requirepass "$REDISCLI_AUTH"' in script.splitlines()
+    assert "$(REDIS_PASSWORD)" not in script  # Kubernetes would expand it onto the command line
+    options = shlex.split(script.split("<<")[0].replace("\\\n", " "))
+    assert options[options.index("--appendonly") + 1] == "yes"
+    assert options[options.index("--maxmemory-policy") + 1] == "noeviction"
+    assert options[options.index("--protected-mode") + 1] == "yes"
+    assert item["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
+    for component in COMPONENTS:
+        names = [variable["name"] for variable in container(backstop(documents, component))["env"]]
+        variables = env(backstop(documents, component))
+        assert variables["REDIS_URL"] == {"name": "REDIS_URL", "value": IN_CLUSTER_REDIS}
+        assert variables["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "REDIS_PASSWORD"
+        # Kubernetes expands $(VAR) only for variables defined before.
+        assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL"), component
 
 
 # --- what the pods run, and with what ----------------------------------------------------------
@@ -493,9 +533,11 @@ def test_secrets_come_from_the_documented_secret(build, built):
     assert {ref["name"] for _, ref in refs} == {"backstop"}
     assert all(variable == ref["key"] for variable, ref in refs)
     used = {ref["key"] for _, ref in refs}
-    assert used <= template and template <= used | {"REDIS_URL"}
+    assert used <= template and template <= used | {"REDIS_URL", "REDIS_PASSWORD"}
     required = {ref["key"] for _, ref in refs if not ref.get("optional")}
-    expected = REQUIRED_SECRETS - ({"REDIS_URL"} if build.endswith("with-redis") else set())
+    expected = REQUIRED_SECRETS
+    if build.endswith("with-redis"):  # the in-cluster Redis's password instead of a URL
+        expected = REQUIRED_SECRETS - {"REDIS_URL"} | {"REDIS_PASSWORD"}
     assert required == expected
 
 
