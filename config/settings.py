@@ -5,6 +5,8 @@ Every variable is documented in the README's configuration reference. Secrets ar
 """
 
 import hashlib
+import hmac
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -49,6 +51,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, validation_alias=_env("BACKSTOP_MAX_BODY_BYTES")
     )
+    # What one webhook may bring in (README "HTTP interface"): Alertmanager sends one group
+    # per webhook, usually a handful of alerts; 1,000 is generous. Senders stay under it
+    # with Alertmanager's `max_alerts` / Grafana's `maxAlerts`.
+    max_alerts_per_webhook: int = Field(
+        1000, ge=1, validation_alias=_env("BACKSTOP_MAX_ALERTS_PER_WEBHOOK")
+    )
+    # Labels, annotations, links and values of one alert, in UTF-8 bytes: what bounds the
+    # store in bytes (its records are bounded in count).
+    max_alert_bytes: int = Field(
+        8192, ge=1024, le=1024 * 1024, validation_alias=_env("BACKSTOP_MAX_ALERT_BYTES")
+    )
+    max_alert_labels: int = Field(
+        64, ge=8, le=1000, validation_alias=_env("BACKSTOP_MAX_ALERT_LABELS")
+    )
     redis_timeout_seconds: float = Field(
         2.0, gt=0, le=2.0, validation_alias=_env("BACKSTOP_REDIS_TIMEOUT")
     )
@@ -87,6 +103,18 @@ class Settings(BaseSettings):
         12.0, gt=0, le=24 * 7, validation_alias=_env("BACKSTOP_SESSION_HOURS")
     )
     cookie_secure: bool | None = Field(None, validation_alias=_env("BACKSTOP_COOKIE_SECURE"))
+    # Signs dashboard sessions stored in Redis; unset: derived from the API token.
+    session_secret: SecretStr | None = Field(None, validation_alias=_env("BACKSTOP_SESSION_SECRET"))
+    # Failed logins allowed in a window per client address and per name, then 429.
+    login_max_failures_per_address: int = Field(
+        30, ge=1, validation_alias=_env("BACKSTOP_LOGIN_MAX_FAILURES_PER_ADDRESS")
+    )
+    login_max_failures_per_name: int = Field(
+        10, ge=1, validation_alias=_env("BACKSTOP_LOGIN_MAX_FAILURES_PER_NAME")
+    )
+    login_window_seconds: int = Field(
+        900, ge=1, le=86400, validation_alias=_env("BACKSTOP_LOGIN_WINDOW_SECONDS")
+    )
 
     @field_validator(
         "webhook_token",
@@ -97,6 +125,7 @@ class Settings(BaseSettings):
         "jira_token",
         "jira_pat",
         "pagerduty_routing_key",
+        "session_secret",
         mode="before",
     )
     @classmethod
@@ -130,6 +159,25 @@ class Settings(BaseSettings):
             return self.snapshot_secret.get_secret_value().encode()
         base = self.api_token.get_secret_value() if self.api_token else "insecure-local"
         return hashlib.sha256(b"backstop-snapshots:" + base.encode()).digest()
+
+    @cached_property
+    def session_key(self) -> bytes:
+        """The key that signs stored sessions: its own secret, else derived from the API
+        token (domain-separated HMAC, so it equals no other key made from the token), so
+        every worker and replica agrees on it; rotating the token then ends every session.
+        Computed once per process."""
+        secret = self.session_secret or self.api_token or SecretStr("insecure-local")
+        base = secret.get_secret_value().encode()
+        return hmac.new(base, b"backstop-session-key-v1", hashlib.sha256).digest()
+
+    @cached_property
+    def token_stamp(self) -> str | None:
+        """A fingerprint of the API token (keyed, so it reveals nothing of the token): a
+        token login's session carries it and ends when the token changes."""
+        if self.api_token is None:
+            return None
+        token = self.api_token.get_secret_value().encode()
+        return hmac.new(self.session_key, b"token\x00" + token, hashlib.sha256).hexdigest()[:32]
 
     def missing_credentials(self) -> list[str]:
         """Name the credentials a secure start needs but that are not set."""

@@ -6,10 +6,14 @@
         password_hash: "scrypt:32768:8:1$..."   # from `backstop hash-password`
 
 Only hashes are stored, never passwords. The file is read once at start; a mistake in it
-stops Backstop with the file, the entry and the field named.
+stops Backstop with the file, the entry and the field named. Each entry has a stamp, a
+fingerprint of its name, role and hash: a session remembers the stamp it was made with and
+ends once the entry changes (another password or role) or is gone.
 """
 
+import hashlib
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +48,13 @@ class User(BaseModel):
             )
         return value
 
+    @cached_property
+    def stamp(self) -> str:
+        """Fingerprint of this entry. Unkeyed is safe: the password hash it covers is salted,
+        so the stamp helps no one guess the password."""
+        entry = "\x00".join((self.name, self.role, self.password_hash))
+        return hashlib.sha256(b"backstop-user-v1\x00" + entry.encode()).hexdigest()[:32]
+
 
 class Users(BaseModel):
     """Everyone who may log in with a password."""
@@ -60,9 +71,13 @@ class Users(BaseModel):
             raise ValueError(f"names must be unique; repeated: {', '.join(twice)}")
         return value
 
+    @cached_property
+    def _by_name(self) -> dict[str, User]:
+        return {user.name: user for user in self.users}
+
     def get(self, name: str) -> User | None:
         """The user called `name`, if any."""
-        return next((user for user in self.users if user.name == name), None)
+        return self._by_name.get(name)
 
 
 def load_users(path: Path | None) -> Users:

@@ -4,9 +4,16 @@ Two ways in: the API bearer token (scripts, the API's own clients), or a dashboa
 cookie (people, after logging in). Reads need either. State changes need the `operator`
 role, and a session-authenticated one must also carry the session's CSRF token in the
 `X-CSRF-Token` header, which a page from another site can neither read nor send.
+
+A session lasts only as long as the credential it was made with: it carries that
+credential's stamp (the API token's, or the user's entry in the users file), and each
+request compares it with the stamp of the credential as this process loaded it. A rotated
+token, or a user removed or given another password or role, ends the session at its next
+request, on every replica that runs with the new credentials.
 """
 
 import hmac
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,6 +22,9 @@ from flask import Request, g
 from receiver import auth
 from receiver.errors import ApiError
 from receiver.state import AppState
+from workers.store.sessions import Session
+
+log = logging.getLogger("backstop.receiver")
 
 SESSION_COOKIE = "backstop_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -47,11 +57,43 @@ def session_principal(request: Request, state: AppState) -> Principal | None:
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id or len(session_id) > 128:
         return None
-    found = state.store.sessions.get(session_id, ttl=session_ttl(state))
+    sessions = state.store.sessions
+    found = sessions.get(session_id, ttl=session_ttl(state), key=state.settings.session_key)
     if found is None:
+        return None
+    expected = credential_stamp(state, user=found.user, via=found.via)
+    if expected is None or not hmac.compare_digest(found.stamp.encode(), expected.encode()):
+        log.info("session of %s ended: its credential changed", found.user)
+        sessions.end(session_id)
         return None
     return Principal(
         name=found.user, role=found.role, via="session", csrf=found.csrf, session_id=session_id
+    )
+
+
+def credential_stamp(state: AppState, *, user: str, via: str) -> str | None:
+    """The stamp of the credential a session of `user` made `via` token or password would
+    carry now; None when there is no such credential (no token, no such user)."""
+    if via == "token":
+        return state.settings.token_stamp
+    found = state.users.get(user) if via == "password" else None
+    return found.stamp if found is not None else None
+
+
+def start_session(state: AppState, *, user: str, via: str) -> tuple[str, Session]:
+    """Start a session for the API token's holder (via "token") or a user of the users file
+    (via "password"), with the credential's current stamp; (cookie value, session)."""
+    stamp = credential_stamp(state, user=user, via=via)
+    if stamp is None:
+        raise ValueError(f"no credential for a {via} session of {user}")
+    role = "operator" if via == "token" else state.users.get(user).role
+    return state.store.sessions.create(
+        user=user,
+        role=role,
+        via=via,
+        stamp=stamp,
+        ttl=session_ttl(state),
+        key=state.settings.session_key,
     )
 
 

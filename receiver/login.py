@@ -4,16 +4,22 @@ A user logs in with a name and password from the users file (BACKSTOP_USERS_FILE
 passwords, a role each) or with the API token (as an operator). A session lives in Redis;
 the browser holds only its random id, in an HttpOnly, SameSite=Lax cookie (Secure behind
 https). The login form itself is protected against cross-site posting by a double-submit
-nonce, and repeated failures for a name from an address are throttled.
+nonce. Failed logins are counted per client address and per name, each against its own
+limit in a fixed window (see _throttle_keys).
 """
 
 import hmac
 import logging
+import re
 import secrets
+import string
+from datetime import timedelta
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, g, make_response, redirect, render_template, request, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from config.settings import Settings
 from receiver import access
 from receiver.state import AppState, app_state
 from workers.records import AuditEntry, utcnow
@@ -25,13 +31,25 @@ LOGIN_NONCE_COOKIE = "backstop_login"
 # Checked against when the name is unknown, so an unknown name costs as long as a wrong
 # password and timing does not reveal which names exist.
 _DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
+# Browsers drop ASCII tabs and newlines anywhere in a URL and trim C0 controls and spaces
+# at its ends ("/\t/evil.example" is "//evil.example" to them); other controls have no
+# place in a target either. All of them go before the target is judged.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_TARGET = 2048
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after logging in: a path on this site only, never another host."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Where to go after logging in: a path on this site only, never another host. The
+    answer is what was judged, printable ASCII (anything else percent-encoded), so the
+    browser cannot read it differently and the Location header cannot be split."""
+    cleaned = _CONTROLS.sub("", target or "").strip(" ")
+    # One leading slash, not two; and no backslash, which browsers read as a slash.
+    if not cleaned.startswith("/") or cleaned.startswith("//") or "\\" in cleaned:
         return url_for("dashboard.overview")
-    return target
+    parts = urlsplit(cleaned)
+    if parts.scheme or parts.netloc or len(cleaned) > _MAX_TARGET:
+        return url_for("dashboard.overview")
+    return quote(cleaned, safe=string.punctuation)
 
 
 @bp.get("/login")
@@ -74,19 +92,20 @@ def login():
     username = request.form.get("username", "").strip()[:64]
     password = request.form.get("password", "")
     token = request.form.get("token", "").strip()
-    who = f"{username or 'token'}|{request.remote_addr or '-'}"
-    sessions = state.store.sessions
-    if sessions.login_blocked(who):
+    settings, sessions = state.settings, state.store.sessions
+    limits = _throttle_keys(settings, None if token else username)
+    if sessions.login_blocked(*limits):
         log.warning("login throttled for %s", username or "token")
-        return _form(error="Too many failed attempts; wait 15 minutes.", status=429)
+        minutes = -(-settings.login_window_seconds // 60)
+        return _form(error=f"Too many failed attempts; wait {minutes} minutes.", status=429)
     found = _check(state, username, password, token)
     if found is None:
-        sessions.login_failed(who)
+        window = timedelta(seconds=settings.login_window_seconds)
+        sessions.login_failed(*(who for who, _ in limits), window=window)
         log.warning("failed login for %s", username or "token")
         return _form(error="Wrong name, password or token.", status=401)
     name, role, via = found
-    sessions.login_succeeded(who)
-    session_id, _ = sessions.create(user=name, role=role, via=via, ttl=access.session_ttl(state))
+    session_id, _ = access.start_session(state, user=name, via=via)
     _audit(state, f"user:{name}", "login", f"role {role}, by {via}")
     response = redirect(safe_next(request.form.get("next")), 303)
     response.set_cookie(
@@ -100,6 +119,20 @@ def login():
     )
     response.delete_cookie(LOGIN_NONCE_COOKIE, path="/login")
     return response
+
+
+def _throttle_keys(settings: Settings, name: str | None) -> list[tuple[str, int]]:
+    """(counter, limit) pairs a login attempt is checked and counted against: its client
+    address always, and the name for a password login. Spraying names from one address
+    meets the address's limit; guessing one name from many addresses meets the name's (so
+    an attacker can lock a known name out for a window: the price of stopping that). A
+    token login has no name: a locked name never stops the token, and a locked address
+    stops no other address. Nothing is cleared on success, so logging in with one's own
+    account does not reset an attacker's count."""
+    limits = [(f"address:{request.remote_addr or '-'}", settings.login_max_failures_per_address)]
+    if name:
+        limits.append((f"name:{name}", settings.login_max_failures_per_name))
+    return limits
 
 
 def _check(state: AppState, username: str, password: str, token: str):

@@ -14,17 +14,19 @@ every pytest run); the last test here proves that check fails a run that logs a 
 
 import base64
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
+from werkzeug.security import generate_password_hash
 
 from config.policy import Policy
+from receiver import access
 from receiver.app import create_app
 from tests import samples
 from tests.secrets import API_TOKEN, WEBHOOK_TOKEN
@@ -33,6 +35,7 @@ from workers.store import keys
 
 ROOT = Path(__file__).resolve().parents[2]
 SAFE = ("HEAD", "OPTIONS")
+ROLES = ("operator", "viewer")
 
 # Public by design: (endpoint, method) -> why. Each has its own test below.
 PUBLIC = {
@@ -64,18 +67,20 @@ def basic(user: str, password: str) -> str:
 
 @pytest.fixture
 def app(make_settings, tmp_path):
-    """The app in approve mode: there is a decision awaiting a human to approve."""
-    return create_app(make_settings(), policy=Policy(mode="approve"))
+    """The app in approve mode: there is a decision awaiting a human to approve; and an
+    operator and a viewer in its users file (sessions last only while their user does)."""
+    users = tmp_path / "users.yaml"
+    hashed = generate_password_hash(secrets.token_urlsafe(16))
+    users.write_text(
+        "users:\n"
+        + "".join(f"- {{name: {r}, role: {r}, password_hash: '{hashed}'}}\n" for r in ROLES)
+    )
+    return create_app(make_settings(users_file=users), policy=Policy(mode="approve"))
 
 
 @pytest.fixture
 def store(app):
     return app.extensions["backstop"].store
-
-
-@pytest.fixture
-def ttl(app):
-    return timedelta(hours=app.extensions["backstop"].settings.session_hours)
 
 
 @pytest.fixture
@@ -185,13 +190,13 @@ def is_refused(endpoint: str, response) -> bool:
 
 
 @pytest.fixture
-def sessions(store, ttl):
+def sessions(app, store):
     """A live operator and viewer session, and the id of one that was ended."""
-    live = {}
-    for role in ("operator", "viewer"):
-        session_id, session = store.sessions.create(user=role, role=role, via="password", ttl=ttl)
+    live, state = {}, app.extensions["backstop"]
+    for role in ROLES:
+        session_id, session = access.start_session(state, user=role, via="password")
         live[role] = (session_id, session.csrf)
-    ended, _ = store.sessions.create(user="gone", role="operator", via="password", ttl=ttl)
+    ended, _ = access.start_session(state, user="operator", via="password")
     store.sessions.end(ended)
     return live, ended
 

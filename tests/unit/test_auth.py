@@ -161,3 +161,46 @@ def test_custom_header_names(request_with):
 
 def test_no_secret_configured_skips_the_check(request_with):
     auth.verify_grafana_signature(request_with({}), settings(), BODY)
+
+
+# -- the key that signs dashboard sessions -----------------------------------------------------
+
+
+def test_the_session_key_is_derived_from_the_api_token_apart_from_other_keys():
+    derived = settings().session_key
+    assert len(derived) == 32 and derived == settings().session_key  # every replica agrees
+    assert derived != settings(api_token="rotated").session_key  # rotating it ends sessions
+    assert derived not in (b"api", settings().snapshot_key())  # domain-separated
+
+
+def test_a_session_secret_replaces_the_derivation_and_stays_secret():
+    chosen = settings(session_secret="s" * 43)
+    assert chosen.session_key == settings(session_secret="s" * 43, api_token="other").session_key
+    assert chosen.session_key != settings().session_key
+    assert "s" * 43 not in repr(chosen) and "s" * 43 not in str(chosen.model_dump())
+    assert settings(session_secret="").session_secret is None  # empty is unset
+
+
+def test_the_token_stamp_changes_with_the_token_and_reveals_nothing():
+    stamp = settings(session_secret="s" * 43).token_stamp
+    assert stamp == settings(session_secret="s" * 43).token_stamp
+    assert stamp != settings(session_secret="s" * 43, api_token="rotated").token_stamp
+    assert "api" not in stamp and Settings(webhook_token="tok").token_stamp is None
+
+
+def test_backstop_run_generates_the_session_secret_under_var(tmp_path, capsys):
+    import os
+    import stat
+
+    from receiver.cli import local_environment
+
+    env = local_environment(tmp_path, insecure=False)
+    path = tmp_path / "session-secret"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert env["BACKSTOP_SESSION_SECRET"] == path.read_text().strip()
+    assert len(env["BACKSTOP_SESSION_SECRET"]) >= 43
+    assert (
+        local_environment(tmp_path, insecure=False)["BACKSTOP_SESSION_SECRET"]
+        == (env["BACKSTOP_SESSION_SECRET"])
+    )
+    assert env["BACKSTOP_SESSION_SECRET"] not in capsys.readouterr().out  # never printed

@@ -11,7 +11,7 @@ from workers.models import Workload
 from workers.records import Decision, Rollback, WorkloadRecord
 from workers.store.decisions import DecisionStore
 from workers.store.rollbacks import RollbackStore
-from workers.store.sessions import MAX_FAILURES, SessionStore
+from workers.store.sessions import SessionStore
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 CHECKOUT = WorkloadRecord.of(Workload("default", "shop", "Deployment", "checkout"))
@@ -64,27 +64,26 @@ def test_rollbacks_are_counted_and_listed_by_their_current_status(client):
 
 
 def test_sessions_live_hashed_and_end(client):
-    store = SessionStore(client)
+    store, key, hour = SessionStore(client), b"k" * 32, timedelta(hours=1)
     session_id, session = store.create(
-        user="ann", role="operator", via="password", ttl=timedelta(hours=1)
+        user="ann", role="operator", via="password", stamp="s", ttl=hour, key=key
     )
     assert all(session_id not in key.decode() for key in client.keys("*"))
-    found = store.get(session_id, ttl=timedelta(hours=1))
+    found = store.get(session_id, ttl=hour, key=key)
     assert found == session and len(found.csrf) >= 40
-    assert store.get("forged", ttl=timedelta(hours=1)) is None
+    assert store.get("forged", ttl=hour, key=key) is None
     store.end(session_id)
-    assert store.get(session_id, ttl=timedelta(hours=1)) is None
+    assert store.get(session_id, ttl=hour, key=key) is None
 
 
-def test_failed_logins_block_after_the_limit_and_success_clears(client):
-    store = SessionStore(client)
-    for _ in range(MAX_FAILURES - 1):
-        store.login_failed("ann|1.2.3.4")
-    assert not store.login_blocked("ann|1.2.3.4")
-    store.login_failed("ann|1.2.3.4")
-    assert store.login_blocked("ann|1.2.3.4") and not store.login_blocked("bob|1.2.3.4")
-    store.login_succeeded("ann|1.2.3.4")
-    assert not store.login_blocked("ann|1.2.3.4")
+def test_failed_logins_block_after_the_limit_for_a_window(client):
+    store, window = SessionStore(client), timedelta(minutes=15)
+    for _ in range(9):
+        store.login_failed("name:ann", window=window)
+    assert not store.login_blocked(("name:ann", 10))
+    store.login_failed("name:ann", window=window)
+    assert store.login_blocked(("name:ann", 10)) and not store.login_blocked(("name:bob", 10))
+    assert 0 < client.ttl("backstop:login-failures:name:ann") <= 900
 
 
 def about(i: int, workload: WorkloadRecord | None, created: datetime) -> Decision:
