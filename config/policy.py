@@ -243,6 +243,18 @@ class PagerDutyPolicy(StrictModel):
         description="decisions that need a human although nothing was rolled back",
     )
     decision_severity: Severity = "error"
+    coalesce_window: Duration = Field(
+        timedelta(hours=1),
+        gt=timedelta(0),
+        description="decisions that would page about one workload (or, without one, one "
+        "cluster/namespace) for one reason within this window page once, saying how many",
+    )
+    max_pages_per_window: int = Field(
+        20,
+        ge=1,
+        description="distinct decision pages per window; beyond it, one page per reason "
+        "covers the rest, so a flood of alerts about distinct workloads pages a few times",
+    )
 
 
 class IncidentPolicy(StrictModel):

@@ -1,7 +1,8 @@
 """Alert webhooks: Alertmanager v4 and Grafana v1 into the intake pipeline.
 
 Order of checks, so each answer means exactly one thing: credentials (401), content type
-(415), size (413), Grafana signature (401), payload (400), store (503), then 202.
+(415), size (413), Grafana signature (401), payload (400), alerts per webhook (413) and
+labels per alert (400, receiver/limits.py), store (503), then 202.
 Nothing is stored unless the whole request is valid.
 """
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import ValidationError
 
-from receiver import auth, metrics
+from receiver import auth, limits, metrics
 from receiver.bodies import invalid_payload, parse_body, require_json
 from receiver.payloads import DeploymentEvent, alertmanager_events, grafana_events
 from receiver.state import AppState, app_state
@@ -41,6 +42,7 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
         events = parse(body)
     except ValidationError as exc:
         raise invalid_payload(exc) from None
+    events = limits.bounded(events, state.settings)
     # BACKSTOP_REDIS_MIN_REPLICAS: 202 only once replicas hold the writes, else 503.
     with replicated(
         state.store.redis,

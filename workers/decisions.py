@@ -17,6 +17,9 @@ The order of checks (each a possible outcome, first match wins):
 8. the circuit breaker is open                        → skipped: circuit_open
 9. mode dry-run → dry_run; approve → awaiting_approval; enforce → rollback (enqueued)
 
+Any other exception while deciding one episode → skipped: internal_error, which always
+pages (workers/intake.py decides each episode of a batch on its own).
+
 In enforce mode, 4, 5, 7 and 8 are checked again atomically with claiming the rollback
 (workers/store/claim.lua), so concurrent receivers can never both roll back.
 """
@@ -30,7 +33,7 @@ import redis
 
 from config.durations import format_duration
 from config.policy import Policy, ServicePolicy, matches
-from workers import logs, queues, testpoints
+from workers import logs, paging, queues, testpoints
 from workers.correlation import correlate, workload_for
 from workers.records import AuditEntry, Decision, DecisionStep, WorkloadRecord
 from workers.store import Store
@@ -50,7 +53,20 @@ DETAILS = {
     "circuit_open": "the circuit breaker is open; a human must reset it",
     "resolved": "the alert resolved before it had fired for min_firing",
     "denied": "a human denied the rollback",
+    "internal_error": "Backstop failed while deciding (a bug, logged with its traceback); "
+    "a human decides",
 }
+
+# What each correlation status (workers.correlation.Status) means when it is not a match.
+CORRELATION_REASONS = {
+    "none": "no_recent_deployment",
+    "predates": "predates_deployment",
+    "ambiguous": "ambiguous",
+    "first_revision": "first_revision",
+}
+# Reasons that page a human whatever incidents.pagerduty.page_decisions says: a bug must
+# never stay silent.
+ALWAYS_PAGE = frozenset({"internal_error"})
 
 
 log = logging.getLogger("backstop.decisions")
@@ -87,6 +103,17 @@ class Engine:
         if decision is None:
             decision = _new_decision(episode_id, labels, starts_at, now)
         return self._finish(decision, now, "skipped", "resolved")
+
+    def on_failure(
+        self, *, episode_id: str, labels: dict[str, str], starts_at: datetime, error: Exception
+    ) -> Decision:
+        """Record that deciding about an episode raised: skipped, internal_error, paged."""
+        now = self.clock()
+        decision = _new_decision(episode_id, labels, starts_at, now)
+        decision.mode = self.policy.mode
+        # The exception's type only: its message may quote anything (a URL, a credential).
+        decision.evidence = {"error": type(error).__name__}
+        return self._finish(decision, now, "skipped", "internal_error")
 
     def recheck(self, episode_id: str):
         """Re-evaluate a deferred episode at startsAt + min_firing, unless it resolved."""
@@ -156,12 +183,7 @@ class Engine:
         found = correlate(decision.starts_at, self.store.rollouts.for_workload(workload), timing)
         decision.evidence, decision.confidence = found.evidence, found.confidence
         if found.status != "match":
-            reason = {
-                "none": "no_recent_deployment",
-                "predates": "predates_deployment",
-                "ambiguous": "ambiguous",
-            }[found.status]
-            return self._finish(decision, now, "skipped", reason)
+            return self._finish(decision, now, "skipped", CORRELATION_REASONS[found.status])
         decision.rollout = found.rollout
         if found.rollout.by_backstop:
             return self._finish(decision, now, "skipped", "rollback_of_rollback")
@@ -243,8 +265,10 @@ class Engine:
         decision.updated_at = now
         decision.history.append(DecisionStep(at=now, outcome=outcome, reason=reason, by=by))
         self.store.decisions.save(decision)
-        if outcome == "skipped" and reason in self.policy.incidents.pagerduty.page_decisions:
-            queues.enqueue_page(self.connection, decision_id=decision.id)
+        if outcome == "skipped" and (
+            reason in ALWAYS_PAGE or reason in self.policy.incidents.pagerduty.page_decisions
+        ):
+            paging.request_page(self.store, self.connection, self.policy, decision, now)
         fields = {
             "decision_id": decision.id,
             "outcome": outcome,
@@ -327,4 +351,7 @@ def _detail(decision: Decision) -> str:
             f"deferred until {decision.recheck_at.isoformat()}: the alert must fire for "
             f"{decision.policy.get('min_firing')} before Backstop acts"
         )
+    if decision.reason == "internal_error":
+        error = decision.evidence.get("error", "an error")
+        return f"{workload}: {DETAILS['internal_error']} ({error})"
     return f"{workload}: {DETAILS.get(decision.reason, decision.reason)}"

@@ -72,21 +72,39 @@ def _decide(engine: Engine, events: list[AlertEvent], verdicts: list[int]) -> In
     """Decide about what the verdicts say is new; count the rest as duplicates."""
     result = IntakeResult()
     for event, verdict in zip(events, verdicts, strict=True):
-        facts = {
-            "episode_id": event.episode_id,
-            "labels": event.labels,
-            "starts_at": event.starts_at,
-        }
-        if verdict in (NEW_FIRING, UNDECIDED):
-            result.decisions.append(engine.on_firing(**facts))
-            engine.store.episodes.mark_decided(event.episode_id)
-        elif verdict == FIRST_RESOLVED:
-            result.decisions.append(engine.on_resolved(**facts))
-        else:
+        if verdict not in (NEW_FIRING, UNDECIDED, FIRST_RESOLVED):
             result.duplicates += 1
             continue
+        result.decisions.append(_decide_one(engine, event, verdict))
+        if verdict != FIRST_RESOLVED:
+            engine.store.episodes.mark_decided(event.episode_id)
         result.accepted += 1
     return result
+
+
+def _decide_one(engine: Engine, event: AlertEvent, verdict: int) -> Decision:
+    """Decide about one episode; a bug in doing so is recorded as its decision
+    (internal_error, paged) instead of failing the rest of the batch. Redis errors
+    propagate: the webhook answers 503 and the sender retries."""
+    facts = {"episode_id": event.episode_id, "labels": event.labels, "starts_at": event.starts_at}
+    try:
+        if verdict == FIRST_RESOLVED:
+            return engine.on_resolved(**facts)
+        return engine.on_firing(**facts)
+    except RedisError:
+        raise
+    except Exception as exc:
+        # The traceback goes to the log (request id bound); the stored decision keeps only
+        # the exception's type, never its message, which may quote anything.
+        log.exception(
+            "deciding episode %s failed", event.episode_id, extra={"fields": _log_fields(event)}
+        )
+        return engine.on_failure(**facts, error=exc)
+
+
+def _log_fields(event: AlertEvent) -> dict:
+    """What identifies an episode in a log line (ids and names, never label values)."""
+    return {"episode_id": event.episode_id, "alertname": event.alertname, "source": event.source}
 
 
 class _Unrecorded(Exception):

@@ -85,11 +85,12 @@ def incident(rollback_id: str) -> dict:
 
 
 @traced
-def page(decision_id: str) -> dict:
-    """Page a human about a decision that needs one although nothing was rolled back."""
+def page(decision_id: str, group: str | None = None) -> dict:
+    """Page a human about a decision that needs one although nothing was rolled back (and
+    about the others of its page group, workers/paging.py)."""
     context = process_context()
     found = Notifier.from_settings(context.store, context.policy, context.settings).page_decision(
-        decision_id
+        decision_id, group=group
     )
     return _incident_summary(found, decision_id)
 

@@ -30,6 +30,7 @@ SKIP_REASONS = (
     "resolved",
     "denied",
     "unknown_cluster",
+    "internal_error",
 )
 # Every reason a decision can carry: the skips, and those of the other outcomes.
 DECISION_REASONS = (

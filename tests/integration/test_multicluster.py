@@ -251,8 +251,9 @@ def test_an_alert_for_an_unknown_cluster_acts_nowhere(
     assert decision["workload"] == checkout("c", namespace).key
     assert queues.queue(redis_client, queues.ROLLBACKS).job_ids == []
     # Nothing was rolled back, but a human is paged.
-    job_ids = queues.queue(redis_client, queues.INCIDENTS).job_ids
-    assert queues.page_job_id(decision["id"]) in job_ids
+    incidents = queues.queue(redis_client, queues.INCIDENTS)
+    pages = [incidents.fetch_job(i) for i in incidents.job_ids if i.startswith("page-")]
+    assert [job.kwargs["decision_id"] for job in pages] == [decision["id"]]
 
     run_burst_worker(worker_env(redis_url, policy, tmp_path))
     for name in NAMES:

@@ -20,6 +20,7 @@ from workers.store.episodes import (
     EpisodeStore,
 )
 from workers.store.incidents import IncidentStore
+from workers.store.pages import PageStore
 from workers.store.rollbacks import RollbackStore
 from workers.store.rollouts import RolloutStore
 from workers.store.sessions import SessionStore
@@ -39,6 +40,7 @@ class Store:
         self.automation = AutomationStore(client)
         self.rollbacks = RollbackStore(client)
         self.incidents = IncidentStore(client)
+        self.pages = PageStore(client)
         self.snapshots = SnapshotStore(client)
         self.sessions = SessionStore(client)
 

@@ -33,6 +33,8 @@ INCIDENT = PREFIX + "incident:"  # + incident id -> JSON: the incident and its d
 INCIDENTS = PREFIX + "incidents"  # zset: incident id -> created (ms)
 JIRA_ISSUE = PREFIX + "jira-issue:"  # + incident key -> Jira issue key
 LOCK = PREFIX + "lock:"  # + workload key -> token of the rollback holding the workload
+PAGE = PREFIX + "page:"  # + page group -> hash: first, last decision id, count (expiring)
+PAGES_OPENED = PREFIX + "pages-opened:"  # + window bucket -> page groups opened (expiring)
 
 # Metric snapshots (graphs for incidents).
 SNAPSHOT = PREFIX + "snapshot:"  # + snapshot id -> hash: png, csv, name, expr, points, error
