@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from receiver import access
 from receiver.bodies import parse_body
 from receiver.errors import ApiError
+from receiver.payloads import VisibleName
 from receiver.state import app_state
 from workers import queues, registries
 from workers.decisions import DecisionError
@@ -68,10 +69,10 @@ class WorkloadBody(BaseModel):
     """A workload named in an action."""
 
     model_config = ConfigDict(extra="forbid")
-    namespace: str = Field(min_length=1, max_length=253)
-    name: str = Field(min_length=1, max_length=253)
+    namespace: VisibleName = Field(min_length=1, max_length=253)
+    name: VisibleName = Field(min_length=1, max_length=253)
     kind: str = "Deployment"
-    cluster: str | None = None
+    cluster: VisibleName | None = None
 
     def workload(self, default_cluster: str) -> Workload:
         if self.kind not in KINDS:

@@ -1,9 +1,21 @@
-"""Request bodies: JSON only, validated by a pydantic model, errors as clear 400s."""
+"""Request bodies: JSON only, validated by a pydantic model, errors as clear 400s.
 
-from typing import TypeVar
+Two limits werkzeug leaves open are closed here. A chunked body (no Content-Length) over
+MAX_CONTENT_LENGTH was cut at the limit and read as if complete (a 202 or a 400 for what
+was in fact an oversized request): CappedRequest answers 413 instead, for every route that
+reads a body. And Python's JSON (pydantic's too) accepts `NaN` and `Infinity`, which no
+other JSON reader does: a body holding one is a 400 naming the field.
+"""
 
-from flask import request
+import math
+from typing import IO, TypeVar
+
+import pydantic_core
+from flask import Request, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream
 
 from config.policy import field_path
 from receiver.errors import ApiError
@@ -37,6 +49,68 @@ def parse_body(model: type[M], *, optional: bool = False) -> M:
         return model()
     require_json()
     try:
+        reject_non_finite(body)
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise invalid_payload(exc) from None
+
+
+def reject_non_finite(body: bytes) -> None:
+    """Raise a ValidationError naming the first `NaN`/`Infinity` number in a JSON body."""
+    # Both literals are spelt out in the body: a substring test (memchr fast) spares
+    # nearly every body the second parse, which runs only when a string may hold them.
+    if b"NaN" not in body and b"Infinity" not in body:
+        return
+    try:
+        document = pydantic_core.from_json(body, allow_inf_nan=True)
+    except ValueError:
+        return  # not JSON: the model's own parse says so, with its message
+    path = _non_finite(document, ())
+    if path is not None:
+        raise ValidationError.from_exception_data(
+            "body",
+            [{"type": "finite_number", "loc": path, "input": None}],
+        )
+
+
+def _non_finite(value, path: tuple) -> tuple | None:
+    """The path of the first non-finite number in a parsed JSON document, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    if isinstance(value, dict | list):
+        for key, item in items:
+            if isinstance(item, float | dict | list):
+                found = _non_finite(item, (*path, key))
+                if found is not None:
+                    return found
+    return None
+
+
+class _CappedStream(LimitedStream):
+    """A body stream capped at MAX_CONTENT_LENGTH that refuses a longer body (413) where
+    werkzeug's stops at the limit and returns the first MAX_CONTENT_LENGTH bytes as if
+    they were all."""
+
+    def readinto(self, buffer) -> int:
+        """Read as LimitedStream does; at the limit, a byte more means the body is too long."""
+        count = super().readinto(buffer)
+        if self.is_exhausted and self._stream.read(1):
+            raise RequestEntityTooLarge()
+        return count
+
+
+class CappedRequest(Request):
+    """Flask's request, whose body stream answers 413 for any body over the limit."""
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        """The input stream, as werkzeug makes it, except that where the server terminates
+        the body (`wsgi.input_terminated`: gunicorn, for chunked bodies too) and the
+        limit applies to a stream of unknown length, it is a _CappedStream."""
+        limit = self.max_content_length
+        # Checks Content-Length against the limit (413) and refuses a shallow request.
+        stream = super().stream
+        if limit is None or "wsgi.input_terminated" not in self.environ:
+            return stream
+        return _CappedStream(self.environ["wsgi.input"], limit, is_max=True)

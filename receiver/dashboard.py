@@ -12,7 +12,7 @@ from flask import Blueprint, Flask, abort, g, redirect, render_template, request
 
 from receiver import access
 from receiver.state import app_state
-from workers import queues, registries
+from workers import markup, queues, registries, urls
 from workers.records import TERMINAL, Decision, utcnow
 
 bp = Blueprint("dashboard", __name__)
@@ -42,6 +42,7 @@ REASONS = {
     "resolved": "the alert resolved before Backstop acted",
     "denied": "a human denied the rollback",
     "unknown_cluster": "the workload's cluster is not one Backstop guards",
+    "internal_error": "Backstop failed while deciding; a human decides",
     "enqueued": "a rollback job was enqueued",
     "would_roll_back": "dry run: would have rolled back",
     "approval_required": "waiting for a human to approve",
@@ -87,6 +88,9 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["ago"] = ago
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["ms"] = milliseconds
+    app.jinja_env.filters["visible"] = markup.html
+    app.jinja_env.filters["revealed"] = markup.reveal
+    app.jinja_env.filters["http_url"] = urls.http_url
     app.jinja_env.globals["reason_text"] = REASONS.get
     app.jinja_env.globals["query_with"] = query_with
     app.after_request_funcs.setdefault("login", []).append(with_security_headers)

@@ -2,15 +2,25 @@
 
 Models are lenient (`extra="allow"`): vendors add fields over time, and a new field must
 never turn a real alert into a 400. What we rely on is typed and required.
+
+URLs a vendor sends (externalURL, generatorURL, Grafana's silence/dashboard/panel/image
+URLs) are kept only when they are absolute http(s) URLs; any other is dropped (stored as
+absent), not refused: one alert's bad link must not take its batch down. A CI deployment
+event is our own contract: a `url` that is not http(s) is a 400. Numbers must be finite:
+`NaN` and `Infinity` (which Python's JSON reader accepts) are a 400 naming the field.
 """
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from config.policy import WorkloadKind
+from receiver.bodies import reject_non_finite
+from workers import markup, urls
 from workers.models import AlertEvent, Source, label_fingerprint
 
 Labels = dict[str, str]
@@ -44,10 +54,42 @@ Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 EndMoment = Annotated[AwareDatetime, AfterValidator(_end_in_range)]
 
 
+def _vendor_url(value: str) -> str:
+    """An http(s) URL as is; anything else dropped (empty): never a link, never a 400."""
+    if not value or len(value) > urls.MAX_LENGTH:
+        return ""
+    return _checked_url(value)
+
+
+@lru_cache(maxsize=1024)  # alerts of one rule repeat their generatorURL; at most 2 MiB held
+def _checked_url(value: str) -> str:
+    return value if urls.http_url(value) else ""
+
+
+def _ci_url(value: str) -> str:
+    """An http(s) URL or nothing; anything else a ValueError (a 400 naming the field)."""
+    if value and not urls.http_url(value):
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+def _visible_name(value: str) -> str:
+    """A workload's names never hold an invisible character (Kubernetes allows none):
+    one that does is a ValueError (a 400 naming the field)."""
+    if markup.has_invisible(value):
+        raise ValueError("must not contain invisible or control characters")
+    return value
+
+
+VendorURL = Annotated[str, AfterValidator(_vendor_url)]
+CiURL = Annotated[str, AfterValidator(_ci_url)]
+VisibleName = Annotated[str, AfterValidator(_visible_name)]
+
+
 class VendorModel(BaseModel):
     """Base for payloads we receive: unknown fields are kept, not rejected."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class AlertmanagerAlert(VendorModel):
@@ -58,7 +100,7 @@ class AlertmanagerAlert(VendorModel):
     annotations: Labels = {}
     startsAt: Moment
     endsAt: EndMoment | None = None
-    generatorURL: str = ""
+    generatorURL: VendorURL = ""
     fingerprint: str = Field("", max_length=256)
 
 
@@ -72,7 +114,7 @@ class AlertmanagerWebhook(VendorModel):
     groupLabels: Labels = {}
     commonLabels: Labels = {}
     commonAnnotations: Labels = {}
-    externalURL: str = ""
+    externalURL: VendorURL = ""
     truncatedAlerts: int = 0
     alerts: list[AlertmanagerAlert]
 
@@ -80,9 +122,10 @@ class AlertmanagerWebhook(VendorModel):
 class GrafanaAlert(AlertmanagerAlert):
     """One alert of a Grafana webhook: Alertmanager's fields plus links and values."""
 
-    silenceURL: str = ""
-    dashboardURL: str = ""
-    panelURL: str = ""
+    silenceURL: VendorURL = ""
+    dashboardURL: VendorURL = ""
+    panelURL: VendorURL = ""
+    imageURL: VendorURL = ""
     values: dict[str, float | None] | None = None
     valueString: str = ""
 
@@ -119,6 +162,7 @@ class _RecentEvents:
         self.size = size
         # key -> (event, startsAt, endsAt, labels, annotations, values) as received
         self.seen: dict[tuple, tuple] = {}
+        self.lock = threading.Lock()  # gthread: evicting while another thread adds raises
 
     def events(self, source: Source, hook: AlertmanagerWebhook) -> list[AlertEvent]:
         """The webhook's alerts as AlertEvents, reusing equal ones seen lately."""
@@ -144,9 +188,10 @@ class _RecentEvents:
                 found.append(seen[0])
                 continue
             event = _event(source, hook, alert)
-            self.seen[key] = (event, *content)
-            if len(self.seen) > self.size:
-                self.seen.pop(next(iter(self.seen)), None)
+            with self.lock:
+                self.seen[key] = (event, *content)
+                if len(self.seen) > self.size:
+                    self.seen.pop(next(iter(self.seen)), None)
             found.append(event)
         return found
 
@@ -166,6 +211,7 @@ class _RecentBodies:
     def __init__(self, size: int, max_body: int):
         self.size, self.max_body = size, max_body
         self.seen: dict[tuple[Source, bytes], tuple[AlertEvent, ...]] = {}
+        self.lock = threading.Lock()  # gthread: evicting while another thread adds raises
 
     def events(
         self, source: Source, body: bytes, parse: Callable[[bytes], list[AlertEvent]]
@@ -177,9 +223,10 @@ class _RecentBodies:
         found = self.seen.get(key)
         if found is None:
             found = tuple(parse(body))
-            self.seen[key] = found
-            if len(self.seen) > self.size:
-                self.seen.pop(next(iter(self.seen)), None)
+            with self.lock:
+                self.seen[key] = found
+                if len(self.seen) > self.size:
+                    self.seen.pop(next(iter(self.seen)), None)
         return list(found)
 
 
@@ -223,26 +270,28 @@ def grafana_events(body: bytes) -> list[AlertEvent]:
 
 
 def _parse_alertmanager(body: bytes) -> list[AlertEvent]:
+    reject_non_finite(body)
     return _RECENT.events("alertmanager", AlertmanagerWebhook.model_validate_json(body))
 
 
 def _parse_grafana(body: bytes) -> list[AlertEvent]:
+    reject_non_finite(body)
     return _RECENT.events("grafana", GrafanaWebhook.model_validate_json(body))
 
 
 class DeploymentEvent(BaseModel):
     """A deployment reported by CI/CD to /webhooks/deployments (our own contract: strict)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    namespace: str = Field(min_length=1, max_length=253)
-    name: str = Field(min_length=1, max_length=253)
+    namespace: VisibleName = Field(min_length=1, max_length=253)
+    name: VisibleName = Field(min_length=1, max_length=253)
     kind: WorkloadKind = "Deployment"
-    cluster: str | None = Field(None, min_length=1, max_length=253)
+    cluster: VisibleName | None = Field(None, min_length=1, max_length=253)
     revision: str | int | None = None
     version: str = Field("", max_length=256)
     images: list[str] = Field(default_factory=list, max_length=50)
     started_at: Moment | None = None
     commit: str = Field("", max_length=256)
     author: str = Field("", max_length=256)
-    url: str = Field("", max_length=2048)
+    url: CiURL = Field("", max_length=urls.MAX_LENGTH)

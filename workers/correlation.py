@@ -20,6 +20,7 @@ from typing import Literal
 
 from config.durations import format_duration
 from config.policy import DecisionDefaults, Policy, ServicePolicy
+from workers import markup
 from workers.models import Workload
 from workers.records import Rollout
 
@@ -42,11 +43,17 @@ def workload_for(labels: dict[str, str], policy: Policy, service: ServicePolicy 
     cluster = labels.get("cluster") or policy.cluster
     for label, kind in KIND_LABELS.items():
         if labels.get(label):
-            return Workload(cluster, namespace, kind, labels[label])
+            return _real(Workload(cluster, namespace, kind, labels[label]))
     for label in policy.correlation.workload_labels:
         if labels.get(label):
-            return Workload(cluster, namespace, "Deployment", labels[label])
+            return _real(Workload(cluster, namespace, "Deployment", labels[label]))
     return None
+
+
+def _real(workload: Workload) -> Workload | None:
+    """None for names no Kubernetes object can have: with invisible characters (zero-width,
+    bidirectional) they would only look like a real workload's (decision `no_workload`)."""
+    return None if markup.has_invisible(workload.key) else workload
 
 
 Status = Literal["match", "none", "predates", "ambiguous", "first_revision"]

@@ -21,8 +21,8 @@ from datetime import timedelta
 
 from config.policy import Policy
 from config.settings import Settings
+from workers import markup, testpoints, ticket
 from workers import snapshots as graphs
-from workers import testpoints, ticket
 from workers.errors import PermanentError, TimedOut, TransientError
 from workers.integrations.jira import Tickets
 from workers.integrations.pagerduty import Pager
@@ -151,9 +151,9 @@ class Notifier:
             # One issue per workload and bad revision: a later outcome is a comment.
             self.tickets.comment(
                 issue_key=issue,
-                body=f"Backstop: {incident.summary}\n"
-                f"Reason: {rollback.reason}. Steps: "
-                + ", ".join(f"{s.name} {s.status}" for s in rollback.steps),
+                body=f"Backstop: {markup.wiki(incident.summary)}\n"
+                f"Reason: {markup.wiki(rollback.reason)}. Steps: "
+                + markup.wiki(", ".join(f"{s.name} {s.status}" for s in rollback.steps)),
             )
             done.append(f"comment:{event}")
         transition = jira.transition_when_verified
@@ -249,21 +249,23 @@ class Notifier:
 
     # -- decisions that need a human -------------------------------------------------------
 
-    def page_decision(self, decision_id: str) -> Incident | None:
-        """Page a human about a decision that did not roll back but needs one."""
+    def page_decision(self, decision_id: str, *, group: str | None = None) -> Incident | None:
+        """Page a human about a decision that did not roll back but needs one, and about
+        the other decisions of its page group (workers/paging.py), whose key it pages under."""
         decision = self.store.decisions.get(decision_id)
         if decision is None:
             return None
         workload = decision.workload.workload().key if decision.workload else "no workload"
+        key = f"backstop-page-{group}" if group else f"backstop-decision-{decision_id}"
         incident = self.store.incidents.get(f"decision-{decision_id}") or Incident(
-            id=f"decision-{decision_id}",
-            kind="decision",
-            workload=workload,
-            key=f"backstop-decision-{decision_id}",
+            id=f"decision-{decision_id}", kind="decision", workload=workload, key=key
         )
-        incident.summary = (
+        covered = self.store.pages.get(group) if group else None
+        count = covered.count if covered else 1
+        incident.summary = markup.plain(
             f"[Backstop] did not roll back {workload} after "
             f"{decision.alertname}: {decision.reason} — {decision.detail}"
+            + (_covering(count, group) if count > 1 else "")
         )
         incident.status = decision.reason
         incident.severity = self.policy.incidents.pagerduty.decision_severity
@@ -283,6 +285,8 @@ class Notifier:
                         "decision": decision.summary(),
                         "detail": decision.detail,
                         "evidence": decision.evidence,
+                        "decisions_covered": count,
+                        "latest_decision": covered.last if covered else decision.id,
                     },
                     links=[
                         link
@@ -516,3 +520,9 @@ def _events_text(evidence: dict) -> str:
         for e in evidence.get("events", [])
     ]
     return "\n".join(rows) or "(no events)"
+
+
+def _covering(count: int, group: str | None) -> str:
+    """How many decisions a coalesced page stands for (the overflow page: many workloads)."""
+    where = "on other workloads too" if group and "-overflow-" in group else "like it"
+    return f" (+{count - 1} more decisions {where} in this window)"

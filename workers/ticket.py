@@ -3,14 +3,30 @@
 "A rollback is a save, not a fix": the ticket carries what the revert erased — the timeline,
 the alerts with their links, the deployment, the decision and its reasons, pre-flight,
 each step with its duration, verification values — and a root-cause checklist.
+
+Every value interpolated here passes through `markup.wiki` (or `markup.link`): labels,
+annotations, URLs and CI fields come from whoever can send a webhook, and must render as
+the text they are, never as markup. Only the template's own markup is live.
 """
 
+from typing import NamedTuple
+
+from workers.markup import link, plain, wiki
 from workers.records import Decision, Rollback
 
 
+class _Link(NamedTuple):
+    """A table cell that links `text` to `url` (when it is an http(s) URL)."""
+
+    text: str
+    url: str
+
+
 def _cell(value) -> str:
-    text = "" if value is None else str(value)
-    return text.replace("|", "¦").replace("\n", " ") or " "
+    """A table cell: every value is text, escaped; a _Link is a link."""
+    if isinstance(value, _Link):
+        return link(value.text, value.url)
+    return wiki(value) or " "
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -20,10 +36,11 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def summary(rollback: Rollback, decision: Decision | None) -> str:
-    """One line: workload, both revisions, the alert and the outcome."""
+    """One plain line (Jira's summary field, PagerDuty's): workload, both revisions, the
+    alert and the outcome, invisible characters shown."""
     target = rollback.created_revision or rollback.target_revision or "?"
     alert = decision.alertname if decision else "alert"
-    return (
+    return plain(
         f"[Backstop] {rollback.workload.workload().key}: rollback {rollback.bad_revision} "
         f"-> {target} after {alert}: {rollback.status}"
     )
@@ -34,9 +51,9 @@ def description(
 ) -> str:
     """The ticket body."""
     parts = [
-        f"h2. {summary(rollback, decision)}",
-        f"*Outcome:* {rollback.status} ({rollback.reason}). Backstop reverted the workload to "
-        "save the service; the root cause is still to be found.",
+        f"h2. {wiki(summary(rollback, decision))}",
+        f"*Outcome:* {wiki(rollback.status)} ({wiki(rollback.reason)}). Backstop reverted the "
+        "workload to save the service; the root cause is still to be found.",
         "h3. Timeline",
         _table(["when (UTC)", "what"], _timeline(rollback, decision)),
         "h3. Alert",
@@ -65,14 +82,14 @@ def description(
         parts += [
             "h3. Metric snapshots",
             "\n".join(
-                f"* {s['name']}: {{{{{s['expr']}}}}} (graph and data attached: "
-                f"{s['file']}.png, {s['file']}.csv)"
+                f"* {wiki(s['name'])}: {{{{{wiki(s['expr'])}}}}} (graph and data attached: "
+                f"{wiki(s['file'])}.png, {wiki(s['file'])}.csv)"
                 for s in snapshots
             ),
         ]
     parts += [
         "h3. Links",
-        "\n".join(f"* [{name}|{url}]" for name, url in links.items() if url) or "none",
+        "\n".join(f"* {link(name, url)}" for name, url in links.items() if url) or "none",
         "h3. Root-cause checklist",
         _CHECKLIST,
     ]
@@ -106,9 +123,10 @@ def _timeline(rollback: Rollback, decision: Decision | None) -> list[list]:
 def _alert(decision: Decision | None) -> str:
     if decision is None:
         return "unknown"
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(decision.labels.items()))
+    labels = ", ".join(f"{wiki(k)}={wiki(v)}" for k, v in sorted(decision.labels.items()))
     return (
-        f"*{decision.alertname}* since {decision.starts_at.isoformat()}\nLabels: {{{{{labels}}}}}"
+        f"*{wiki(decision.alertname)}* since {decision.starts_at.isoformat()}\n"
+        f"Labels: {{{{{labels}}}}}"
     )
 
 
@@ -125,7 +143,7 @@ def _deployment(decision: Decision | None) -> str:
         ["version", rollout.version],
         ["commit", rollout.commit],
         ["author", rollout.author],
-        ["pipeline", rollout.url],
+        ["pipeline", _Link(rollout.url, rollout.url) if rollout.url else ""],
         ["sources", ", ".join(rollout.sources)],
     ]
     return _table(["field", "value"], [r for r in rows if r[1]])
@@ -134,22 +152,24 @@ def _deployment(decision: Decision | None) -> str:
 def _decision(decision: Decision | None) -> str:
     if decision is None:
         return "unknown"
-    policy = ", ".join(f"{k}={v}" for k, v in decision.policy.items() if not isinstance(v, dict))
+    policy = ", ".join(
+        f"{wiki(k)}={wiki(v)}" for k, v in decision.policy.items() if not isinstance(v, dict)
+    )
     return (
-        f"{decision.outcome} ({decision.reason}), confidence {decision.confidence or 'n/a'}: "
-        f"{decision.detail}\nPolicy used: {policy}"
+        f"Outcome {wiki(decision.outcome)} ({wiki(decision.reason)}), confidence "
+        f"{wiki(decision.confidence or 'n/a')}: {wiki(decision.detail)}\nPolicy used: {policy}"
     )
 
 
 def _verification(rollback: Rollback) -> str:
     result = rollback.verification or {}
-    lines = [f"Mode: {result.get('mode', 'not reached')}. {result.get('detail', '')}"]
+    lines = [f"Mode: {wiki(result.get('mode', 'not reached'))}. {wiki(result.get('detail', ''))}"]
     for name, query in (result.get("queries") or {}).items():
         values = [s.get("values") for s in query.get("samples", [])]
         lines.append(
-            f"* {name}: {{{{{query.get('query')}}}}} {query.get('comparison')} "
-            f"{query.get('threshold')} {query.get('unit', '')} — held: "
-            f"{query.get('held')}; samples: {values}"
+            f"* {wiki(name)}: {{{{{wiki(query.get('query'))}}}}} {wiki(query.get('comparison'))} "
+            f"{wiki(query.get('threshold'))} {wiki(query.get('unit', ''))} — held: "
+            f"{wiki(query.get('held'))}; samples: {wiki(values)}"
         )
     return "\n".join(lines)
 

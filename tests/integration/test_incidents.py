@@ -1,17 +1,26 @@
 """Incidents from real rollbacks: Jira tickets and PagerDuty events, exactly once."""
 
 import json
+from datetime import timedelta
 
 import pytest
 
+from config.policy import Policy
 from config.settings import Settings
+from receiver.app import create_app
+from tests import samples
+from tests.secrets import WEBHOOK_TOKEN
+from tests.unit.test_wiki_markup import live_markup
 from tests.workloads import FAST, bad_release
 from workers.errors import TransientError
 from workers.incidents import Notifier, incident_key
+from workers.intake import flush_all
 from workers.integrations.jira import Tickets
 from workers.integrations.pagerduty import Pager
 from workers.integrations.prometheus import Prometheus
 from workers.models import Workload
+from workers.records import Rollback, RollbackStep, utcnow
+from workers.store.rollouts import rollout_for
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +210,83 @@ def test_jira_server_with_a_personal_access_token(rolled_back, prometheus, jira_
     [issue] = jira_dc.issues.values()
     assert incident.jira.ref == issue.key and len(issue.attachments) >= 4
     assert {r.auth_scheme for r in jira_dc.requests} == {"Bearer"}
+
+
+def test_hostile_alert_values_reach_jira_as_text_and_pagerduty_only_as_http_links(
+    make_settings, jira_server, pagerduty_server
+):
+    """Real intake on real Redis, the real ticket builder, the Jira and PagerDuty doubles."""
+    policy = Policy.model_validate({"incidents": {"jira": {"project": "OPS"}}})
+    app = create_app(make_settings(), policy=policy)
+    store = app.extensions["backstop"].store
+    checkout = Workload("default", "shop", "Deployment", "checkout")
+    # A CI URL stored before URLs were checked: never a link anywhere.
+    rollout = rollout_for(
+        checkout,
+        revision="2",
+        previous_revision="1",
+        started_at=utcnow() - timedelta(minutes=3),
+        url="javascript:alert(1)",
+        sources=["ci"],
+    )
+    store.rollouts.record_ci(rollout, merge_window=timedelta(minutes=5))
+    alert = samples.am_alert(
+        name="[click here|http://evil.example] !http://evil.example/x.png! {html}",
+        starts_at=utcnow().isoformat(),
+        backstop_rollback="true",
+        team="x}} *bold* h1. {noformat} [~admin] \\ ----",
+        zone="eu\u200bwest",
+    )
+    alert["generatorURL"] = 'http://prometheus.example/graph?g0.expr=x{a="b"}[5m]|y'
+    answer = app.test_client().post(
+        "/webhooks/alertmanager",
+        json=samples.alertmanager(alert),
+        headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+    )
+    assert answer.status_code == 202, answer.text
+    flush_all()
+    [summary] = answer.get_json()["decisions"]
+    decision = store.decisions.get(summary["id"])
+    assert decision.rollout and decision.rollout.url == "javascript:alert(1)"
+    now = utcnow()
+    rollback = Rollback(
+        id="r-hostile",
+        decision_id=decision.id,
+        workload=decision.workload,
+        bad_revision="2",
+        target_revision="1",
+        status="verified",
+        reason="held",
+        steps=[RollbackStep(name="patch", status="ok", started_at=now, finished_at=now)],
+        finished_at=now,
+    )
+    store.rollbacks.save(rollback)
+    settings = Settings(public_url="https://backstop.example", api_token="t", webhook_token="w")
+    tickets = Tickets(url=jira_server.url, user=jira_server.email, token=jira_server.api_token)
+    pager = Pager(
+        pagerduty_server.routing_key,
+        base_url=pagerduty_server.url,
+        ca_file=str(pagerduty_server.ca_path),
+    )
+    incident = Notifier(store, policy, settings, tickets, pager, None).file_rollback(rollback.id)
+    assert (incident.jira.state, incident.pagerduty.state) == ("delivered", "delivered")
+
+    [issue] = jira_server.issues.values()
+    description = issue.fields["description"]
+    tokens = live_markup(description)
+    # The template's two links (Backstop's record, the alert source) and nothing the alert
+    # brought: no link, image, heading or block of its own.
+    assert tokens.count("link(") == 2 and "!" not in tokens and "h1." not in tokens
+    assert "\\[click here\\|http://evil.example\\]" in description
+    assert (
+        "[Alert source|http://prometheus.example/graph?g0.expr=x%7Ba=%22b%22%7D%5B5m%5D%7Cy]"
+        in description
+    )
+    assert "|javascript:alert\\(1\\) (not linked: not an http or https URL)|" in description
+    assert "eu<U\\+200B>west" in description
+    assert "\n" not in issue.fields["summary"]
+
+    [trigger] = [e for e in pagerduty_server.events if e["event_action"] == "trigger"]
+    hrefs = [link["href"] for link in trigger["links"]]
+    assert hrefs and all(href.startswith(("http://", "https://")) for href in hrefs), hrefs
+    assert "javascript:alert(1)" not in hrefs

@@ -17,6 +17,7 @@ Sizes: BACKSTOP_FUZZ_PROFILE=ci (default, fixed seed, ~2,000 cases), `make fuzz`
 "full" (> 10,000 cases); see tests/reliability/conftest.py.
 """
 
+import io
 import json
 import re
 from collections import Counter
@@ -34,18 +35,19 @@ from rq.serializers import JSONSerializer
 from werkzeug.security import generate_password_hash
 
 from config.policy import Policy
-from receiver import metrics
+from receiver import access, metrics
 from receiver.app import create_app
 from receiver.auth import grafana_signature
 from tests import samples
 from tests.secrets import API_TOKEN, DASHBOARD_PASSWORDS, GRAFANA_HMAC_SECRET, WEBHOOK_TOKEN
-from workers import queues
+from workers import queues, urls
 from workers.context import process_context
 from workers.intake import flush_all
 from workers.store import keys
 
 # Sessions made by the tests live as long as the app's, so that using one does not refresh it.
 SESSION_TTL = timedelta(hours=12)
+USER_OF = {"operator": "alice", "viewer": "victor"}  # the users file's (users_file below)
 MAX_BODY = 64 * 1024  # small, so that oversized bodies are cheap to generate
 SIGNATURE_HEADER = "X-Grafana-Alerting-Signature"
 TIMESTAMP_HEADER = "X-Grafana-Alerting-Signature-Timestamp"
@@ -148,8 +150,8 @@ def sessions(store, fuzz_app):
     """Cookies of a live operator and a live viewer session, with their CSRF tokens."""
     made = {}
     for role in ("operator", "viewer"):
-        session_id, session = store.sessions.create(
-            user=f"fuzz-{role}", role=role, via="password", ttl=SESSION_TTL
+        session_id, session = access.start_session(
+            fuzz_app.extensions["backstop"], user=USER_OF[role], via="password"
         )
         made[role] = (session_id, session.csrf)
     assert timedelta(hours=fuzz_app.extensions["backstop"].settings.session_hours) == SESSION_TTL
@@ -289,6 +291,20 @@ odd_text = st.one_of(
     st.sampled_from(["", " ", "\x00", "\ud800", "\udcff", "‮evil", "🙂" * 5, "../..", "%00"]),
     st.text(max_size=1).map(lambda c: c * 5000),  # long
 )
+# URLs a hostile or careless sender puts where a link is expected.
+HOSTILE_URLS = [
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "file:///etc/passwd",
+    "//evil.example/",
+    "http:evil.example",
+    " https://evil.example/",
+    "java\tscript:alert(1)",
+    "https://evil.example/\u202egpj.exe",
+    "https://ok.example/a]|[b{html}!x!",
+]
+url_text = st.one_of(odd_text, st.sampled_from(HOSTILE_URLS), st.just("https://ci.example/run/1"))
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -403,10 +419,12 @@ alert = with_extra_fields(
             "endsAt": timestamps,
             "annotations": labels,
             "fingerprint": st.one_of(odd_text, st.text(min_size=250, max_size=300)),
-            "generatorURL": odd_text,
+            "generatorURL": url_text,
             "values": mostly(st.dictionaries(odd_text, st.floats() | st.none(), max_size=3)),
             "valueString": odd_text,
-            "dashboardURL": odd_text,
+            "dashboardURL": url_text,
+            "panelURL": url_text,
+            "silenceURL": url_text,
         },
     )
 )
@@ -426,7 +444,7 @@ alert_webhook = with_extra_fields(
             "receiver": odd_text,
             "groupLabels": labels,
             "commonLabels": labels,
-            "externalURL": odd_text,
+            "externalURL": url_text,
             "truncatedAlerts": mostly(st.integers(min_value=-(2**70), max_value=2**70)),
             "orgId": mostly(st.integers(min_value=-(2**70), max_value=2**70) | st.none()),
             "title": odd_text,
@@ -450,7 +468,7 @@ deployment_event = with_extra_fields(
             "started_at": timestamps,
             "commit": odd_text,
             "author": odd_text,
-            "url": odd_text,
+            "url": url_text,
         },
     )
 )
@@ -659,7 +677,41 @@ def post_webhook(client, path: str, body: bytes, **headers):
     return client.post(path, data=body, headers=headers)
 
 
-def test_alert_webhooks(fuzz_client, redis_client, recent_deployment, run_jobs, fuzz_case):
+URL_FIELDS = ("generator_url", "external_url", "dashboard_url", "panel_url", "silence_url")
+
+
+def assert_stored_urls_are_http(store) -> None:
+    """What accepted requests stored links only to http(s) URLs, or to nothing."""
+    flush_all()
+    for episode in store.episodes.recent_episodes(limit=10):
+        for name in URL_FIELDS:
+            value = episode.event.get(name) or ""
+            assert not value or urls.http_url(value), (name, value)
+    for rollout in store.rollouts.recent(limit=10):
+        assert not rollout.url or urls.http_url(rollout.url), rollout.url
+
+
+def post_body(client, path: str, body: bytes, headers: dict, query: str, *, chunked: bool):
+    """POST `body` with a Content-Length, or chunked (no length: read to the end, as gunicorn
+    hands a chunked body to the app)."""
+    if not chunked:
+        return client.post(path, data=body, headers=headers, query_string=query)
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        headers={**headers, "Transfer-Encoding": "chunked"},
+        query_string=query,
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def assert_refused_when_too_long(response, body: bytes) -> None:
+    """A body over the limit is a 413, unless credentials or the content type come first."""
+    if len(body) > MAX_BODY:
+        assert response.status_code in (401, 413, 415), response.status_code
+
+
+def test_alert_webhooks(fuzz_client, redis_client, store, recent_deployment, run_jobs, fuzz_case):
     """Alertmanager and Grafana webhooks: bodies, credentials, content types, signatures."""
 
     @given(
@@ -669,6 +721,7 @@ def test_alert_webhooks(fuzz_client, redis_client, recent_deployment, run_jobs, 
         content_type=content_types,
         sign=grafana_signatures(GRAFANA_HMAC_SECRET),
         query=query_strings,
+        chunked=st.booleans(),
     )
     # Found by this test: a kill switch starting in year 1 overflowed the lookback window
     # (a 500, with the episode already stored); now a 400 that stores nothing.
@@ -683,6 +736,7 @@ def test_alert_webhooks(fuzz_client, redis_client, recent_deployment, run_jobs, 
         content_type="application/json",
         sign=lambda body: (None, None),
         query="",
+        chunked=False,
     )
     @example(
         path="/webhooks/grafana",
@@ -693,25 +747,28 @@ def test_alert_webhooks(fuzz_client, redis_client, recent_deployment, run_jobs, 
         content_type="application/json",
         sign=lambda body: (grafana_signature(GRAFANA_HMAC_SECRET, body), None),
         query="",
+        chunked=False,
     )
-    def case(path, body, authorization, content_type, sign, query):
+    def case(path, body, authorization, content_type, sign, query, chunked):
         fuzz_case()
         signature, timestamp = sign(body)
         extra = {SIGNATURE_HEADER: signature, TIMESTAMP_HEADER: timestamp}
         headers = request_headers(authorization, content_type, **extra)
         with Unchanged(redis_client) as unchanged:
-            response = fuzz_client.post(path, data=body, headers=headers, query_string=query)
+            response = post_body(fuzz_client, path, body, headers, query, chunked=chunked)
         assert_answer(response)
         unchanged.check(response)
+        assert_refused_when_too_long(response, body)
         if response.status_code == 202:
             assert {"accepted", "duplicates", "decisions"} <= set(response.get_json())
+            assert_stored_urls_are_http(store)
 
     case()
     assert SEEN[202] and SEEN[400] and SEEN[401] and SEEN[413] and SEEN[415], SEEN
     assert run_jobs(redis_client), "no accepted alert led to a job"
 
 
-def test_deployment_webhook(fuzz_client, redis_client, run_jobs, fuzz_case):
+def test_deployment_webhook(fuzz_client, redis_client, store, run_jobs, fuzz_case):
     """CI/CD deployment events: our own strict contract, fuzzed the same way."""
 
     @given(
@@ -719,16 +776,20 @@ def test_deployment_webhook(fuzz_client, redis_client, run_jobs, fuzz_case):
         authorization=authorizations(WEBHOOK_TOKEN),
         content_type=content_types,
         query=query_strings,
+        chunked=st.booleans(),
     )
-    def case(body, authorization, content_type, query):
+    def case(body, authorization, content_type, query, chunked):
         fuzz_case()
         headers = request_headers(authorization, content_type)
         with Unchanged(redis_client) as unchanged:
-            response = fuzz_client.post(
-                "/webhooks/deployments", data=body, headers=headers, query_string=query
+            response = post_body(
+                fuzz_client, "/webhooks/deployments", body, headers, query, chunked=chunked
             )
         assert_answer(response)
         unchanged.check(response)
+        assert_refused_when_too_long(response, body)
+        if response.status_code == 202:
+            assert_stored_urls_are_http(store)
 
     case()
     assert SEEN[202] and SEEN[400] and SEEN[401], SEEN
@@ -852,16 +913,15 @@ def seed_step(data, client, redis_client, run_jobs, step: str) -> None:
 
 
 @pytest.fixture
-def sessions_of(store, sessions):
+def sessions_of(store, sessions, fuzz_app):
     """The live sessions, made again when a test ended one."""
-    live = dict(sessions)
+    live, state = dict(sessions), fuzz_app.extensions["backstop"]
 
     def get() -> dict:
         for role, (session_id, _) in list(live.items()):
-            if store.sessions.get(session_id, ttl=SESSION_TTL) is None:
-                new_id, session = store.sessions.create(
-                    user=f"fuzz-{role}", role=role, via="password", ttl=SESSION_TTL
-                )
+            key = state.settings.session_key
+            if store.sessions.get(session_id, ttl=SESSION_TTL, key=key) is None:
+                new_id, session = access.start_session(state, user=USER_OF[role], via="password")
                 live[role] = (new_id, session.csrf)
         return live
 

@@ -13,6 +13,7 @@ import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
 
+from workers import markup
 from workers.errors import PermanentError, TimedOut, TransientError
 
 TIMEOUT = 15
@@ -69,7 +70,7 @@ class Tickets:
         fields = {
             "project": {"key": project},
             "issuetype": {"name": issue_type},
-            "summary": summary[:250],
+            "summary": markup.plain(summary)[:250],  # one line: Jira refuses line breaks
             "description": description,
             "labels": labels,
         }

@@ -5,6 +5,9 @@ response) → TransientError: the incident job retries with backoff for hours. A
 (an invalid event) → PermanentError: recorded and shown, never retried. The client's own
 retries are bounded so that the job's backoff, not a blocked worker, does the waiting.
 No network call happens in the constructor.
+
+Links and images carry URLs that may come from outside (an alert's generatorURL, a CI
+pipeline URL): only http(s) links and https images are sent; others are left out.
 """
 
 import ssl
@@ -12,6 +15,7 @@ from datetime import datetime
 
 import pagerduty
 
+from workers import urls
 from workers.errors import PermanentError, TransientError
 
 SUMMARY_MAX = 1024
@@ -65,6 +69,8 @@ class Pager:
     ) -> str:
         """Open (or update) the incident for `dedup_key`."""
         payload = {"timestamp": timestamp.isoformat()}
+        links = [item for item in links or [] if urls.http_url(item.get("href"))]
+        images = [item for item in images or [] if urls.https_url(item.get("src"))]
         for name, value in (("component", component), ("group", group), ("class", class_)):
             if value:
                 payload[name] = value
