@@ -8,7 +8,7 @@ recorded, as the receiver does), 300 rollouts from the watcher and CI, 500 rollb
 their steps, verification samples, pre-flight, patches and captured evidence, the incidents
 filed for them, rollback-time RQ jobs (failed, queued, scheduled) and the audit log.
 
-Each page is then fetched over HTTP from the app under gunicorn (one sync worker), logged in
+Each page is then fetched over HTTP from the app under gunicorn (one worker), logged in
 with the API token like a browser, sequentially and round-robin so drift affects every page
 alike. The baseline, measured in the same rounds on the same server, is `/healthz`; each
 page's p95 is reported as a ratio to it as well as in milliseconds. The target (the issue):

@@ -26,6 +26,7 @@ from pathlib import Path
 from statistics import median
 
 from bench.results import record
+from bench.table import machine
 from receiver.localredis import LocalRedis
 from testbed.servers import Gunicorn
 
@@ -174,7 +175,7 @@ def run(rounds: int, seconds: int, connections: int, workers: int, distinct: boo
             "connections": connections,
             "gunicorn_workers": workers,
             "distinct_bodies": distinct,
-            "cpus": os.cpu_count(),
+            **machine(),
         },
     }
 

@@ -11,6 +11,7 @@ import timeit
 from pathlib import Path
 
 from bench.results import RESULTS
+from receiver import webworker
 
 ORDER = ("P1", "P2", "P2-deferred", "P3", "P4", "P5")
 
@@ -30,6 +31,10 @@ def machine() -> dict:
         "cpu_model": model,
         "python": platform.python_version(),
         "speed_us": speed_us(),
+        # The machine is shared: its load when measured, beside each number.
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        # The receiver's server model (BACKSTOP_WEB_WORKER_CLASS, ...; receiver/webworker.py).
+        "server": webworker.model(),
     }
 
 

@@ -10,6 +10,7 @@ import tempfile
 
 from gunicorn.glogging import Logger
 
+from receiver import webworker
 from workers.logs import JsonFormatter
 
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -20,16 +21,29 @@ os.makedirs(_metrics_dir, exist_ok=True)
 
 bind = os.environ.get("BACKSTOP_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8)))
-worker_class = "sync"
+# Threads whose event loop reads each request in full before a thread serves it, with header
+# and body deadlines (receiver/webworker.py): slow clients hold sockets, never the workers.
+# BACKSTOP_WEB_WORKER_CLASS=sync brings back the old model (measurement only: sync workers
+# need a buffering proxy in front).
+_model = webworker.model()
+worker_class = _model["worker_class"]
+threads = _model["threads"]
+worker_connections = _model["worker_connections"]
+# With threads, `timeout` only guards each worker's event loop, not a request: what requests
+# wait on, Redis, has its own socket timeout (BACKSTOP_REDIS_TIMEOUT), and a slow client is
+# bounded by the read deadlines (BACKSTOP_HEADER_TIMEOUT, BACKSTOP_BODY_TIMEOUT).
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
+# Gunicorn's runtime control socket (gunicornc: worker counts, reload, shutdown) is not used.
+control_socket_disable = True
 # Backstop logs one JSON line per webhook itself; gunicorn's access log would repeat it.
 accesslog = None
 errorlog = "-"
 # Bound header size and count: webhooks carry their data in the body.
 limit_request_line = 8190
 limit_request_fields = 100
+limit_request_field_size = 8190
 
 
 class JsonLogger(Logger):
