@@ -16,12 +16,14 @@ of its headers, is answered 408 and closed. A slow client holds a socket and a b
 
 import json
 import os
+import re
 import selectors
 import socket
 import time
 import uuid
 from functools import partial
 
+from gunicorn.http.body import CHUNK_EXT_RE
 from gunicorn.workers.gthread import ThreadWorker
 
 # Deadlines (seconds) and the buffer bounds; see the README's "Server model".
@@ -46,6 +48,15 @@ def model() -> dict:
     }
 
 
+# gunicorn's limit on a chunk-size line (gunicorn/http/body.py), and how much of a chunked
+# body past the app's limit gunicorn may read for the app to find it too long: the app reads
+# the limit and a byte more, gunicorn's Body asks its reader for 1 KiB at least; with margin.
+_MAX_CHUNK_LINE = 8190
+_PAST_LIMIT = 64 * 1024
+_MAX_CHUNKED_BYTES = 2 * MAX_BODY_BYTES + _PAST_LIMIT
+_HEX = re.compile(rb"[0-9a-fA-F]+")
+
+
 class Inbox:
     """One request's bytes as they arrive, and when they must be complete."""
 
@@ -55,7 +66,10 @@ class Inbox:
         self.head_end: int | None = None  # just past the blank line, once the headers are in
         self.body_end: int | None = None  # known once the body's framing is known
         self.chunk_at: int | None = None  # next chunk-size line of a chunked body
+        self.decoded = 0  # chunked: body bytes in the chunks passed so far
         self.expects_continue = False
+        # (status, code, message) when the request is refused here, never handed to a thread
+        self.refusal: tuple[int, str, str] | None = None
         self.add(data, now)
 
     def add(self, data: bytes, now: float) -> None:
@@ -63,56 +77,107 @@ class Inbox:
         self.data += data
         if self.head_end is None:
             end = self.data.find(b"\r\n\r\n")
-            if end < 0:
+            # A head over the limit is refused whether or not its end came in the same read
+            # (gunicorn's own limit is ~800 KiB: it would have served a 70 KiB head).
+            if (len(self.data) if end < 0 else end + 4) > MAX_HEADER_BYTES:
+                self.refuse(431, "request_header_fields_too_large", "headers too large")
+            if end < 0 or self.refusal is not None:
                 return
             self.head_end = end + 4
             self.deadline = now + BODY_TIMEOUT
             self._framing(bytes(self.data[: self.head_end]).lower())
 
-    def _framing(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")[1:]
-        fields = dict(line.partition(b":")[::2] for line in lines if b":" in line)
-        fields = {name.strip(): value.strip() for name, value in fields.items()}
-        self.expects_continue = fields.get(b"expect") == b"100-continue"
-        if b"transfer-encoding" in fields:
-            self.chunk_at = self.head_end
-        elif fields.get(b"content-length", b"0").isdigit():
-            self.body_end = self.head_end + int(fields.get(b"content-length", b"0"))
-        else:  # malformed: complete as it is, gunicorn's parser answers 400
-            self.body_end = self.head_end
+    def refuse(self, status: int, code: str, message: str) -> None:
+        if self.refusal is None:
+            self.refusal = (status, code, message)
 
-    def headers_too_large(self) -> bool:
-        return self.head_end is None and len(self.data) > MAX_HEADER_BYTES
+    def _framing(self, head: bytes) -> None:
+        """Where the body ends, by gunicorn's rules (http/message.py, set_body_reader).
+
+        Framing that is ambiguous or that gunicorn refuses is refused here (400), with no
+        thread and no body read: a buffer ending where gunicorn's parser does not either left
+        a thread reading the socket (Content-Length and Transfer-Encoding both set, the body
+        the worker waited for never came) or waited out BODY_TIMEOUT for a request that
+        gunicorn refuses at its headers (two Content-Lengths)."""
+        lines = head.lstrip(b"\r\n").split(b"\r\n")
+        version = lines[0].rpartition(b" ")[2]
+        fields = [
+            (n.strip(), v.strip()) for n, _, v in (line.partition(b":") for line in lines[1:])
+        ]
+        lengths = [value for name, value in fields if name == b"content-length"]
+        codings = [
+            coding.strip()
+            for name, value in fields
+            if name == b"transfer-encoding"
+            for coding in value.split(b",")
+        ]
+        self.expects_continue = version == b"http/1.1" and (b"expect", b"100-continue") in fields
+        if codings:
+            # Chunked alone (gunicorn passes "gzip, chunked" on undecoded), in HTTP/1.1,
+            # without a Content-Length (RFC 9112 6.1, 6.3).
+            if codings != [b"chunked"] or lengths or version != b"http/1.1":
+                self.refuse(400, "bad_request", "ambiguous or unsupported Transfer-Encoding")
+            self.chunk_at = self.head_end
+        elif len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
+            self.refuse(400, "bad_request", "invalid or repeated Content-Length")
+        else:
+            self.body_end = self.head_end + int(lengths[0] if lengths else 0)
 
     def complete(self) -> bool:
         """Headers and body are all here (or enough for the app to refuse the body)."""
-        if self.head_end is None:
+        if self.head_end is None or self.refusal is not None:
             return False
-        if len(self.data) - self.head_end > MAX_BODY_BYTES:
-            return True
-        if self.body_end is not None and self.body_end - self.head_end > MAX_BODY_BYTES:
-            return True  # announced too large: the app answers 413 without reading it
         if self.chunk_at is not None:
-            self._scan_chunks()
+            self._scan_chunks()  # sets body_end where the app has read enough to refuse it
+            if self.body_end is None and len(self.data) - self.head_end > _MAX_CHUNKED_BYTES:
+                # Bounds the buffer: this much more framing than body is no real client.
+                self.refuse(413, "payload_too_large", "request body too large")
+        elif self.body_end - self.head_end > MAX_BODY_BYTES:
+            return True  # Content-Length too large: the app answers 413 without reading it
         return self.body_end is not None and len(self.data) >= self.body_end
 
     def _scan_chunks(self) -> None:
-        """Walk the chunk-size lines that arrived; find the end after the last chunk."""
-        while self.body_end is None:
+        """Walk the chunks that arrived, checking them as gunicorn's ChunkedReader does;
+        find the end after the last chunk, or where the app has read past its limit.
+
+        Not "more bytes than the limit arrived": with small chunks, more of those are
+        framing than body, and a thread handed them waited on the client for the rest of
+        the body the app reads before it answers 413. Chunk sizes are checked as gunicorn
+        does: int(x, 16) also takes "-6", "0x0", "1_0" or " 5", which gunicorn refuses
+        inside the app (a 500), and "-6" sent this loop back to its own line forever."""
+        while self.body_end is None and self.refusal is None:
             line_end = self.data.find(b"\r\n", self.chunk_at)
             if line_end < 0:
+                if len(self.data) - self.chunk_at > _MAX_CHUNK_LINE:
+                    self.refuse(400, "bad_request", "invalid chunk size line")
                 return
-            try:
-                size = int(bytes(self.data[self.chunk_at : line_end]).split(b";")[0], 16)
-            except ValueError:  # malformed: gunicorn's parser answers 400
-                self.body_end = len(self.data)
+            size, semicolon, extension = bytes(self.data[self.chunk_at : line_end]).partition(b";")
+            if semicolon:
+                size = size.rstrip(b" \t")
+            if not _HEX.fullmatch(size) or (
+                semicolon and not CHUNK_EXT_RE.fullmatch(b";" + extension)
+            ):
+                self.refuse(400, "bad_request", "invalid chunk size line")
                 return
+            size, data_at = int(size, 16), line_end + 2
             if size == 0:  # the last chunk, then trailer fields up to a blank line
                 end = self.data.find(b"\r\n\r\n", line_end)
                 if end >= 0:
                     self.body_end = end + 4
+                elif len(self.data) - data_at > MAX_HEADER_BYTES:
+                    self.refuse(431, "request_header_fields_too_large", "trailers too large")
                 return
-            self.chunk_at = line_end + 2 + size + 2
+            needed = MAX_BODY_BYTES + _PAST_LIMIT - self.decoded
+            if size >= needed:  # the app refuses the body once it has read this far
+                self.body_end = data_at + needed
+                return
+            if len(self.data) < data_at + size + 2:
+                return  # this line is read again once the rest of the chunk is here
+            if self.data[data_at + size : data_at + size + 2] != b"\r\n":
+                self.refuse(400, "bad_request", "chunk not followed by CRLF")
+                return
+            self.decoded += size
+            self.chunk_at = data_at + size + 2
 
 
 class BufferingWorker(ThreadWorker):
@@ -133,7 +198,7 @@ class BufferingWorker(ThreadWorker):
             early = conn.parser.unreader.take_buffered() if conn.parser else b""
             inbox = conn.inbox = Inbox(early, now)
         conn.sock.setblocking(False)
-        while not inbox.complete():
+        while not inbox.complete() and inbox.refusal is None:
             try:
                 data = conn.sock.recv(_READ_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -144,9 +209,9 @@ class BufferingWorker(ThreadWorker):
                 self._drop(conn)
                 return False
             inbox.add(data, now)
-            if inbox.headers_too_large():
-                self._drop(conn, 431, "request_header_fields_too_large", "headers too large")
-                return False
+        if inbox.refusal is not None:  # headers too large, framing gunicorn would not read
+            self._drop(conn, *inbox.refusal)
+            return False
         if inbox.complete():
             self._hand_over(conn, inbox)
             return True
@@ -222,7 +287,12 @@ def _send(conn, data: bytes) -> None:
         pass
 
 
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+}
 
 
 def _error(status: int, code: str, message: str) -> bytes:
