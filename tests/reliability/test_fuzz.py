@@ -723,6 +723,26 @@ def test_alert_webhooks(fuzz_client, redis_client, store, recent_deployment, run
         query=query_strings,
         chunked=st.booleans(),
     )
+    # A kill switch on the workload deployed 5 minutes ago, fired a minute ago: an accepted
+    # alert that leads to a job whatever else is drawn. (Draws alone are not enough: the
+    # profile is derandomized, but hypothesis also draws constants from every loaded module,
+    # so the full suite generates other cases than this file alone.)
+    @example(
+        path="/webhooks/alertmanager",
+        body=json.dumps(
+            samples.alertmanager(
+                samples.am_alert(
+                    starts_at=(datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+                    backstop_rollback="true",
+                )
+            )
+        ).encode(),
+        authorization=f"Bearer {WEBHOOK_TOKEN}",
+        content_type="application/json",
+        sign=lambda body: (None, None),
+        query="",
+        chunked=False,
+    )
     # Found by this test: a kill switch starting in year 1 overflowed the lookback window
     # (a 500, with the episode already stored); now a 400 that stores nothing.
     @example(
