@@ -130,3 +130,20 @@ def receiver_server(redis_url, receiver_env, tmp_path):
         "receiver.app:create_app()", env, workers=3, log=tmp_path / "gunicorn.log"
     ) as server:
         yield server
+
+
+@pytest.fixture
+def users_file(tmp_path):
+    """A dashboard users file: alice (operator) and victor (viewer), with the passwords of
+    tests/secrets.py DASHBOARD_PASSWORDS."""
+    from werkzeug.security import generate_password_hash
+
+    from tests.secrets import DASHBOARD_PASSWORDS
+
+    path = tmp_path / "users.yaml"
+    lines = ["users:"]
+    for name, role in (("alice", "operator"), ("victor", "viewer")):
+        hashed = generate_password_hash(DASHBOARD_PASSWORDS[name])
+        lines += [f"  - name: {name}", f"    role: {role}", f"    password_hash: '{hashed}'"]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 import redis
-from werkzeug.security import generate_password_hash
 
 from config.policy import Policy
 from receiver.app import StartupError, create_app
@@ -31,19 +30,6 @@ from workers.store import Store, keys
 PASSWORDS = DASHBOARD_PASSWORDS
 PAGES = ["/", "/alerts", "/rollbacks", "/deployments", "/jobs", "/approvals", "/audit"]
 CHECKOUT = Workload("default", "shop", "Deployment", "checkout")
-
-
-@pytest.fixture
-def users_file(tmp_path):
-    path = tmp_path / "users.yaml"
-    path.write_text(
-        "users:\n"
-        f"  - name: alice\n    role: operator\n"
-        f"    password_hash: '{generate_password_hash(PASSWORDS['alice'])}'\n"
-        f"  - name: victor\n    role: viewer\n"
-        f"    password_hash: '{generate_password_hash(PASSWORDS['victor'])}'\n"
-    )
-    return path
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ own limit, for a bounded window)."""
 import re
 
 import pytest
-from werkzeug.security import generate_password_hash
 
 from config.policy import Policy
 from receiver.app import create_app
@@ -15,19 +14,6 @@ from workers.store import keys
 
 PASSWORDS = DASHBOARD_PASSWORDS
 PER_NAME, PER_ADDRESS = 4, 7  # small limits, so that each test needs few attempts
-
-
-@pytest.fixture
-def users_file(tmp_path):
-    path = tmp_path / "users.yaml"
-    path.write_text(
-        "users:\n"
-        f"  - name: alice\n    role: operator\n"
-        f"    password_hash: '{generate_password_hash(PASSWORDS['alice'])}'\n"
-        f"  - name: victor\n    role: viewer\n"
-        f"    password_hash: '{generate_password_hash(PASSWORDS['victor'])}'\n"
-    )
-    return path
 
 
 @pytest.fixture
