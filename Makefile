@@ -33,6 +33,7 @@ gameday: $(DEV_STAMP) system-deps
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mkdocs build --strict --quiet --site-dir var/site
 
 # Every design target (P1-P5, DESIGN.md §7), then one table of bench/results.json.
 # P1's load generator is wrk (Debian's package).
