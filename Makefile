@@ -8,8 +8,8 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-# Debian packages the tests start for real (see DESIGN.md §6); chromium (with a font) runs
-# the dashboard's browser tests.
+# Debian packages the tests start for real (see docs/commands.md, "Quick start"); chromium
+# (with a font) runs the dashboard's browser tests.
 TEST_DEBS := redis-server redis-sentinel prometheus-alertmanager prometheus chromium fonts-dejavu-core $(if $(shell command -v kubectl),,kubernetes-client)
 
 .PHONY: run test fuzz gameday lint bench bench-ingest bench-storm bench-latency bench-dashboard bench-gameday screenshots system-deps clean kube-build kube-up kube-down
@@ -26,15 +26,16 @@ test: $(DEV_STAMP) system-deps
 fuzz: $(DEV_STAMP) system-deps
 	BACKSTOP_FUZZ_PROFILE=full $(BIN)/python -m pytest -q tests/reliability/test_fuzz.py $(PYTEST_ARGS)
 
-# Game days: the real alerting pipeline, every scenario (README, "Game days").
+# Game days: the real alerting pipeline, every scenario (docs/gamedays.md).
 gameday: $(DEV_STAMP) system-deps
 	$(BIN)/backstop gameday --report var/gameday-report.json
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mkdocs build --strict --quiet --site-dir var/site
 
-# Every design target (P1-P5, DESIGN.md §7), then one table of bench/results.json.
+# Every design target (P1-P5, docs/benchmarks.md), then one table of bench/results.json.
 # P1's load generator is wrk (Debian's package).
 bench: $(DEV_STAMP) system-deps
 	@$(MAKE) --no-print-directory system-deps TEST_DEBS=wrk
@@ -58,7 +59,7 @@ bench-dashboard: $(DEV_STAMP)
 bench-gameday: $(DEV_STAMP) system-deps
 	$(BIN)/python -m bench.gameday
 
-# The browser tests, also writing the dashboard screenshots the README shows (docs/screenshots).
+# The browser tests, also writing the dashboard screenshots the docs show (docs/screenshots).
 screenshots: $(DEV_STAMP) system-deps
 	BACKSTOP_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/browser
 
@@ -75,8 +76,9 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# The real Kubernetes test control plane (DESIGN.md §6): built once from Debian's source
-# package, cached under ~/.cache/backstop/kube; `kube-up` writes var/kube/kubeconfig.
+# The real Kubernetes test control plane (docs/commands.md, "Quick start"): built once from
+# Debian's source package, cached under ~/.cache/backstop/kube; `kube-up` writes
+# var/kube/kubeconfig.
 kube-build: $(DEV_STAMP)
 	$(BIN)/python -m testbed.kube build
 

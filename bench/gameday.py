@@ -1,4 +1,4 @@
-"""P4: Backstop's own overhead in game days, against DESIGN.md §7's 5 seconds.
+"""P4: Backstop's own overhead in game days, against the 5 seconds of P4 in docs/benchmarks.md.
 
 Run with `make bench-gameday`. Brings up the game day's real stack (gameday/stack.py), plays
 every rollback scenario, and reads each one's timeline from Backstop's records:

@@ -3,7 +3,7 @@
 Run with `make bench-ingest`. Both apps run under gunicorn with Backstop's gunicorn config
 and the same worker count; the load comes from `wrk` in a separate process over loopback,
 bounded in time. Rounds alternate between the two apps so drift affects both alike.
-The target (DESIGN.md §7 P1) is a throughput ratio of at least 0.70.
+The target (P1 in docs/benchmarks.md) is a throughput ratio of at least 0.70.
 
 The load repeats bodies byte for byte, as Alertmanager's re-notifications and HA peers do
 (bench/ingest.lua); `--distinct-bodies` makes every body unique (P1-distinct), so the

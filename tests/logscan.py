@@ -1,4 +1,4 @@
-"""A pytest plugin: after the whole run, no log holds a secret the tests used (DESIGN.md R6).
+"""A pytest plugin: after the run, no log holds a secret the tests used (docs/reliability.md R6).
 
 What is scanned:
 - pytest's captured output of every test (stdout, stderr, log records): Backstop logs JSON

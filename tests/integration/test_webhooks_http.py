@@ -1,4 +1,4 @@
-"""The webhook and API answers of DESIGN.md §4, against a real Redis."""
+"""The webhook and API answers of docs/api.md, against a real Redis."""
 
 import json
 import logging

@@ -1,4 +1,4 @@
-"""Shared setup of the reliability tests (DESIGN.md §7, R1-R6)."""
+"""Shared setup of the reliability tests (docs/reliability.md, R1-R6)."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""R5: malformed, hostile and oversized input to every endpoint (DESIGN.md §7).
+"""R5: malformed, hostile and oversized input to every endpoint (R5 in docs/reliability.md).
 
 Generated requests (hypothesis) go through the Flask test client to the real app on a
 real Redis. For every one:

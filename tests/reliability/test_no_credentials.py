@@ -1,4 +1,4 @@
-"""R6: no state-changing endpoint is reachable without credentials (DESIGN.md §7).
+"""R6: no state-changing endpoint is reachable without credentials (R6 in docs/reliability.md).
 
 Every route of the app (`app.url_map`) and every method but HEAD and OPTIONS is called with
 no credentials and with wrong ones: a wrong bearer token, wrong basic auth, the other
