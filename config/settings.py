@@ -1,6 +1,6 @@
 """Typed settings read once from the environment at start.
 
-Every variable is documented in the README's configuration reference. Secrets are
+Every variable is documented in the configuration reference (docs/configuration.md). Secrets are
 `SecretStr`, so they never appear in reprs, logs or error messages.
 """
 
@@ -8,6 +8,7 @@ import hashlib
 import hmac
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,10 @@ class Settings(BaseSettings):
         0.5, gt=0, le=2.0, validation_alias=_env("BACKSTOP_REDIS_REPLICA_TIMEOUT")
     )
     log_level: str = Field("INFO", validation_alias=_env("BACKSTOP_LOG_LEVEL"))
+    # JSON lines for log collectors; `backstop run` picks text when it runs on a terminal.
+    log_format: Literal["json", "text"] = Field(
+        "json", validation_alias=_env("BACKSTOP_LOG_FORMAT")
+    )
     prometheus_url: str | None = Field(None, validation_alias=_env("PROMETHEUS_URL"))
     public_url: str | None = Field(None, validation_alias=_env("BACKSTOP_PUBLIC_URL"))
     snapshot_secret: SecretStr | None = Field(

@@ -31,7 +31,7 @@ class StartupError(RuntimeError):
 def create_app(settings: Settings | None = None, *, policy: Policy | None = None) -> Flask:
     """Build the receiver app; refuse to start without credentials unless insecure."""
     settings = settings or Settings()
-    logs.configure_logging(settings.log_level)
+    logs.configure_logging(settings.log_level, settings.log_format)
     missing = settings.missing_credentials()
     if missing and not settings.insecure:
         raise StartupError(

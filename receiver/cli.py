@@ -46,7 +46,7 @@ def worker(burst: bool) -> int:
     if not settings.redis_url:
         print("REDIS_URL is not set", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         connection = connect(settings.redis_url, timeout=None)
         VersionCheck(connection).check()  # Redis down: unchecked; RQ needs it to start
@@ -72,7 +72,7 @@ def watch() -> int:
     from workers.watcher import watch_clusters
 
     context = process_context()
-    configure_logging(context.settings.log_level)
+    configure_logging(context.settings.log_level, context.settings.log_format)
     log = logging.getLogger("backstop.watcher")
     try:
         VersionCheck(context.connection).check()
@@ -159,6 +159,10 @@ def local_environment(var: Path, insecure: bool) -> dict[str, str]:
     metrics_dir = var / "prometheus"
     metrics_dir.mkdir(parents=True, exist_ok=True)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Its processes write into honcho's pipes, never a terminal: whether a person reads
+    # the lines is known here. JSON unless asked otherwise, or when on a terminal.
+    if "BACKSTOP_LOG_FORMAT" not in env:
+        env["BACKSTOP_LOG_FORMAT"] = "text" if sys.stdout.isatty() else "json"
     # Procfile commands run from this virtualenv even when it is not activated.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env

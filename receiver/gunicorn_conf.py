@@ -11,7 +11,7 @@ import tempfile
 from gunicorn.glogging import Logger
 
 from receiver import webworker
-from workers.logs import JsonFormatter
+from workers.logs import FORMATTERS
 
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if not _metrics_dir:
@@ -46,8 +46,12 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 
 
+# Gunicorn reads this file before the app exists: the one format setting, read here too.
+_log_format = FORMATTERS[os.environ.get("BACKSTOP_LOG_FORMAT", "json")]
+
+
 class JsonLogger(Logger):
-    """Gunicorn's own lines (start, workers booted and lost) as JSON, like Backstop's.
+    """Gunicorn's own lines (start, workers booted and lost) in Backstop's format.
 
     Not logconfig_dict: setting that turns gunicorn's access log on, one more line per
     request that would repeat Backstop's own webhook line.
@@ -56,7 +60,7 @@ class JsonLogger(Logger):
     def setup(self, cfg):
         super().setup(cfg)
         for handler in self.error_log.handlers:
-            handler.setFormatter(JsonFormatter())
+            handler.setFormatter(_log_format())
 
 
 logger_class = JsonLogger

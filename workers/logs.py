@@ -1,4 +1,6 @@
-"""Structured JSON logs for every Backstop process, with the ids that tie them together.
+"""Structured logs for every Backstop process, with the ids that tie them together: JSON
+lines (the default, for log collectors) or, for a person at a terminal (`make run` on
+one), readable text lines with the same content (BACKSTOP_LOG_FORMAT=text).
 
 A webhook's request id travels with everything it causes. The receiver binds it while it
 handles the request; the decision it records keeps it; the jobs it enqueues carry the bound
@@ -68,17 +70,49 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: str) -> None:
-    """Send Backstop's and RQ's logs to stderr as JSON lines; idempotent.
+class TextFormatter(JsonFormatter):
+    """The same content as JsonFormatter, as one line a person reads:
+    `12:00:01 info  backstop.decisions  decision skipped: paused  decision_id=... by=backstop`.
+    Control characters are escaped, so a value from outside cannot forge a second line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = json.loads(super().format(record))
+        clock = entry.pop("time")[11:19]
+        level, name, message = entry.pop("level"), entry.pop("logger"), entry.pop("message")
+        exception = entry.pop("exception", None)
+        pairs = " ".join(f"{key}={_plain(value)}" for key, value in entry.items())
+        line = f"{clock} {level:<7} {name}  {_plain(message, quote=False)}"
+        line = f"{line}  {pairs}" if pairs else line
+        if exception:
+            # A traceback reads best as it is; it is Backstop's own text, not a client's.
+            line = f"{line}\n{exception}"
+        return line
+
+
+def _plain(value, *, quote: bool = True) -> str:
+    """A value on one line: control characters escaped, quoted when it holds spaces."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    escaped = json.dumps(text, ensure_ascii=False)[1:-1]  # escapes \n, \r, \t, \x00...
+    if quote and (" " in escaped or not escaped):
+        return f'"{escaped}"'
+    return escaped
+
+
+FORMATTERS = {"json": JsonFormatter, "text": TextFormatter}
+
+
+def configure_logging(level: str, log_format: str = "json") -> None:
+    """Send Backstop's and RQ's logs to stderr as JSON lines, or text lines
+    (`log_format="text"`); idempotent.
 
     RQ adds its own plain-text handlers only to loggers that have none in effect, so a
-    handler on `rq` set up first keeps the worker's own lines JSON too.
+    handler on `rq` set up first keeps the worker's own lines in Backstop's format too.
     """
     for name in LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(level)
         if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(JsonFormatter())
+            handler.setFormatter(FORMATTERS[log_format]())
             logger.addHandler(handler)
         logger.propagate = False
