@@ -10,15 +10,16 @@ when, and why.
 from flask import Blueprint, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from core import registries
+from core.decisions import DecisionError
+from core.models import KINDS, Workload
+from core.records import DECISION_REASONS, TERMINAL, AuditEntry, utcnow
 from receiver import access
 from receiver.bodies import parse_body
 from receiver.errors import ApiError
 from receiver.payloads import VisibleName
 from receiver.state import app_state
-from workers import queues, registries
-from workers.decisions import DecisionError
-from workers.models import KINDS, Workload
-from workers.records import DECISION_REASONS, TERMINAL, AuditEntry, utcnow
+from workers import queues
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

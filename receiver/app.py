@@ -10,15 +10,15 @@ from redis.exceptions import RedisError
 from config.policy import Policy, load_policy
 from config.settings import Settings
 from config.users import UsersError, load_users
+from core import logs
+from core.connection import RedisUrlError, RedisVersionError, VersionCheck, connect
+from core.decisions import Engine
+from core.records import utcnow
+from core.store import Store
 from receiver import api, dashboard, gates, health, login, snapshots, webhooks
 from receiver.bodies import CappedRequest
 from receiver.errors import register_error_handlers
 from receiver.state import EXTENSION, AppState
-from workers import logs
-from workers.connection import RedisUrlError, RedisVersionError, VersionCheck, connect
-from workers.decisions import Engine
-from workers.records import utcnow
-from workers.store import Store
 
 log = logging.getLogger("backstop.receiver")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from receiver.localredis import free_port, redis_server_binary
+from cli.localredis import free_port, redis_server_binary
 from testbed.doubles.tls import Certificates
 from testbed.processes import launch, poll, terminate, wait_ready
 

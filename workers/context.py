@@ -16,14 +16,14 @@ import redis
 
 from config.policy import Policy, PolicyError, load_policy
 from config.settings import Settings
-from workers.clusters import Clusters
-from workers.connection import connect
-from workers.decisions import Engine
-from workers.errors import PermanentError
-from workers.integrations.prometheus import Prometheus
-from workers.records import utcnow
+from core.clusters import Clusters
+from core.connection import connect
+from core.decisions import Engine
+from core.errors import PermanentError
+from core.integrations.prometheus import Prometheus
+from core.records import utcnow
+from core.store import Store
 from workers.rollback import Executor
-from workers.store import Store
 
 
 @dataclass(frozen=True)

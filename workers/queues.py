@@ -18,10 +18,10 @@ from rq import Queue, Retry, Worker
 from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
-from workers import logs
+from core import logs
+from core.models import Workload
 from workers.allowlist import BackstopJob, reject
 from workers.horses import SPARE_MAX_AGE, Spare, Waiting
-from workers.models import Workload
 
 log = logging.getLogger("backstop.worker")
 
@@ -61,7 +61,7 @@ def incident_job_id(rollback_id: str, attempt: int = 1) -> str:
 
 
 def page_job_id(decision_id: str, group: str | None = None) -> str:
-    """One page per page group (workers/paging.py); without one, per decision."""
+    """One page per page group (core/paging.py); without one, per decision."""
     return f"page-{group or decision_id}"
 
 
@@ -277,8 +277,8 @@ class PreparedWorker(Worker):
 
     def _renew_spare(self) -> None:
         """Fork a spare, replacing one that is older than half a slice or gone."""
+        from core.integrations.kubernetes import CONFIGURATION_MAX_AGE
         from workers.context import refresh_prepared
-        from workers.integrations.kubernetes import CONFIGURATION_MAX_AGE
 
         spare = self._spare
         if spare is not None:
@@ -326,7 +326,7 @@ KUBE_API_CLASSES = ("AppsV1Api", "CoreV1Api", "CustomObjectsApi", "BatchV1Api")
 def _upgrade_store(connection: redis.Redis) -> None:
     """Bring a store written by an earlier Backstop up to date (indexes it lacks) before
     serving jobs. With Redis down, the first job that needs an index builds it."""
-    from workers.store.decisions import DecisionStore
+    from core.store.decisions import DecisionStore
 
     try:
         indexed = DecisionStore(connection).ensure_workload_index()
@@ -347,8 +347,8 @@ def preload_job_code(connection: redis.Redis) -> None:
     from kubernetes import client
 
     import workers.jobs  # noqa: F401  (imported for its side effect: the modules it loads)
+    from core.integrations.kubernetes import warm_validators
     from workers.context import prepare_worker
-    from workers.integrations.kubernetes import warm_validators
 
     for name in KUBE_API_CLASSES:
         getattr(client, name)

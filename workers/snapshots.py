@@ -19,8 +19,8 @@ import textwrap
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from workers.errors import IntegrationError
-from workers.integrations.prometheus import Series, step_for
+from core.errors import IntegrationError
+from core.integrations.prometheus import Series, step_for
 
 MAX_BYTES = 2 * 1024 * 1024  # per snapshot: PNG + CSV + name + expr (the store refuses more)
 LEGEND_CHARS = 30  # fits the legend column at its font size

@@ -1,6 +1,6 @@
 """After the revert: wait for the rollout, then verify that the prior version is healthy.
 
-Rollout completion uses the kind's own rules (workers/revisions.is_complete). KPI
+Rollout completion uses the kind's own rules (core/revisions.is_complete). KPI
 verification waits `settle`, then evaluates each of the service's verify queries every
 `interval` for `window` against Prometheus: healthy only if every series of every query
 holds at every evaluation.
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from config.policy import VerifyPolicy, VerifyQuery
-from workers.errors import TransientError
-from workers.integrations.kubernetes import Kube
-from workers.integrations.prometheus import Prometheus
-from workers.models import Workload
-from workers.revisions import is_complete
+from core.errors import TransientError
+from core.integrations.kubernetes import Kube
+from core.integrations.prometheus import Prometheus
+from core.models import Workload
+from core.revisions import is_complete
 
 COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 POLL_SECONDS = 1.0

@@ -12,12 +12,9 @@ import redis
 from werkzeug.security import generate_password_hash
 
 from config.policy import Policy
-from receiver.app import StartupError, create_app
-from tests.conftest import API_TOKEN
-from tests.secrets import DASHBOARD_PASSWORDS
-from workers import queues, registries
-from workers.models import AlertEvent, Workload
-from workers.records import (
+from core import registries
+from core.models import AlertEvent, Workload
+from core.records import (
     AuditEntry,
     Decision,
     Incident,
@@ -26,7 +23,11 @@ from workers.records import (
     WorkloadRecord,
     utcnow,
 )
-from workers.store import Store, keys
+from core.store import Store, keys
+from receiver.app import StartupError, create_app
+from tests.conftest import API_TOKEN
+from tests.secrets import DASHBOARD_PASSWORDS
+from workers import queues
 
 PASSWORDS = DASHBOARD_PASSWORDS
 PAGES = ["/", "/alerts", "/rollbacks", "/deployments", "/jobs", "/approvals", "/audit"]

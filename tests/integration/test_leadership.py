@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from core.records import utcnow
 from tests.conftest import wait_for
 from workers.leadership import Lease, lead
-from workers.records import utcnow
 
 pytestmark = pytest.mark.integration
 

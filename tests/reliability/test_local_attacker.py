@@ -17,8 +17,8 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from receiver import cli
-from receiver.localredis import LocalRedis
+from cli import main as cli
+from cli.localredis import LocalRedis
 from testbed.processes import launch, terminate
 from tests.conftest import wait_for
 from tests.reliability.local_attacker_payload import Unpickled
@@ -107,7 +107,7 @@ def start_worker(redis_url, tmp_path):
     started = []
 
     def start():
-        process = launch([sys.executable, "-m", "receiver.cli", "worker"], log, env=env, cwd=ROOT)
+        process = launch([sys.executable, "-m", "cli.main", "worker"], log, env=env, cwd=ROOT)
         started.append(process)
         return process, log
 
