@@ -10,7 +10,6 @@ read in /proc. The server runs with umask 077: its directory and files are the o
 """
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,14 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from cli.secrets_file import ensure_secret
-
-
-def redis_server_binary() -> str:
-    """Path of Debian's redis-server."""
-    found = shutil.which("redis-server")
-    if not found:
-        raise FileNotFoundError("no redis-server: apt-get install redis-server (make run does)")
-    return found
+from core.connection import redis_server_binary
 
 
 def free_port() -> int:

@@ -21,6 +21,7 @@ since it may carry passwords.
 """
 
 import logging
+import shutil
 import threading
 import time
 import weakref
@@ -339,3 +340,11 @@ def _check_options(client: redis.Redis) -> None:
         raise RedisUrlError(f"unknown option {option}") from None
     except (ValueError, redis.exceptions.RedisError) as exc:
         raise RedisUrlError(str(exc)) from None
+
+
+def redis_server_binary() -> str:
+    """Path of Debian's redis-server."""
+    found = shutil.which("redis-server")
+    if not found:
+        raise FileNotFoundError("no redis-server: apt-get install redis-server (make run does)")
+    return found

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from cli.localredis import free_port
 from core.errors import TransientError
 from core.integrations.prometheus import Prometheus
+from testbed.kube.procs import free_port
 from testbed.processes import launch, terminate, wait_ready
 
 
