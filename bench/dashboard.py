@@ -38,6 +38,7 @@ from bench.results import record
 from cli.localredis import LocalRedis
 from config.durations import format_duration
 from config.policy import Policy, load_policy
+from core import queues
 from core.decisions import DETAILS, TIMING_FIELDS
 from core.models import AlertEvent, Workload, label_fingerprint
 from core.records import (
@@ -54,7 +55,6 @@ from core.records import (
 )
 from core.store import NEW_FIRING, Store, keys
 from testbed.servers import Gunicorn
-from workers import queues
 from workers.incidents import incident_key
 
 HERE = Path(__file__).resolve().parent

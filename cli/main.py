@@ -40,7 +40,7 @@ def worker(burst: bool) -> int:
     """Run an RQ worker (with scheduler) on Backstop's queues."""
     from core.connection import RedisUrlError, RedisVersionError, VersionCheck, connect
     from core.logs import configure_logging
-    from workers.queues import run_worker
+    from workers.worker import run_worker
 
     settings = Settings()
     if not settings.redis_url:

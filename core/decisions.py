@@ -33,11 +33,10 @@ import redis
 
 from config.durations import format_duration
 from config.policy import Policy, ServicePolicy, matches
-from core import logs, paging, testpoints
+from core import logs, paging, queues, testpoints
 from core.correlation import correlate, workload_for
 from core.records import AuditEntry, Decision, DecisionStep, WorkloadRecord
 from core.store import Store
-from workers import queues
 
 DETAILS = {
     "not_kill_switch": "the alert is not a kill switch for any service",

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 import redis
 
 from config.policy import Policy
+from core import queues
 from core.records import Decision
 from core.store import Store
-from workers import queues
 
 # A group's count stays readable this long after its window: a page retried for hours
 # (PagerDuty down) still says how many decisions it covers.

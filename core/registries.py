@@ -15,7 +15,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus, validate_job_id
 from rq.serializers import JSONSerializer
 
-from workers.queues import QUEUE_NAMES, queue, queues
+from core.queues import QUEUE_NAMES, queue, queues
 
 REGISTRIES = ("queued", "started", "scheduled", "deferred", "finished", "failed", "canceled")
 CANCELLABLE = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)

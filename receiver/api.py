@@ -10,7 +10,7 @@ when, and why.
 from flask import Blueprint, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from core import registries
+from core import queues, registries
 from core.decisions import DecisionError
 from core.models import KINDS, Workload
 from core.records import DECISION_REASONS, TERMINAL, AuditEntry, utcnow
@@ -19,7 +19,6 @@ from receiver.bodies import parse_body
 from receiver.errors import ApiError
 from receiver.payloads import VisibleName
 from receiver.state import app_state
-from workers import queues
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

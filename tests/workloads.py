@@ -7,6 +7,7 @@ import pytest
 from kubernetes import client
 
 from config.policy import Policy
+from core import queues
 from core.decisions import Engine
 from core.integrations.kubernetes import Kube
 from core.integrations.prometheus import Prometheus
@@ -14,7 +15,6 @@ from core.models import AlertEvent, Workload
 from core.records import utcnow
 from core.store import Store
 from tests.conftest import wait_for
-from workers import queues
 from workers.rollback import Executor
 from workers.watcher import Watcher
 

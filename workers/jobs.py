@@ -1,6 +1,6 @@
 """RQ job entry points. Thin: each loads the process context and calls the engine.
 
-The contracts (job ids, arguments) are defined in workers/queues.py.
+The contracts (job ids, arguments) are defined in core/queues.py.
 """
 
 import functools

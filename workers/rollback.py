@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import redis
 
 from config.policy import DecisionDefaults, Policy
-from core import testpoints
+from core import queues, testpoints
 from core.errors import TransientError
 from core.integrations.kubernetes import Conflict, Kube
 from core.integrations.prometheus import Prometheus
@@ -25,7 +25,6 @@ from core.models import Workload
 from core.records import AuditEntry, Decision, Rollback, RollbackStep, Rollout, WorkloadRecord
 from core.revisions import images
 from core.store import Store
-from workers import queues
 from workers.evidence import capture, events_read_ahead
 from workers.preflight import PreflightContext, Revisions, read_revisions, run_preflight
 from workers.revert import (

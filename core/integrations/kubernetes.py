@@ -113,7 +113,7 @@ def configuration(
     reaches). So it is parsed once per process, which an RQ worker does before it forks,
     and reused while the file's content is unchanged and for at most CONFIGURATION_MAX_AGE:
     a changed kubeconfig applies to the next job (a spare work horse's worker asks for less
-    than that: see workers.queues). A configuration holds no connection, so a work horse
+    than that: see core.queues). A configuration holds no connection, so a work horse
     may inherit it; PermanentError as for `api_client`.
     """
     key, source, now = (kubeconfig, context), _source(kubeconfig), time.monotonic()

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from config.policy import Policy
+from core import queues
 from core.models import Workload
 from core.records import Rollback, WorkloadRecord, utcnow
 from core.store import Store
@@ -33,7 +34,6 @@ from tests.browser.conftest import (
 )
 from tests.conftest import API_TOKEN
 from tests.workloads import FAST, bad_release
-from workers import queues
 
 pytestmark = pytest.mark.integration
 

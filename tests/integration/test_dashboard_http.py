@@ -12,7 +12,7 @@ import redis
 from werkzeug.security import generate_password_hash
 
 from config.policy import Policy
-from core import registries
+from core import queues, registries
 from core.models import AlertEvent, Workload
 from core.records import (
     AuditEntry,
@@ -27,7 +27,6 @@ from core.store import Store, keys
 from receiver.app import StartupError, create_app
 from tests.conftest import API_TOKEN
 from tests.secrets import DASHBOARD_PASSWORDS
-from workers import queues
 
 PASSWORDS = DASHBOARD_PASSWORDS
 PAGES = ["/", "/alerts", "/rollbacks", "/deployments", "/jobs", "/approvals", "/audit"]

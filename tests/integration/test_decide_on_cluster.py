@@ -10,6 +10,7 @@ import requests
 from kubernetes import client
 
 from config.policy import Policy
+from core import queues
 from core.integrations.kubernetes import Kube
 from core.models import Workload
 from core.records import utcnow
@@ -19,7 +20,6 @@ from testbed.servers import Gunicorn
 from tests import samples
 from tests.conftest import WEBHOOK_TOKEN, wait_for
 from tests.workloads import deployment, set_image
-from workers import queues
 from workers.watcher import Watcher
 
 pytestmark = pytest.mark.integration

@@ -15,6 +15,7 @@ from typing import get_args
 import pytest
 
 from config.policy import Policy
+from core import queues
 from core.correlation import Status, correlate
 from core.decisions import Engine
 from core.models import Workload
@@ -22,7 +23,6 @@ from core.records import DECISION_REASONS, Rollout, WorkloadRecord
 from receiver.app import create_app
 from receiver.state import EXTENSION
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
-from workers import queues
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 AM = "/webhooks/alertmanager"

@@ -20,6 +20,7 @@ import yaml
 from kubernetes import client, config
 
 from config.policy import Policy
+from core import queues
 from core.clusters import Clusters
 from core.models import Workload
 from core.records import utcnow
@@ -32,7 +33,6 @@ from testbed.processes import run_burst_worker, terminate
 from tests import samples
 from tests.conftest import wait_for
 from tests.workloads import FAST, deployment, set_image
-from workers import queues
 from workers.watcher import watch_clusters
 
 pytestmark = pytest.mark.integration

@@ -16,6 +16,7 @@ import pytest
 
 from config.policy import Policy
 from config.settings import Settings
+from core import queues
 from core.connection import connect
 from core.replication import NotReplicated, replicated
 from core.store import Store
@@ -26,7 +27,6 @@ from testbed.processes import run_burst_worker
 from testbed.sentinel import SentinelGroup
 from tests import samples
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, wait_for
-from workers import queues
 
 HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
 DEFERRING = Policy.model_validate({"defaults": {"min_firing": "1h"}})

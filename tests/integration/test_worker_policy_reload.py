@@ -12,11 +12,11 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from core.models import Workload
+from core.queues import enqueue_rollback
 from core.records import Rollback
 from core.store.rollbacks import RollbackStore
 from testbed.processes import launch, terminate
 from tests.conftest import wait_for
-from workers.queues import enqueue_rollback
 
 pytestmark = pytest.mark.integration
 

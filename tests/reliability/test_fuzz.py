@@ -35,7 +35,7 @@ from rq.serializers import JSONSerializer
 from werkzeug.security import generate_password_hash
 
 from config.policy import Policy
-from core import urls
+from core import queues, urls
 from core.intake import flush_all
 from core.store import keys
 from receiver import access, metrics
@@ -43,7 +43,6 @@ from receiver.app import create_app
 from receiver.auth import grafana_signature
 from tests import samples
 from tests.secrets import API_TOKEN, DASHBOARD_PASSWORDS, GRAFANA_HMAC_SECRET, WEBHOOK_TOKEN
-from workers import queues
 from workers.context import process_context
 
 # Sessions made by the tests live as long as the app's, so that using one does not refresh it.

@@ -21,6 +21,7 @@ import pytest
 from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 
+from core import queues
 from core.errors import TransientError
 from core.integrations.kubernetes import Kube, api_client
 from core.revisions import TEMPLATE_HASH
@@ -28,7 +29,6 @@ from testbed.faultproxy import FaultProxy
 from testbed.processes import run_burst_worker
 from tests.conftest import wait_for
 from tests.workloads import FAST, bad_release
-from workers import queues
 
 pytestmark = pytest.mark.integration
 

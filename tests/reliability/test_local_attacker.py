@@ -19,10 +19,10 @@ from rq.serializers import JSONSerializer
 
 from cli import main as cli
 from cli.localredis import LocalRedis
+from core import queues
 from testbed.processes import launch, terminate
 from tests.conftest import wait_for
 from tests.reliability.local_attacker_payload import Unpickled
-from workers import queues
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +137,7 @@ def hostile_jobs(connection: redis.Redis, marks: Path) -> dict[str, str]:
         "stopped callback": rollbacks.enqueue_call(
             recheck, kwargs={"episode_id": "e2"}, on_stopped=Callback(f"{PAYLOAD}.touch")
         ),
-        "not a job": rollbacks.enqueue_call("workers.queues.run_worker", args=(None,)),
+        "not a job": rollbacks.enqueue_call("workers.worker.run_worker", args=(None,)),
         "hostile module": rollbacks.enqueue_call(f"{PAYLOAD}.touch"),
     }
     # A pickle (RQ's default serializer) whose loading alone would run a command.

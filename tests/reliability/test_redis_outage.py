@@ -30,13 +30,13 @@ import requests
 
 from cli.localredis import LocalRedis
 from config.policy import load_policy
+from core import queues
 from core.models import Workload
 from core.store import Store
 from core.store.episodes import DECIDE_CLAIM
 from testbed.servers import Gunicorn
 from tests import samples
 from tests.conftest import WEBHOOK_TOKEN, wait_for
-from workers import queues
 
 pytestmark = pytest.mark.integration
 

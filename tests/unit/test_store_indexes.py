@@ -158,7 +158,7 @@ def test_workload_indexes_are_bounded_and_trimmed_with_the_decisions(client, mon
 
 
 def test_a_worker_indexes_an_old_store_at_start_and_starts_when_redis_is_down(client, caplog):
-    from workers.queues import _upgrade_store
+    from workers.worker import _upgrade_store
 
     DecisionStore(client).save(about(1, CHECKOUT, T0))
     client.delete("backstop:decisions:workload-indexed")

@@ -14,7 +14,7 @@ from core.clusters import Clusters
 from core.errors import PermanentError
 from core.integrations import kubernetes
 from workers import context
-from workers.queues import _driver_info_once
+from workers.worker import _driver_info_once
 
 
 def kubeconfig(path, server: str = "https://127.0.0.1:6443") -> str:
