@@ -18,10 +18,10 @@ from config.policy import Policy, ServicePolicy
 from core.correlation import KIND_LABELS, workload_for
 from core.decisions import is_kill_switch
 from core.integrations.prometheus import Prometheus
+from core.kpis import evaluate, holds
 from core.models import Workload
 from core.records import Rollout
 from core.store import Store
-from workers.verification import evaluate, holds
 
 # Episodes read per gate: every episode active since the revision began, up to this many.
 EPISODE_LIMIT = 5000

@@ -27,6 +27,7 @@ from core.integrations.jira import Tickets
 from core.integrations.pagerduty import Pager
 from core.integrations.prometheus import Prometheus, expr_from_generator_url
 from core.records import Decision, Delivery, Incident, Rollback, utcnow
+from core.snapshots import sign
 from core.store import Store
 from workers import snapshots as graphs
 from workers import ticket
@@ -452,7 +453,7 @@ class Notifier:
         return [
             {
                 "src": f"{base}/snapshots/{s['id']}.png?"
-                f"{graphs.sign(s['id'], secret=key, expires=expires)}",
+                f"{sign(s['id'], secret=key, expires=expires)}",
                 "alt": s["name"],
             }
             for s in incident.snapshots

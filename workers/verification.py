@@ -8,20 +8,17 @@ Without Prometheus the rollout's health is all Backstop can vouch for, and the r
 so (`mode: rollout_only`), never "fully verified".
 """
 
-import math
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from config.policy import VerifyPolicy, VerifyQuery
-from core.errors import TransientError
+from config.policy import VerifyPolicy
 from core.integrations.kubernetes import Kube
 from core.integrations.prometheus import Prometheus
+from core.kpis import evaluate, holds
 from core.models import Workload
 from core.revisions import is_complete
 
-COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 POLL_SECONDS = 1.0
 
 
@@ -153,19 +150,3 @@ def verify_kpis(
         "queries": results,
         "detail": "every verify query held for the whole window",
     }
-
-
-def holds(query: VerifyQuery, values: list[float]) -> bool:
-    """Does every series' value satisfy the query's comparison with its threshold?"""
-    return all(COMPARE[query.comparison](v, query.threshold) for v in values)
-
-
-def evaluate(prometheus: Prometheus, expr: str) -> dict:
-    """One evaluation now: {"values": [...]} (None when no data), plus "error" when
-    Prometheus could not answer."""
-    try:
-        samples = prometheus.query(expr=expr)
-    except TransientError as exc:
-        return {"values": None, "error": str(exc)}
-    values = [s.value for s in samples if not math.isnan(s.value)]
-    return {"values": values or None}

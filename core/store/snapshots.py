@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import redis
 
+from core.snapshots import MAX_BYTES, Snapshot
 from core.store import keys
-from workers.snapshots import MAX_BYTES, Snapshot
 
 RETENTION = timedelta(days=30)
 

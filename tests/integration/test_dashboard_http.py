@@ -414,7 +414,7 @@ def test_the_rollbacks_page_shows_jobs_waiting_for_a_worker(app, redis_client, s
 
 
 def test_a_rollback_page_shows_its_graphs_inline_readable_with_the_session(app, store):
-    from workers.snapshots import Snapshot
+    from core.snapshots import Snapshot
 
     _, rollback = seed(store)
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 64

@@ -6,8 +6,8 @@ import pytest
 
 from config.policy import Policy
 from core.records import Incident
+from core.snapshots import Snapshot, sign
 from receiver.app import create_app
-from workers.snapshots import Snapshot, sign
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 

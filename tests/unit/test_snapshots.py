@@ -12,21 +12,18 @@ from PIL import Image
 
 from core.errors import PermanentError, TransientError
 from core.integrations.prometheus import Series
+from core.snapshots import MAX_BYTES, Snapshot, sign, verify_signature
 from core.store import keys
 from core.store.snapshots import SnapshotStore
 from workers.snapshots import (
     MARKER_COLORS,
-    MAX_BYTES,
     THRESHOLD_COLOR,
     Marker,
-    Snapshot,
     SnapshotQuery,
     capture,
     queries_for,
     render_png,
-    sign,
     to_csv,
-    verify_signature,
 )
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
