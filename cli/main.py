@@ -104,7 +104,8 @@ def watch() -> int:
     import socket
     from datetime import timedelta
 
-    from workers.leadership import Lease, lead
+    from core.integrations.lease import Lease
+    from workers.leadership import lead
 
     identity = f"{socket.gethostname()}-{os.getpid()}"
     lease = Lease(

@@ -12,12 +12,11 @@ Clients are made on first use, never in the constructor, and reused afterwards.
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from config.policy import ClusterAccess, Policy
 from config.settings import Settings
 from core.errors import PermanentError
-from core.integrations.kubernetes import Kube, api_client, configuration
+from core.integrations.kubernetes import ApiClient, Kube, api_client, configuration
 
 UNKNOWN_CLUSTER = "unknown_cluster"
 
@@ -26,10 +25,7 @@ class UnknownCluster(PermanentError):
     """The workload's cluster is not one Backstop is configured for."""
 
 
-if TYPE_CHECKING:  # only integrations/ import the client library at run time
-    from kubernetes import client
-
-Connect = Callable[[str | None, str | None], "client.ApiClient"]
+Connect = Callable[[str | None, str | None], ApiClient]
 
 
 class Clusters:
@@ -39,7 +35,7 @@ class Clusters:
         self.policy = policy
         self.settings = settings
         self._connect = connect
-        self._clients: dict[str, client.ApiClient] = {}
+        self._clients: dict[str, ApiClient] = {}
         # Watch threads of several clusters may ask at once; one client per cluster.
         self._lock = threading.Lock()
 
@@ -52,7 +48,7 @@ class Clusters:
         """True when Backstop may act on cluster `name`."""
         return name in self.names
 
-    def api(self, name: str) -> "client.ApiClient":
+    def api(self, name: str) -> ApiClient:
         """The (cached) API client of cluster `name`; UnknownCluster or PermanentError."""
         if not self.known(name):
             raise UnknownCluster(
@@ -89,7 +85,7 @@ class Clusters:
                 found.append(None)
         return found
 
-    def _open(self, name: str) -> "client.ApiClient":
+    def _open(self, name: str) -> ApiClient:
         kubeconfig, context = self._access(name)
         try:
             return self._connect(kubeconfig, context)

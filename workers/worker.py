@@ -12,7 +12,11 @@ from rq.executions import Execution
 from rq.serializers import JSONSerializer
 
 import workers.jobs  # noqa: F401  (loaded once in the worker, so no work horse imports it)
-from core.integrations.kubernetes import CONFIGURATION_MAX_AGE, warm_validators
+from core.integrations.kubernetes import (
+    CONFIGURATION_MAX_AGE,
+    load_api_classes,
+    warm_validators,
+)
 from core.queues import FAILURE_TTL, queues
 from core.store.decisions import DecisionStore
 from workers.allowlist import BackstopJob, reject
@@ -141,14 +145,9 @@ class PreparedWorker(Worker):
         self.main_work_horse(job, queue)
 
 
-# The Kubernetes client loads each API class's module on first use (about 0.3 s apiece).
-KUBE_API_CLASSES = ("AppsV1Api", "CoreV1Api", "CustomObjectsApi", "BatchV1Api")
-
-
 def _upgrade_store(connection: redis.Redis) -> None:
     """Bring a store written by an earlier Backstop up to date (indexes it lacks) before
     serving jobs. With Redis down, the first job that needs an index builds it."""
-
     try:
         indexed = DecisionStore(connection).ensure_workload_index()
     except redis.RedisError as exc:
@@ -165,10 +164,7 @@ def preload_job_code(connection: redis.Redis) -> None:
     per method a rollback calls), resolve the Redis client's name and version, read the
     settings and parse the policy and kubeconfigs (workers.context.prepare_worker, refreshed
     before each fork, so that a changed policy applies to the next job)."""
-    from kubernetes import client
-
-    for name in KUBE_API_CLASSES:
-        getattr(client, name)
+    load_api_classes()
     warm_validators()
     _driver_info_once(connection)
     prepare_worker(connection)

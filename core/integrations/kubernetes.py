@@ -27,6 +27,8 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from core.errors import PermanentError, TransientError
 
+ApiClient = client.ApiClient  # for modules that hold a client but must not import the library
+
 ARGO = ("argoproj.io", "v1alpha1", "rollouts")
 REQUEST_TIMEOUT = 30
 # The API server asks for Retry-After: 1 when it sheds load; anything longer is left to the job.
@@ -186,6 +188,16 @@ CALLED = (
     ("BatchV1Api", "read_namespaced_job"),
     ("BatchV1Api", "create_namespaced_job"),
 )
+
+
+# The Kubernetes client loads each API class's module on first use (about 0.3 s apiece).
+KUBE_API_CLASSES = ("AppsV1Api", "CoreV1Api", "CustomObjectsApi", "BatchV1Api")
+
+
+def load_api_classes() -> None:
+    """Load the modules of the API classes Backstop uses now, not on a job's first call."""
+    for name in KUBE_API_CLASSES:
+        getattr(client, name)
 
 
 def warm_validators() -> int:
