@@ -16,6 +16,7 @@ import redis
 
 from config.policy import Policy, PolicyError, load_policy
 from config.settings import Settings
+from core.assembly import assemble
 from core.clusters import Clusters
 from core.connection import connect
 from core.decisions import Engine
@@ -59,8 +60,7 @@ class Context:
     @classmethod
     def build(cls, settings: Settings, policy: Policy, connection: redis.Redis) -> "Context":
         """Assemble a context from its parts (tests pass their own)."""
-        store = Store(connection, policy)
-        engine = Engine(store=store, policy=policy, connection=connection, clock=utcnow)
+        store, engine = assemble(policy, connection)
         return cls(settings, policy, connection, store, engine, Clusters(policy, settings))
 
 
