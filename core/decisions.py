@@ -35,7 +35,7 @@ from config.durations import format_duration
 from config.policy import Policy, ServicePolicy, matches
 from core import logs, paging, queues, testpoints
 from core.correlation import correlate, workload_for
-from core.records import AuditEntry, Decision, DecisionStep, WorkloadRecord
+from core.records import AuditEntry, Decision, DecisionStep, Rollback, WorkloadRecord
 from core.store import Store
 
 DETAILS = {
@@ -76,6 +76,13 @@ TIMING_FIELDS = ("min_firing", "lookback", "clock_skew", "cooldown")
 
 class DecisionError(Exception):
     """An on-call action that does not apply (unknown decision, wrong state)."""
+
+
+class UnknownRollback(DecisionError):
+    """An on-call action names a rollback that does not exist."""
+
+
+RETRYABLE = ("blocked", "failed", "verification_failed")
 
 
 @dataclass
@@ -153,6 +160,30 @@ class Engine:
         decision = self._awaiting(decision_id)
         self._audit(actor, "deny", decision, reason)
         return self._finish(decision, self.clock(), "skipped", "denied", by=actor)
+
+    def retry_rollback(self, rollback_id: str, *, actor: str) -> Rollback:
+        """A human runs a blocked, failed or verification-failed rollback again."""
+        found = self.store.rollbacks.get(rollback_id)
+        if found is None:
+            raise UnknownRollback(f"no rollback {rollback_id}")
+        if found.status not in RETRYABLE:
+            raise DecisionError(
+                f"rollback {rollback_id} is {found.status}; only "
+                f"{', '.join(RETRYABLE)} rollbacks can be retried"
+            )
+        found.status, found.reason, found.finished_at = "running", f"retried by {actor}", None
+        self.store.rollbacks.save(found)
+        queues.retry_rollback(
+            self.connection,
+            rollback_id,
+            {
+                "decision_id": found.decision_id,
+                "workload": found.workload.workload().key,
+                "bad_revision": found.bad_revision,
+                "mode": found.mode,
+            },
+        )
+        return found
 
     # -- the rules -------------------------------------------------------------------------
 
