@@ -22,8 +22,10 @@ RUN pip wheel --wheel-dir /wheels -r requirements.txt
 # Then Backstop, from the product packages only (no tests, test bed or game days).
 COPY pyproject.toml README.md ./
 COPY config ./config
+COPY core ./core
 COPY receiver ./receiver
 COPY workers ./workers
+COPY cli ./cli
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # --- runtime: the wheels installed, nothing to build with ---------------------------------

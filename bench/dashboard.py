@@ -35,15 +35,13 @@ from rq import Worker
 from rq.serializers import JSONSerializer
 
 from bench.results import record
+from cli.localredis import LocalRedis
 from config.durations import format_duration
 from config.policy import Policy, load_policy
-from receiver.localredis import LocalRedis
-from testbed.servers import Gunicorn
-from workers import queues
-from workers.decisions import DETAILS, TIMING_FIELDS
-from workers.incidents import incident_key
-from workers.models import AlertEvent, Workload, label_fingerprint
-from workers.records import (
+from core import queues
+from core.decisions import DETAILS, TIMING_FIELDS
+from core.models import AlertEvent, Workload, label_fingerprint
+from core.records import (
     AuditEntry,
     Decision,
     DecisionStep,
@@ -55,7 +53,9 @@ from workers.records import (
     WorkloadRecord,
     utcnow,
 )
-from workers.store import NEW_FIRING, Store, keys
+from core.store import NEW_FIRING, Store, keys
+from testbed.servers import Gunicorn
+from workers.incidents import incident_key
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -934,7 +934,7 @@ FAILURE = """Traceback (most recent call last):
     self._raise_if_transient(problems)
   File "/app/workers/incidents.py", line 180, in _raise_if_transient
     raise TransientError("; ".join(problems))
-workers.errors.TransientError: {problem}
+core.errors.TransientError: {problem}
 """
 JIRA_DOWN = FAILURE.format(
     function="incident",

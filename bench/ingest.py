@@ -27,7 +27,7 @@ from statistics import median
 
 from bench.results import record
 from bench.table import machine
-from receiver.localredis import LocalRedis
+from cli.localredis import LocalRedis
 from testbed.servers import Gunicorn
 
 HERE = Path(__file__).resolve().parent

@@ -32,7 +32,7 @@ from bench.results import record
 from bench.rig import Rig, wait
 from bench.storm import fingerprint, percentile
 from bench.table import machine
-from workers.store.keys import EPISODE
+from core.store.keys import EPISODE
 
 HERE = Path(__file__).resolve().parent
 P50_TARGET_MS, P99_TARGET_MS = 50.0, 150.0
@@ -183,8 +183,8 @@ def stages(rounds: list[dict]) -> dict:
 def store_decisions(connection: redis.Redis, count: int) -> None:
     """Fill the store with `count` decisions about workloads of another namespace, as a
     store that has run for a while holds (skipped alerts, other services' rollbacks)."""
-    from workers.records import Decision, WorkloadRecord
-    from workers.store.decisions import DecisionStore
+    from core.records import Decision, WorkloadRecord
+    from core.store.decisions import DecisionStore
 
     store = DecisionStore(connection)
     created = datetime.now(UTC) - timedelta(days=1)

@@ -16,8 +16,8 @@ import requests
 import yaml
 from kubernetes import client, config
 
+from cli.localredis import LocalRedis
 from gameday.cluster import Cluster
-from receiver.localredis import LocalRedis
 from testbed.kube import kubebuild
 from testbed.kube.kube import ControlPlane
 from testbed.processes import launch, poll, terminate
@@ -115,7 +115,7 @@ class Rig:
         }
 
     def _launch(self, command: str, name: str, env: dict[str, str]):
-        args = [sys.executable, "-m", "receiver.cli", command]
+        args = [sys.executable, "-m", "cli.main", command]
         return launch(args, self.workdir / f"{name}.log", env=env)
 
     # -- Backstop's API and the cluster ----------------------------------------------------

@@ -34,9 +34,9 @@ from bench.memory import MemorySampler, with_horses
 from bench.results import record
 from bench.rig import Rig, wait
 from bench.table import machine
+from core.intake import FLUSH_INTERVAL
+from core.store.keys import EVENTS
 from gameday.stack import TIMINGS
-from workers.intake import FLUSH_INTERVAL
-from workers.store.keys import EVENTS
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = ("checkout", "cart", "search")
@@ -327,7 +327,7 @@ def run(
             sent["programs"] = cpu.by_program(before, cpu.snapshot(), answered - began)
             settle(rig, want["rollbacks"], timeout=180)
         # Repeats written behind are counted within FLUSH_INTERVAL plus one flush of the
-        # last answer (workers/intake.py): the accounting allows that much, and no more.
+        # last answer (core/intake.py): the accounting allows that much, and no more.
         time.sleep(max(0.0, answered + 2 * FLUSH_INTERVAL - time.monotonic()))
         counted = account(rig, want, sent)
         problems = logged_problems(workdir)

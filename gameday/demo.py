@@ -46,7 +46,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from receiver.localredis import free_port
+from cli.localredis import free_port
 from testbed.processes import launch, terminate, wait_ready
 
 SERVICE_LABEL = "demo.backstop.io/service"

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
+from core.records import Decision, Incident, Rollback
 from gameday.cluster import Cluster
 from gameday.stack import TIMINGS, VERIFY, Service, Stack
 from testbed.processes import poll
-from workers.records import Decision, Incident, Rollback
 
 ORDERS_LOOKBACK = 25.0  # broken_previous: see there
 NEW_FIRING_TIMEOUT = 90.0  # deploy -> alert -> decision -> rollback, with room on a busy CI

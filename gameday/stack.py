@@ -19,10 +19,10 @@ import requests
 import yaml
 from kubernetes import client, config
 
+from cli.localredis import LocalRedis
+from cli.secrets_file import ensure_secret
 from gameday import rules
 from gameday.demo import DemoProcess
-from receiver.localredis import LocalRedis
-from receiver.secrets_file import ensure_secret
 from testbed.alertmanager import Alertmanager
 from testbed.doubles.jira import JiraDouble
 from testbed.doubles.pagerduty import PagerDutyDouble
@@ -282,7 +282,7 @@ class Stack:
         self._backstop.append(self.receiver)
         for name in ("worker", "watch"):
             log_file = self.workdir / f"{name}.log"
-            process = launch([sys.executable, "-m", "receiver.cli", name], log_file, env=env)
+            process = launch([sys.executable, "-m", "cli.main", name], log_file, env=env)
             self._backstop.append(process)
 
     def reconfigure(self, mode: str) -> None:

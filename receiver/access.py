@@ -19,10 +19,10 @@ from datetime import timedelta
 
 from flask import Request, g
 
+from core.store.sessions import Session
 from receiver import auth
 from receiver.errors import ApiError
 from receiver.state import AppState
-from workers.store.sessions import Session
 
 log = logging.getLogger("backstop.receiver")
 

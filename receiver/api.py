@@ -10,22 +10,21 @@ when, and why.
 from flask import Blueprint, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from core import queues, registries
+from core.decisions import DecisionError, UnknownRollback
+from core.models import KINDS, Workload
+from core.records import DECISION_REASONS, TERMINAL, AuditEntry, utcnow
 from receiver import access
 from receiver.bodies import parse_body
 from receiver.errors import ApiError
 from receiver.payloads import VisibleName
 from receiver.state import app_state
-from workers import queues, registries
-from workers.decisions import DecisionError
-from workers.models import KINDS, Workload
-from workers.records import DECISION_REASONS, TERMINAL, AuditEntry, utcnow
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 STATUSES = ("firing", "resolved")
 OUTCOMES = ("rollback", "dry_run", "awaiting_approval", "deferred", "skipped")
 ROLLBACK_STATUSES = ("running", *TERMINAL)
-RETRYABLE = ("blocked", "failed", "verification_failed")
 MAX_LIMIT = 1000
 
 
@@ -184,30 +183,13 @@ def rollback(rollback_id: str):
 @bp.post("/rollbacks/<rollback_id>/retry")
 def retry_rollback(rollback_id: str):
     """Run a blocked, failed or verification-failed rollback again."""
-    state = app_state()
     body = parse_body(ActionBody, optional=True)
-    found = state.store.rollbacks.get(rollback_id)
-    if found is None:
-        raise ApiError(404, "not_found", f"no rollback {rollback_id}")
-    if found.status not in RETRYABLE:
-        raise ApiError(
-            409,
-            "conflict",
-            f"rollback {rollback_id} is {found.status}; only "
-            f"{', '.join(RETRYABLE)} rollbacks can be retried",
-        )
-    found.status, found.reason, found.finished_at = "running", f"retried by {actor()}", None
-    state.store.rollbacks.save(found)
-    queues.retry_rollback(
-        state.store.redis,
-        rollback_id,
-        {
-            "decision_id": found.decision_id,
-            "workload": found.workload.workload().key,
-            "bad_revision": found.bad_revision,
-            "mode": found.mode,
-        },
-    )
+    try:
+        found = app_state().engine.retry_rollback(rollback_id, actor=actor())
+    except UnknownRollback as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except DecisionError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
     audit("retry", f"rollback/{rollback_id}", body.reason)
     return jsonify(found.to_json()), 202
 

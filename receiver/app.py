@@ -10,15 +10,13 @@ from redis.exceptions import RedisError
 from config.policy import Policy, load_policy
 from config.settings import Settings
 from config.users import UsersError, load_users
+from core import logs
+from core.assembly import assemble
+from core.connection import RedisUrlError, RedisVersionError, VersionCheck, connect
 from receiver import api, dashboard, gates, health, login, snapshots, webhooks
 from receiver.bodies import CappedRequest
 from receiver.errors import register_error_handlers
 from receiver.state import EXTENSION, AppState
-from workers import logs
-from workers.connection import RedisUrlError, RedisVersionError, VersionCheck, connect
-from workers.decisions import Engine
-from workers.records import utcnow
-from workers.store import Store
 
 log = logging.getLogger("backstop.receiver")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -64,8 +62,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
         version.check()
     except RedisVersionError as exc:
         raise StartupError(str(exc)) from None
-    store = Store(connection, policy)
-    engine = Engine(store=store, policy=policy, connection=connection, clock=utcnow)
+    store, engine = assemble(policy, connection)
     app.extensions[EXTENSION] = AppState(
         settings=settings, policy=policy, store=store, engine=engine, users=users
     )

@@ -10,10 +10,10 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, abort, g, redirect, render_template, request, url_for
 
+from core import markup, queues, registries, urls
+from core.records import TERMINAL, Decision, utcnow
 from receiver import access
 from receiver.state import app_state
-from workers import markup, queues, registries, urls
-from workers.records import TERMINAL, Decision, utcnow
 
 bp = Blueprint("dashboard", __name__)
 

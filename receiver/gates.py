@@ -14,13 +14,13 @@ session, any role). Bearer, or basic auth as BACKSTOP_WEBHOOK_USER.
 
 from flask import Blueprint, current_app, jsonify, request
 
+from core.gates import PrometheusUnavailable, UnknownService, UnknownWorkload, judge
+from core.integrations.prometheus import Prometheus
+from core.models import KINDS, Workload
+from core.records import utcnow
 from receiver import access, auth
 from receiver.errors import ApiError
 from receiver.state import app_state
-from workers.gates import PrometheusUnavailable, UnknownService, UnknownWorkload, judge
-from workers.integrations.prometheus import Prometheus
-from workers.models import KINDS, Workload
-from workers.records import utcnow
 
 bp = Blueprint("gates", __name__, url_prefix="/api/v1/gates")
 PROMETHEUS = "backstop.gates.prometheus"

@@ -10,8 +10,8 @@ import tempfile
 
 from gunicorn.glogging import Logger
 
+from core.logs import FORMATTERS
 from receiver import webworker
-from workers.logs import FORMATTERS
 
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if not _metrics_dir:

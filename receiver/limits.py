@@ -17,8 +17,8 @@ import dataclasses
 import operator
 
 from config.settings import Settings
+from core.models import AlertEvent
 from receiver.errors import ApiError
-from workers.models import AlertEvent
 
 TRUNCATED = "…[truncated by Backstop]"
 MARKER_ANNOTATION = "backstop_truncated"

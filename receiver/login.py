@@ -20,9 +20,9 @@ from flask import Blueprint, g, make_response, redirect, render_template, reques
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from config.settings import Settings
+from core.records import AuditEntry, utcnow
 from receiver import access
 from receiver.state import AppState, app_state
-from workers.records import AuditEntry, utcnow
 
 log = logging.getLogger("backstop.receiver")
 bp = Blueprint("login", __name__)

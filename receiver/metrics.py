@@ -25,8 +25,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
-from workers import registries
-from workers.records import utcnow
+from core import registries
+from core.records import utcnow
 
 # This process's id, kept current across forks. In multiprocess mode every sample written
 # asks for the process identifier, to notice a fork; os.getpid is a system call each time,

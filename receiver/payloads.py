@@ -19,9 +19,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from config.policy import WorkloadKind
+from core import markup, urls
+from core.models import AlertEvent, Source, label_fingerprint
 from receiver.bodies import reject_non_finite
-from workers import markup, urls
-from workers.models import AlertEvent, Source, label_fingerprint
 
 Labels = dict[str, str]
 _ZERO = timedelta(0)

@@ -8,10 +8,10 @@ import time
 
 from flask import Blueprint, Response, request
 
+from core.snapshots import verify_signature
 from receiver import access
 from receiver.errors import ApiError
 from receiver.state import app_state
-from workers.snapshots import verify_signature
 
 bp = Blueprint("snapshots", __name__)
 TYPES = {"png": "image/png", "csv": "text/csv; charset=utf-8"}

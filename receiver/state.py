@@ -7,8 +7,8 @@ from flask import current_app
 from config.policy import Policy
 from config.settings import Settings
 from config.users import Users
-from workers.decisions import Engine
-from workers.store import Store
+from core.decisions import Engine
+from core.store import Store
 
 EXTENSION = "backstop"
 

@@ -13,15 +13,15 @@ from collections.abc import Callable
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import ValidationError
 
+from core.intake import Intake
+from core.models import AlertEvent, Workload
+from core.records import utcnow
+from core.replication import replicated
+from core.store.rollouts import rollout_for
 from receiver import auth, limits, metrics
 from receiver.bodies import invalid_payload, parse_body, require_json
 from receiver.payloads import DeploymentEvent, alertmanager_events, grafana_events
 from receiver.state import AppState, app_state
-from workers.intake import Intake
-from workers.models import AlertEvent, Workload
-from workers.records import utcnow
-from workers.replication import replicated
-from workers.store.rollouts import rollout_for
 
 log = logging.getLogger("backstop.receiver.webhooks")
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")

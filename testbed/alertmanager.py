@@ -6,7 +6,7 @@ from pathlib import Path
 
 import requests
 
-from receiver.localredis import free_port
+from testbed.kube.procs import free_port
 from testbed.processes import launch, terminate, wait_ready
 
 

@@ -72,7 +72,7 @@ def run_burst_worker(env: dict[str, str], *, timeout: float = 60) -> subprocess.
     this process's stderr, where pytest captures it and the session's log scan
     (tests/logscan.py) checks it for secrets."""
     result = subprocess.run(
-        [sys.executable, "-m", "receiver.cli", "worker", "--burst"],
+        [sys.executable, "-m", "cli.main", "worker", "--burst"],
         env=env,
         check=True,
         timeout=timeout,

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from receiver.localredis import free_port
+from core.errors import TransientError
+from core.integrations.prometheus import Prometheus
+from testbed.kube.procs import free_port
 from testbed.processes import launch, terminate, wait_ready
-from workers.errors import TransientError
-from workers.integrations.prometheus import Prometheus
 
 
 def prometheus_binary() -> str:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import redis
 
-from receiver.localredis import free_port, redis_server_binary
+from core.connection import redis_server_binary
 from testbed.doubles.tls import Certificates
+from testbed.kube.procs import free_port
 from testbed.processes import launch, poll, terminate, wait_ready
 
 SERVICE = "backstop"

@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from receiver.localredis import free_port
+from testbed.kube.procs import free_port
 from testbed.processes import launch, terminate, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,12 +3,12 @@
 import pytest
 import redis
 
+from cli.localredis import LocalRedis
 from config.policy import Policy
 from config.settings import Settings
+from core.intake import close_all
 from receiver.app import create_app
-from receiver.localredis import LocalRedis
 from tests.secrets import API_TOKEN, WEBHOOK_TOKEN
-from workers.intake import close_all
 
 # The real Kubernetes control plane (`kube`), Backstop stacks on it (`make_stack`), and a
 # real Prometheus scraping a settable exporter (`prometheus`, `exporter`).

@@ -7,15 +7,15 @@ import pytest
 from kubernetes import client
 
 from config.policy import Policy
+from core import queues
+from core.decisions import Engine
+from core.integrations.kubernetes import Kube
+from core.integrations.prometheus import Prometheus
+from core.models import AlertEvent, Workload
+from core.records import utcnow
+from core.store import Store
 from tests.conftest import wait_for
-from workers import queues
-from workers.decisions import Engine
-from workers.integrations.kubernetes import Kube
-from workers.integrations.prometheus import Prometheus
-from workers.models import AlertEvent, Workload
-from workers.records import utcnow
 from workers.rollback import Executor
-from workers.store import Store
 from workers.watcher import Watcher
 
 

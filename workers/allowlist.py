@@ -21,7 +21,7 @@ from rq.results import Result
 
 log = logging.getLogger("backstop.worker")
 
-# Every function workers/queues.py enqueues (workers/jobs.py).
+# Every function core/queues.py enqueues (workers/jobs.py).
 JOB_FUNCTIONS = frozenset(
     {
         "workers.jobs.rollback",

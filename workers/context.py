@@ -16,14 +16,15 @@ import redis
 
 from config.policy import Policy, PolicyError, load_policy
 from config.settings import Settings
-from workers.clusters import Clusters
-from workers.connection import connect
-from workers.decisions import Engine
-from workers.errors import PermanentError
-from workers.integrations.prometheus import Prometheus
-from workers.records import utcnow
+from core.assembly import assemble
+from core.clusters import Clusters
+from core.connection import connect
+from core.decisions import Engine
+from core.errors import PermanentError
+from core.integrations.prometheus import Prometheus
+from core.records import utcnow
+from core.store import Store
 from workers.rollback import Executor
-from workers.store import Store
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,7 @@ class Context:
     @classmethod
     def build(cls, settings: Settings, policy: Policy, connection: redis.Redis) -> "Context":
         """Assemble a context from its parts (tests pass their own)."""
-        store = Store(connection, policy)
-        engine = Engine(store=store, policy=policy, connection=connection, clock=utcnow)
+        store, engine = assemble(policy, connection)
         return cls(settings, policy, connection, store, engine, Clusters(policy, settings))
 
 

@@ -27,8 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 
-from workers.integrations.kubernetes import CONCURRENT_REQUESTS, Kube, latest_events
-from workers.models import Workload
+from core.integrations.kubernetes import CONCURRENT_REQUESTS, Kube, latest_events
+from core.models import Workload
 from workers.revert import template_hash
 
 MAX_PODS = 3

@@ -21,14 +21,16 @@ from datetime import timedelta
 
 from config.policy import Policy
 from config.settings import Settings
-from workers import markup, testpoints, ticket
+from core import markup, testpoints
+from core.errors import PermanentError, TimedOut, TransientError
+from core.integrations.jira import Tickets
+from core.integrations.pagerduty import Pager
+from core.integrations.prometheus import Prometheus, expr_from_generator_url
+from core.records import Decision, Delivery, Incident, Rollback, utcnow
+from core.snapshots import sign
+from core.store import Store
 from workers import snapshots as graphs
-from workers.errors import PermanentError, TimedOut, TransientError
-from workers.integrations.jira import Tickets
-from workers.integrations.pagerduty import Pager
-from workers.integrations.prometheus import Prometheus, expr_from_generator_url
-from workers.records import Decision, Delivery, Incident, Rollback, utcnow
-from workers.store import Store
+from workers import ticket
 
 log = logging.getLogger("backstop.incidents")
 
@@ -251,7 +253,7 @@ class Notifier:
 
     def page_decision(self, decision_id: str, *, group: str | None = None) -> Incident | None:
         """Page a human about a decision that did not roll back but needs one, and about
-        the other decisions of its page group (workers/paging.py), whose key it pages under."""
+        the other decisions of its page group (core/paging.py), whose key it pages under."""
         decision = self.store.decisions.get(decision_id)
         if decision is None:
             return None
@@ -451,7 +453,7 @@ class Notifier:
         return [
             {
                 "src": f"{base}/snapshots/{s['id']}.png?"
-                f"{graphs.sign(s['id'], secret=key, expires=expires)}",
+                f"{sign(s['id'], secret=key, expires=expires)}",
                 "alt": s["name"],
             }
             for s in incident.snapshots

@@ -1,6 +1,6 @@
 """RQ job entry points. Thin: each loads the process context and calls the engine.
 
-The contracts (job ids, arguments) are defined in workers/queues.py.
+The contracts (job ids, arguments) are defined in core/queues.py.
 """
 
 import functools
@@ -8,11 +8,11 @@ import logging
 
 from rq import get_current_job
 
-from workers import logs
+from core import logs
+from core.errors import PermanentError, TransientError
+from core.models import Workload
 from workers.context import process_context
-from workers.errors import PermanentError, TransientError
 from workers.incidents import Notifier
-from workers.models import Workload
 
 log = logging.getLogger("backstop.jobs")
 
@@ -87,7 +87,7 @@ def incident(rollback_id: str) -> dict:
 @traced
 def page(decision_id: str, group: str | None = None) -> dict:
     """Page a human about a decision that needs one although nothing was rolled back (and
-    about the others of its page group, workers/paging.py)."""
+    about the others of its page group, core/paging.py)."""
     context = process_context()
     found = Notifier.from_settings(context.store, context.policy, context.settings).page_decision(
         decision_id, group=group

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from config.policy import DecisionDefaults, MigrationGuard
-from workers.integrations.kubernetes import Conflict, Kube, NotFound
-from workers.models import Workload
-from workers.records import Decision, Rollout
+from core.integrations.kubernetes import Conflict, Kube, NotFound
+from core.models import Workload
+from core.records import Decision, Rollout
+from core.revisions import parse_time
+from core.store import Store
 from workers.revert import pod_template, revision_of
-from workers.revisions import parse_time
-from workers.store import Store
 
 CHILD = {
     "Deployment": "ReplicaSet",

@@ -8,7 +8,7 @@ overwriting it (the job then retries from a fresh read).
 import copy
 from dataclasses import dataclass
 
-from workers.revisions import REVISION_ANNOTATION, TEMPLATE_HASH
+from core.revisions import REVISION_ANNOTATION, TEMPLATE_HASH
 
 # Annotations that belong to the Deployment itself, never copied from a ReplicaSet (kubectl's
 # list of annotations to skip on undo).

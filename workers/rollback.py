@@ -17,14 +17,16 @@ from datetime import datetime, timedelta
 import redis
 
 from config.policy import DecisionDefaults, Policy
-from workers import queues, testpoints
-from workers.errors import TransientError
+from core import queues, testpoints
+from core.errors import TransientError
+from core.integrations.kubernetes import Conflict, Kube
+from core.integrations.prometheus import Prometheus
+from core.models import Workload
+from core.records import AuditEntry, Decision, Rollback, RollbackStep, Rollout, WorkloadRecord
+from core.revisions import images
+from core.store import Store
 from workers.evidence import capture, events_read_ahead
-from workers.integrations.kubernetes import Conflict, Kube
-from workers.integrations.prometheus import Prometheus
-from workers.models import Workload
 from workers.preflight import PreflightContext, Revisions, read_revisions, run_preflight
-from workers.records import AuditEntry, Decision, Rollback, RollbackStep, Rollout, WorkloadRecord
 from workers.revert import (
     Patch,
     argo_abort,
@@ -33,8 +35,6 @@ from workers.revert import (
     template_hash,
     template_revert,
 )
-from workers.revisions import images
-from workers.store import Store
 from workers.verification import Waiting, verify_kpis, wait_for_rollout
 
 log = logging.getLogger("backstop.rollback")

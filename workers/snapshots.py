@@ -3,13 +3,11 @@
 One snapshot per verify query and per kill-switch alert expression, over a window from before
 the deployment to now. A TransientError or PermanentError from Prometheus for one query becomes
 that snapshot's `error` and a PNG saying "query failed: …"; the other snapshots are unaffected.
-Images are served through signed, expiring links (`sign`, `verify_signature`), so PagerDuty and
+Images are served through signed, expiring links (core.snapshots), so PagerDuty and
 Jira can fetch them without Backstop credentials.
 """
 
 import csv
-import hashlib
-import hmac
 import io
 import itertools
 import math
@@ -19,10 +17,10 @@ import textwrap
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from workers.errors import IntegrationError
-from workers.integrations.prometheus import Series, step_for
+from core.errors import IntegrationError
+from core.integrations.prometheus import Series, step_for
+from core.snapshots import MAX_BYTES, Snapshot
 
-MAX_BYTES = 2 * 1024 * 1024  # per snapshot: PNG + CSV + name + expr (the store refuses more)
 LEGEND_CHARS = 30  # fits the legend column at its font size
 LEGEND_SERIES = 8  # more series than this are drawn but summed up as "+N more" in the legend
 
@@ -46,8 +44,6 @@ _STRING = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`[^`]*`")
 _STRING_OR_SPACE = re.compile(f"({_STRING.pattern})|\\s+")
 # An alert fires on the opposite of what a verify query requires for health.
 _HEALTHY = {">": "<=", ">=": "<", "<": ">=", "<=": ">", "==": "!=", "!=": "=="}
-_EXP = re.compile(r"[0-9]{1,12}")
-_SIG = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -67,24 +63,6 @@ class SnapshotQuery:
     threshold: float | None = None
     comparison: str | None = None
     unit: str = ""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One graph (PNG) and its raw points (CSV); `error` says why data is missing or cut."""
-
-    id: str
-    name: str
-    expr: str
-    png: bytes
-    csv: bytes
-    points: int
-    error: str = ""
-
-    @property
-    def size(self) -> int:
-        """The bytes this snapshot takes in the store."""
-        return len(self.png) + len(self.csv) + len(self.name.encode()) + len(self.expr.encode())
 
 
 # -- which queries -------------------------------------------------------------------------
@@ -417,26 +395,3 @@ def _shorten(text: str, limit: int) -> str:
         return text
     head = (limit - 1) // 3
     return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
-
-
-# -- signed links --------------------------------------------------------------------------
-
-
-def sign(snapshot_id: str, *, secret: bytes, expires: int) -> str:
-    """The query string of a link to `snapshot_id` valid until `expires` (unix seconds)."""
-    if not secret:
-        raise ValueError("an empty secret would let anyone sign links")
-    return f"exp={expires}&sig={_signature(snapshot_id, str(expires), secret)}"
-
-
-def verify_signature(snapshot_id: str, exp: str, sig: str, *, secret: bytes, now: float) -> bool:
-    """True when `sig` signs `snapshot_id` until `exp` with `secret` and `exp` is after `now`."""
-    if not secret or not _EXP.fullmatch(exp or "") or not _SIG.fullmatch(sig or ""):
-        return False
-    if int(exp) <= now:
-        return False
-    return hmac.compare_digest(_signature(snapshot_id, exp, secret), sig)
-
-
-def _signature(snapshot_id: str, exp: str, secret: bytes) -> str:
-    return hmac.new(secret, f"{snapshot_id}:{exp}".encode(), hashlib.sha256).hexdigest()

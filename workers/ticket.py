@@ -11,8 +11,8 @@ the text they are, never as markup. Only the template's own markup is live.
 
 from typing import NamedTuple
 
-from workers.markup import link, plain, wiki
-from workers.records import Decision, Rollback
+from core.markup import link, plain, wiki
+from core.records import Decision, Rollback
 
 
 class _Link(NamedTuple):

@@ -1,6 +1,6 @@
 """After the revert: wait for the rollout, then verify that the prior version is healthy.
 
-Rollout completion uses the kind's own rules (workers/revisions.is_complete). KPI
+Rollout completion uses the kind's own rules (core/revisions.is_complete). KPI
 verification waits `settle`, then evaluates each of the service's verify queries every
 `interval` for `window` against Prometheus: healthy only if every series of every query
 holds at every evaluation.
@@ -8,20 +8,17 @@ Without Prometheus the rollout's health is all Backstop can vouch for, and the r
 so (`mode: rollout_only`), never "fully verified".
 """
 
-import math
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from config.policy import VerifyPolicy, VerifyQuery
-from workers.errors import TransientError
-from workers.integrations.kubernetes import Kube
-from workers.integrations.prometheus import Prometheus
-from workers.models import Workload
-from workers.revisions import is_complete
+from config.policy import VerifyPolicy
+from core.integrations.kubernetes import Kube
+from core.integrations.prometheus import Prometheus
+from core.kpis import evaluate, holds
+from core.models import Workload
+from core.revisions import is_complete
 
-COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 POLL_SECONDS = 1.0
 
 
@@ -153,19 +150,3 @@ def verify_kpis(
         "queries": results,
         "detail": "every verify query held for the whole window",
     }
-
-
-def holds(query: VerifyQuery, values: list[float]) -> bool:
-    """Does every series' value satisfy the query's comparison with its threshold?"""
-    return all(COMPARE[query.comparison](v, query.threshold) for v in values)
-
-
-def evaluate(prometheus: Prometheus, expr: str) -> dict:
-    """One evaluation now: {"values": [...]} (None when no data), plus "error" when
-    Prometheus could not answer."""
-    try:
-        samples = prometheus.query(expr=expr)
-    except TransientError as exc:
-        return {"values": None, "error": str(exc)}
-    values = [s.value for s in samples if not math.isnan(s.value)]
-    return {"values": values or None}

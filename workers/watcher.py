@@ -1,6 +1,6 @@
 """The deployment watcher (`backstop watch`): records every rollout once.
 
-For each guarded cluster (workers/clusters.py) a thread runs its own Watcher, so an
+For each guarded cluster (core/clusters.py) a thread runs its own Watcher, so an
 unreachable cluster only delays its own history. Within a cluster, for each kind
 (Deployment, StatefulSet, DaemonSet, and Argo Rollout when its CRD is served) and each
 allowed namespace (or all), a thread lists the objects, records what it sees, then
@@ -18,13 +18,13 @@ from datetime import datetime
 from redis.exceptions import RedisError
 
 from config.policy import Policy
-from workers.clusters import Clusters
-from workers.errors import IntegrationError, PermanentError
-from workers.integrations.kubernetes import Gone, Kube
-from workers.models import Workload
-from workers.records import Rollout, WorkloadRecord
-from workers.revisions import controller_revision, is_complete, replica_set_revision
-from workers.store import Store
+from core.clusters import Clusters
+from core.errors import IntegrationError, PermanentError
+from core.integrations.kubernetes import Gone, Kube
+from core.models import Workload
+from core.records import Rollout, WorkloadRecord
+from core.revisions import controller_revision, is_complete, replica_set_revision
+from core.store import Store
 
 log = logging.getLogger("backstop.watcher")
 

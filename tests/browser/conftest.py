@@ -132,7 +132,7 @@ def worker_process(tmp_path):
     def start(env: dict[str, str]) -> subprocess.Popen:
         log = tmp_path / f"worker-{len(started)}.log"
         process = launch(
-            [sys.executable, "-m", "receiver.cli", "worker"],
+            [sys.executable, "-m", "cli.main", "worker"],
             log,
             env={**os.environ, **env},
             cwd=ROOT,

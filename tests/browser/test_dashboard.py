@@ -13,6 +13,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from config.policy import Policy
+from core import queues
+from core.models import Workload
+from core.records import Rollback, WorkloadRecord, utcnow
+from core.store import Store
 from testbed.processes import run_burst_worker
 from tests import samples
 from tests.browser.conftest import (
@@ -30,10 +34,6 @@ from tests.browser.conftest import (
 )
 from tests.conftest import API_TOKEN
 from tests.workloads import FAST, bad_release
-from workers import queues
-from workers.models import Workload
-from workers.records import Rollback, WorkloadRecord, utcnow
-from workers.store import Store
 
 pytestmark = pytest.mark.integration
 

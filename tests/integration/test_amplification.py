@@ -8,14 +8,14 @@ import pytest
 
 from config.policy import Policy
 from config.settings import Settings
+from core import queues
+from core.integrations.pagerduty import Pager
 from receiver.app import create_app
 from receiver.limits import MARKER_ANNOTATION, TRUNCATED
 from receiver.state import EXTENSION
 from tests import samples
 from tests.conftest import WEBHOOK_TOKEN
-from workers import queues
 from workers.incidents import Notifier
-from workers.integrations.pagerduty import Pager
 
 AM = "/webhooks/alertmanager"
 HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}

@@ -5,13 +5,13 @@ import json
 import pytest
 
 from config.policy import Policy
+from core import queues
+from core.models import Workload
+from core.records import Rollback, WorkloadRecord
+from core.store import Store
 from receiver.app import create_app
 from tests import samples
 from tests.conftest import API_TOKEN
-from workers import queues
-from workers.models import Workload
-from workers.records import Rollback, WorkloadRecord
-from workers.store import Store
 
 API = {"Authorization": f"Bearer {API_TOKEN}", "X-Backstop-Actor": "alice"}
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from core.integrations.kubernetes import ARGO
+from core.models import Workload
 from tests.conftest import wait_for
 from tests.workloads import FAST
-from workers.integrations.kubernetes import ARGO
-from workers.models import Workload
 
 pytestmark = pytest.mark.integration
 

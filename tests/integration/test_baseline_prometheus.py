@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from receiver.cli import main
+from cli.main import main
 from testbed.prometheus import PrometheusServer, backfill, promtool_binary
 from tests.conftest import wait_for
 

@@ -11,12 +11,9 @@ import pytest
 import redis
 
 from config.policy import Policy
-from receiver.app import StartupError, create_app
-from tests.conftest import API_TOKEN
-from tests.secrets import DASHBOARD_PASSWORDS
-from workers import queues, registries
-from workers.models import AlertEvent, Workload
-from workers.records import (
+from core import queues, registries
+from core.models import AlertEvent, Workload
+from core.records import (
     AuditEntry,
     Decision,
     Incident,
@@ -25,7 +22,10 @@ from workers.records import (
     WorkloadRecord,
     utcnow,
 )
-from workers.store import Store, keys
+from core.store import Store, keys
+from receiver.app import StartupError, create_app
+from tests.conftest import API_TOKEN
+from tests.secrets import DASHBOARD_PASSWORDS
 
 PASSWORDS = DASHBOARD_PASSWORDS
 PAGES = ["/", "/alerts", "/rollbacks", "/deployments", "/jobs", "/approvals", "/audit"]
@@ -400,7 +400,7 @@ def test_the_rollbacks_page_shows_jobs_waiting_for_a_worker(app, redis_client, s
 
 
 def test_a_rollback_page_shows_its_graphs_inline_readable_with_the_session(app, store):
-    from workers.snapshots import Snapshot
+    from core.snapshots import Snapshot
 
     _, rollback = seed(store)
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 64

@@ -10,16 +10,16 @@ import requests
 from kubernetes import client
 
 from config.policy import Policy
+from core import queues
+from core.integrations.kubernetes import Kube
+from core.models import Workload
+from core.records import utcnow
+from core.store import Store
 from receiver.app import create_app
 from testbed.servers import Gunicorn
 from tests import samples
 from tests.conftest import WEBHOOK_TOKEN, wait_for
 from tests.workloads import deployment, set_image
-from workers import queues
-from workers.integrations.kubernetes import Kube
-from workers.models import Workload
-from workers.records import utcnow
-from workers.store import Store
 from workers.watcher import Watcher
 
 pytestmark = pytest.mark.integration

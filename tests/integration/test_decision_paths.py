@@ -1,7 +1,7 @@
 """Every documented outcome, and every correlation status, reached through a real webhook.
 
 The list of outcomes is read from README.md ("How Backstop decides"), and the statuses from
-`workers.correlation.Status`, so neither the documentation nor the code can grow a path
+`core.correlation.Status`, so neither the documentation nor the code can grow a path
 that no webhook reaches (a path that answered 500 went unnoticed this way once).
 """
 
@@ -15,14 +15,14 @@ from typing import get_args
 import pytest
 
 from config.policy import Policy
+from core import queues
+from core.correlation import Status, correlate
+from core.decisions import Engine
+from core.models import Workload
+from core.records import DECISION_REASONS, Rollout, WorkloadRecord
 from receiver.app import create_app
 from receiver.state import EXTENSION
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
-from workers import queues
-from workers.correlation import Status, correlate
-from workers.decisions import Engine
-from workers.models import Workload
-from workers.records import DECISION_REASONS, Rollout, WorkloadRecord
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 AM = "/webhooks/alertmanager"

@@ -7,11 +7,11 @@ import pytest
 from rq.registry import ScheduledJobRegistry
 
 from config.policy import Policy
-from workers import queues
-from workers.decisions import DecisionError, Engine
-from workers.models import AlertEvent, Workload
-from workers.records import Rollout, WorkloadRecord
-from workers.store import Store
+from core import queues
+from core.decisions import DecisionError, Engine
+from core.models import AlertEvent, Workload
+from core.records import Rollout, WorkloadRecord
+from core.store import Store
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CHECKOUT = Workload("default", "shop", "Deployment", "checkout")

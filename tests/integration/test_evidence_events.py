@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kubernetes import client
 
+from core.integrations.kubernetes import Kube
 from workers import evidence
-from workers.integrations.kubernetes import Kube
 
 pytestmark = pytest.mark.integration
 

@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from config.policy import Policy
+from core.intake import flush_all
+from core.models import Workload
+from core.records import utcnow
+from core.store.rollouts import rollout_for
 from receiver.app import create_app
 from tests import samples
 from tests.secrets import WEBHOOK_TOKEN
-from workers.intake import flush_all
-from workers.models import Workload
-from workers.records import utcnow
-from workers.store.rollouts import rollout_for
 
 pytestmark = pytest.mark.integration
 

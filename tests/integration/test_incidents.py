@@ -7,20 +7,20 @@ import pytest
 
 from config.policy import Policy
 from config.settings import Settings
+from core.errors import TransientError
+from core.intake import flush_all
+from core.integrations.jira import Tickets
+from core.integrations.pagerduty import Pager
+from core.integrations.prometheus import Prometheus
+from core.models import Workload
+from core.records import Rollback, RollbackStep, utcnow
+from core.store.rollouts import rollout_for
 from receiver.app import create_app
 from tests import samples
 from tests.secrets import WEBHOOK_TOKEN
 from tests.unit.test_wiki_markup import live_markup
 from tests.workloads import FAST, bad_release
-from workers.errors import TransientError
 from workers.incidents import Notifier, incident_key
-from workers.intake import flush_all
-from workers.integrations.jira import Tickets
-from workers.integrations.pagerduty import Pager
-from workers.integrations.prometheus import Prometheus
-from workers.models import Workload
-from workers.records import Rollback, RollbackStep, utcnow
-from workers.store.rollouts import rollout_for
 
 pytestmark = pytest.mark.integration
 

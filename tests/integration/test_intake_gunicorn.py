@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from receiver.localredis import LocalRedis
+from cli.localredis import LocalRedis
 from testbed.servers import Gunicorn
 from tests import samples
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, wait_for
@@ -49,7 +49,7 @@ def test_concurrent_duplicate_deliveries_process_one_episode(receiver_server):
         return sorted(e["notifications"] for e in episodes["alerts"])
 
     # Repeats of a decided episode are written behind: every one is counted within
-    # FLUSH_INTERVAL (workers/intake.py), none twice.
+    # FLUSH_INTERVAL (core/intake.py), none twice.
     wait_for(lambda: counts() == [threads * rounds] * 2, timeout=10, message="every repeat")
 
 

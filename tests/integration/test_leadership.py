@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from core.integrations.lease import Lease
+from core.records import utcnow
 from tests.conftest import wait_for
-from workers.leadership import Lease, lead
-from workers.records import utcnow
+from workers.leadership import lead
 
 pytestmark = pytest.mark.integration
 

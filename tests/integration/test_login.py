@@ -7,10 +7,10 @@ import re
 import pytest
 
 from config.policy import Policy
+from core.store import keys
 from receiver.app import create_app
 from tests.conftest import wait_for
 from tests.secrets import API_TOKEN, DASHBOARD_PASSWORDS
-from workers.store import keys
 
 PASSWORDS = DASHBOARD_PASSWORDS
 PER_NAME, PER_ADDRESS = 4, 7  # small limits, so that each test needs few attempts

@@ -615,8 +615,8 @@ def test_alert_rules_parse_and_use_only_exported_metrics(built, tmp_path):
 def test_watcher_role_allows_its_lease_and_no_other(kube, kube_namespace, built):
     """Elect with the watcher's own token under exactly leader-election.yaml's Role (in a
     fresh namespace): create, renew, hand over; nothing on another Lease."""
-    from workers.leadership import Lease
-    from workers.records import utcnow
+    from core.integrations.lease import Lease
+    from core.records import utcnow
 
     documents = built["base"]
     name = env(backstop(documents, "watcher"))["BACKSTOP_LEADER_ELECTION_NAME"]["value"]

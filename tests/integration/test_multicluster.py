@@ -20,6 +20,11 @@ import yaml
 from kubernetes import client, config
 
 from config.policy import Policy
+from core import queues
+from core.clusters import Clusters
+from core.models import Workload
+from core.records import utcnow
+from core.store import Store
 from receiver.app import create_app
 from testbed.kube import kubebuild
 from testbed.kube.kube import ControlPlane
@@ -28,11 +33,6 @@ from testbed.processes import run_burst_worker, terminate
 from tests import samples
 from tests.conftest import wait_for
 from tests.workloads import FAST, deployment, set_image
-from workers import queues
-from workers.clusters import Clusters
-from workers.models import Workload
-from workers.records import utcnow
-from workers.store import Store
 from workers.watcher import watch_clusters
 
 pytestmark = pytest.mark.integration
@@ -337,7 +337,7 @@ def test_backstop_watch_with_leader_election_watches_every_cluster(
     )
     log = open(tmp_path / "watch.log", "wb")  # noqa: SIM115 - the child writes to it
     process = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "watch"],
+        [sys.executable, "-m", "cli.main", "watch"],
         env=env,
         stdout=log,
         stderr=log,

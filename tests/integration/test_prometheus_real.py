@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.localredis import free_port
+from cli.localredis import free_port
+from core.errors import PermanentError, TransientError
+from core.integrations.prometheus import expr_from_generator_url
 from testbed.alertmanager import Alertmanager
 from testbed.prometheus import PrometheusServer
 from tests.conftest import wait_for
-from workers.errors import PermanentError, TransientError
-from workers.integrations.prometheus import expr_from_generator_url
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ import pytest
 import yaml
 from kubernetes import client, utils
 
+from core.integrations.kubernetes import Kube
+from core.records import utcnow
 from tests.conftest import wait_for
 from tests.workloads import FAST, bad_release, deployment
-from workers.integrations.kubernetes import Kube
-from workers.records import utcnow
 from workers.watcher import Watcher
 
 pytestmark = pytest.mark.integration

@@ -5,11 +5,11 @@ import time
 from datetime import UTC, datetime
 
 from config.policy import Policy
+from core import queues
 from receiver.app import create_app
 from testbed.processes import run_burst_worker
 from tests import samples
 from tests.conftest import wait_for
-from workers import queues
 
 
 def test_deferred_episode_is_rechecked_by_the_worker(

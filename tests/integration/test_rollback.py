@@ -6,11 +6,11 @@ import time
 import pytest
 from kubernetes import client
 
+from core import queues
+from core.integrations.kubernetes import Conflict, Kube
+from core.models import Workload
 from tests.conftest import wait_for
 from tests.workloads import FAST, bad_release, set_image, workload_body
-from workers import queues
-from workers.integrations.kubernetes import Conflict, Kube
-from workers.models import Workload
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,13 @@ import requests
 from flask.testing import FlaskClient
 
 from config.policy import Policy
+from core.logs import JsonFormatter
 from receiver.app import create_app
 from testbed.processes import run_burst_worker
 from tests import samples
 from tests.conftest import wait_for
 from tests.integration.test_dashboard_http import log_in
 from tests.secrets import API_TOKEN
-from workers.logs import JsonFormatter
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,10 @@ import pytest
 
 from config.policy import Policy
 from config.settings import Settings
+from core import queues
+from core.connection import connect
+from core.replication import NotReplicated, replicated
+from core.store import Store
 from receiver.app import create_app
 from receiver.payloads import alertmanager_events
 from testbed.doubles.tls import make_certificates
@@ -23,10 +27,6 @@ from testbed.processes import run_burst_worker
 from testbed.sentinel import SentinelGroup
 from tests import samples
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, wait_for
-from workers import queues
-from workers.connection import connect
-from workers.replication import NotReplicated, replicated
-from workers.store import Store
 
 HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
 DEFERRING = Policy.model_validate({"defaults": {"min_firing": "1h"}})

@@ -12,9 +12,9 @@ import requests
 from werkzeug.security import generate_password_hash
 
 from config.policy import Policy
+from core.store import keys
 from receiver.app import create_app
 from tests.secrets import API_TOKEN, DASHBOARD_PASSWORDS
-from workers.store import keys
 
 PASSWORDS = DASHBOARD_PASSWORDS
 SECRET = "a-session-secret-shared-by-every-replica"

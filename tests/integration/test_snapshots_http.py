@@ -5,9 +5,9 @@ import time
 import pytest
 
 from config.policy import Policy
+from core.records import Incident
+from core.snapshots import Snapshot, sign
 from receiver.app import create_app
-from workers.records import Incident
-from workers.snapshots import Snapshot, sign
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from core.integrations.prometheus import Prometheus
 from tests.workloads import FAST, bad_release
-from workers.integrations.prometheus import Prometheus
 
 pytestmark = pytest.mark.integration
 

@@ -7,13 +7,13 @@ import pytest
 from kubernetes import client
 
 from config.policy import Policy
+from core.integrations.kubernetes import Kube
+from core.models import Workload
+from core.records import utcnow
+from core.store import Store
+from core.store.rollouts import rollout_for
 from tests.conftest import wait_for
 from tests.workloads import deployment, set_image, workload_body
-from workers.integrations.kubernetes import Kube
-from workers.models import Workload
-from workers.records import utcnow
-from workers.store import Store
-from workers.store.rollouts import rollout_for
 from workers.watcher import Watcher
 
 pytestmark = pytest.mark.integration

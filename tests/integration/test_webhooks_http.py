@@ -143,7 +143,7 @@ def test_request_id_is_echoed_when_sane(client, webhook_headers):
 
 
 def test_redis_down_is_503_never_500(make_settings, webhook_headers):
-    from receiver.localredis import free_port
+    from cli.localredis import free_port
 
     dead = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     client = create_app(dead, policy=Policy()).test_client()

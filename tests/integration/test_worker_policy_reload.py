@@ -11,12 +11,12 @@ import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from core.models import Workload
+from core.queues import enqueue_rollback
+from core.records import Rollback
+from core.store.rollbacks import RollbackStore
 from testbed.processes import launch, terminate
 from tests.conftest import wait_for
-from workers.models import Workload
-from workers.queues import enqueue_rollback
-from workers.records import Rollback
-from workers.store.rollbacks import RollbackStore
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def worker(redis_url, tmp_path):
     }
     env.update({"REDIS_URL": redis_url, "BACKSTOP_CONFIG": str(policy)})
     log = tmp_path / "worker.log"
-    process = launch([sys.executable, "-m", "receiver.cli", "worker"], log, env=env)
+    process = launch([sys.executable, "-m", "cli.main", "worker"], log, env=env)
     try:
         yield policy, process, log
     finally:

@@ -74,7 +74,7 @@ def backstop_worker(kube, redis_url, tmp_path):
             "KUBECONFIG": str(kube.kubeconfig),
             **env,
         }
-        args = [sys.executable, "-m", "receiver.cli", "worker"]
+        args = [sys.executable, "-m", "cli.main", "worker"]
         process = launch(args, tmp_path / f"worker-{len(started)}.log", env=full)
         started.append(process)
         return process

@@ -35,15 +35,15 @@ from rq.serializers import JSONSerializer
 from werkzeug.security import generate_password_hash
 
 from config.policy import Policy
+from core import queues, urls
+from core.intake import flush_all
+from core.store import keys
 from receiver import access, metrics
 from receiver.app import create_app
 from receiver.auth import grafana_signature
 from tests import samples
 from tests.secrets import API_TOKEN, DASHBOARD_PASSWORDS, GRAFANA_HMAC_SECRET, WEBHOOK_TOKEN
-from workers import queues, urls
 from workers.context import process_context
-from workers.intake import flush_all
-from workers.store import keys
 
 # Sessions made by the tests live as long as the app's, so that using one does not refresh it.
 SESSION_TTL = timedelta(hours=12)

@@ -2,7 +2,7 @@
 while the incident job fails and waits for its retries on the incidents queue. After they
 recover, the incident is filed exactly once: one Jira issue, one PagerDuty incident.
 
-Time is driven, not waited for: the real retry schedule (workers/queues.py INCIDENT_RETRY,
+Time is driven, not waited for: the real retry schedule (core/queues.py INCIDENT_RETRY,
 10 s, 30 s, 60 s, ... 15 min) is what RQ records in its ScheduledJobRegistry; the test checks
 that each failed attempt is scheduled again, then moves it due, and the running worker's
 scheduler enqueues it as it would once that time came. Nothing in the product changes for
@@ -16,10 +16,10 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
+from core import queues
 from tests.conftest import wait_for
 from tests.reliability.conftest import incident_env
 from tests.workloads import FAST, bad_release
-from workers import queues
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ a workload is never left half-reverted, and what cannot succeed pages a human.
 The faults come from a TLS proxy in front of the real test API server (testbed/faultproxy.py);
 the rollbacks run in real `backstop worker --burst` processes whose KUBECONFIG points at it,
 so the whole retry path is real: the client's error, Backstop's classification
-(workers/integrations/kubernetes.py), the job's retry decision (workers/jobs.py) and RQ's
+(core/integrations/kubernetes.py), the job's retry decision (workers/jobs.py) and RQ's
 Retry(max=3, interval=[10, 30, 60]). Only the waiting between attempts is skipped: after a
 burst worker exits, the retry RQ scheduled is made due at once (`_make_due`) and the next
 burst worker's scheduler enqueues it, as the real scheduler would 10-60 s later.
@@ -21,14 +21,14 @@ import pytest
 from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 
+from core import queues
+from core.errors import TransientError
+from core.integrations.kubernetes import Kube, api_client
+from core.revisions import TEMPLATE_HASH
 from testbed.faultproxy import FaultProxy
 from testbed.processes import run_burst_worker
 from tests.conftest import wait_for
 from tests.workloads import FAST, bad_release
-from workers import queues
-from workers.errors import TransientError
-from workers.integrations.kubernetes import Kube, api_client
-from workers.revisions import TEMPLATE_HASH
 
 pytestmark = pytest.mark.integration
 

@@ -17,12 +17,12 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from receiver import cli
-from receiver.localredis import LocalRedis
+from cli import main as cli
+from cli.localredis import LocalRedis
+from core import queues
 from testbed.processes import launch, terminate
 from tests.conftest import wait_for
 from tests.reliability.local_attacker_payload import Unpickled
-from workers import queues
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,7 @@ def start_worker(redis_url, tmp_path):
     started = []
 
     def start():
-        process = launch([sys.executable, "-m", "receiver.cli", "worker"], log, env=env, cwd=ROOT)
+        process = launch([sys.executable, "-m", "cli.main", "worker"], log, env=env, cwd=ROOT)
         started.append(process)
         return process, log
 
@@ -137,7 +137,7 @@ def hostile_jobs(connection: redis.Redis, marks: Path) -> dict[str, str]:
         "stopped callback": rollbacks.enqueue_call(
             recheck, kwargs={"episode_id": "e2"}, on_stopped=Callback(f"{PAYLOAD}.touch")
         ),
-        "not a job": rollbacks.enqueue_call("workers.queues.run_worker", args=(None,)),
+        "not a job": rollbacks.enqueue_call("workers.worker.run_worker", args=(None,)),
         "hostile module": rollbacks.enqueue_call(f"{PAYLOAD}.touch"),
     }
     # A pickle (RQ's default serializer) whose loading alone would run a command.

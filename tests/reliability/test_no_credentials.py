@@ -26,12 +26,12 @@ from rq.serializers import JSONSerializer
 from werkzeug.security import generate_password_hash
 
 from config.policy import Policy
+from core import queues
+from core.store import keys
 from receiver import access
 from receiver.app import create_app
 from tests import samples
 from tests.secrets import API_TOKEN, WEBHOOK_TOKEN
-from workers import queues
-from workers.store import keys
 
 ROOT = Path(__file__).resolve().parents[2]
 SAFE = ("HEAD", "OPTIONS")
@@ -116,7 +116,7 @@ def state(app, store, redis_client, webhook_headers):
 
 
 def samples_now():
-    from workers.records import utcnow
+    from core.records import utcnow
 
     return utcnow()
 

@@ -28,15 +28,15 @@ import pytest
 import redis
 import requests
 
+from cli.localredis import LocalRedis
 from config.policy import load_policy
-from receiver.localredis import LocalRedis
+from core import queues
+from core.models import Workload
+from core.store import Store
+from core.store.episodes import DECIDE_CLAIM
 from testbed.servers import Gunicorn
 from tests import samples
 from tests.conftest import WEBHOOK_TOKEN, wait_for
-from workers import queues
-from workers.models import Workload
-from workers.store import Store
-from workers.store.episodes import DECIDE_CLAIM
 
 pytestmark = pytest.mark.integration
 

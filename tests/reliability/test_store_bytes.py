@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from config.policy import IntakePolicy, Policy
+from core import queues
+from core.store.decisions import MAX_DECISIONS
 from tests.conftest import WEBHOOK_TOKEN
-from workers import queues
-from workers.store.decisions import MAX_DECISIONS
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """R2: the worker is SIGKILLed at each step of a rollback and of its incident; a worker
 carries on, and the result is exactly one revert, one Jira issue and one PagerDuty incident.
 
-Each case names a test point (workers/testpoints.py): the first process to reach it kills
+Each case names a test point (core/testpoints.py): the first process to reach it kills
 itself, as a crashing node would; RQ retries the job and the record of what is done stops
 anything from happening twice.
 """

@@ -10,7 +10,7 @@ import pytest
 from rq import Callback, Queue
 from rq.serializers import JSONSerializer
 
-from workers import queues
+from core import queues
 from workers.allowlist import JOB_FUNCTIONS, BackstopJob, JobRefused, function_name, refusal
 
 

@@ -192,7 +192,7 @@ def test_backstop_run_generates_the_session_secret_under_var(tmp_path, capsys):
     import os
     import stat
 
-    from receiver.cli import local_environment
+    from cli.main import local_environment
 
     env = local_environment(tmp_path, insecure=False)
     path = tmp_path / "session-secret"

@@ -5,16 +5,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from receiver.cli import main
-from receiver.localredis import free_port
-from workers.baseline import promql
-from workers.baseline.analysis import Baseline, baseline_kpi
-from workers.baseline.periods import OFF_PEAK, PEAK, parse_days
-from workers.baseline.rulecheck import CheckOptions, check, load_rules
-from workers.baseline.rules import alert_name, prometheus_rule, rule_groups
-from workers.baseline.spec import PeakSpec, SpecError, load_spec
-from workers.baseline.stats import describe, quantile
-from workers.baseline.thresholds import (
+from cli.baseline import promql
+from cli.baseline.analysis import Baseline, baseline_kpi
+from cli.baseline.periods import OFF_PEAK, PEAK, parse_days
+from cli.baseline.rulecheck import CheckOptions, check, load_rules
+from cli.baseline.rules import alert_name, prometheus_rule, rule_groups
+from cli.baseline.spec import PeakSpec, SpecError, load_spec
+from cli.baseline.stats import describe, quantile
+from cli.baseline.thresholds import (
     ABOVE,
     BELOW,
     ThresholdPolicy,
@@ -24,7 +22,9 @@ from workers.baseline.thresholds import (
     round_away,
     windows_to_fire,
 )
-from workers.integrations.prometheus import Series
+from cli.localredis import free_port
+from cli.main import main
+from core.integrations.prometheus import Series
 
 T0 = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday, 00:00 UTC
 

@@ -1,4 +1,4 @@
-"""The `clusters:` policy block (validation, warnings) and workers.clusters.Clusters (which
+"""The `clusters:` policy block (validation, warnings) and core.clusters.Clusters (which
 cluster is guarded, how each is reached, one cached client per cluster)."""
 
 import threading
@@ -6,11 +6,11 @@ import threading
 import pytest
 import yaml
 
+from cli.main import main
 from config.policy import Policy, PolicyError, load_policy
 from config.settings import Settings
-from receiver.cli import main
-from workers.clusters import Clusters, UnknownCluster
-from workers.errors import PermanentError
+from core.clusters import Clusters, UnknownCluster
+from core.errors import PermanentError
 
 TWO = {
     "cluster": "eu",

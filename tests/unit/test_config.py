@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from config.durations import format_duration, parse_duration
 from config.policy import Policy, PolicyError, load_policy
 from config.settings import Settings
-from receiver.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,8 @@ import pytest
 from redis.sentinel import SentinelConnectionPool, SentinelManagedSSLConnection
 
 from config.settings import Settings
+from core.connection import RedisUrlError, connect, parse_sentinel_url, redacted
 from receiver.app import StartupError, create_app
-from workers.connection import RedisUrlError, connect, parse_sentinel_url, redacted
 
 SECRET = "s3cr%40t"  # percent-encoded "s3cr@t"
 

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from config.policy import DecisionDefaults, Policy
-from workers.correlation import correlate, workload_for
-from workers.models import Workload
-from workers.records import Rollout, WorkloadRecord
+from core.correlation import correlate, workload_for
+from core.models import Workload
+from core.records import Rollout, WorkloadRecord
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 WL = Workload("default", "shop", "Deployment", "checkout")

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-PRODUCT = {"config", "receiver", "workers"}
+PRODUCT = {"config", "core", "receiver", "workers", "cli"}
 BUILD_INPUTS = {"requirements.txt", "pyproject.toml", "README.md"}
 
 
@@ -174,6 +174,6 @@ def test_dockerignore_keeps_everything_but_the_product_out():
         "config/backstop.yaml",
         "receiver/app.py",
         "receiver/templates/base.html",
-        "workers/store/claim.lua",
+        "core/store/claim.lua",
     ):
         assert not ignored(path), path

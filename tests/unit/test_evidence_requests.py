@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from core.integrations.kubernetes import CONCURRENT_REQUESTS
+from core.models import Workload
 from workers import evidence
-from workers.integrations.kubernetes import CONCURRENT_REQUESTS
-from workers.models import Workload
 
 SLOW = 0.05  # the threshold in these tests; "slow" calls sleep three times as long
 

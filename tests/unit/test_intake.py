@@ -10,13 +10,13 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config.policy import Policy
+from core.decisions import Engine
+from core.intake import Intake, ingest
+from core.models import AlertEvent
+from core.store import Store
+from core.store.keys import DECISION
+from core.store.keys import EPISODE as EPISODE_PREFIX
 from tests.conftest import wait_for
-from workers.decisions import Engine
-from workers.intake import Intake, ingest
-from workers.models import AlertEvent
-from workers.store import Store
-from workers.store.keys import DECISION
-from workers.store.keys import EPISODE as EPISODE_PREFIX
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 

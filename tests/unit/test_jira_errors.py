@@ -5,10 +5,10 @@ import socket
 
 import pytest
 
-from receiver.localredis import free_port
-from workers.errors import TimedOut, TransientError
-from workers.integrations import jira
-from workers.integrations.jira import Tickets
+from cli.localredis import free_port
+from core.errors import TimedOut, TransientError
+from core.integrations import jira
+from core.integrations.jira import Tickets
 
 
 def test_no_answer_in_time_is_timed_out(monkeypatch):

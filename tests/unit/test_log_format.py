@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from receiver.cli import local_environment
-from workers import logs
+from cli.main import local_environment
+from core import logs
 
 
 def render(formatter: logging.Formatter, message: str, **fields) -> str:

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from receiver.localredis import free_port
-from workers.errors import PermanentError, TransientError
-from workers.integrations.prometheus import (
+from cli.localredis import free_port
+from core.errors import PermanentError, TransientError
+from core.integrations.prometheus import (
     Prometheus,
     Sample,
     Series,

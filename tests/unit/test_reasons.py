@@ -1,8 +1,8 @@
 """Every reason a decision can carry is explained wherever reasons are shown."""
 
+from core.decisions import DETAILS
+from core.records import DECISION_REASONS, SKIP_REASONS
 from receiver.dashboard import REASONS
-from workers.decisions import DETAILS
-from workers.records import DECISION_REASONS, SKIP_REASONS
 
 
 def test_the_dashboard_explains_every_reason():

@@ -5,18 +5,18 @@ and refused at the start of the receiver, the worker and the watcher."""
 import pytest
 import redis
 
+from cli import main as cli
+from cli.localredis import LocalRedis, free_port
 from config.policy import Policy
-from receiver import cli
-from receiver.app import StartupError, create_app
-from receiver.localredis import LocalRedis, free_port
-from tests import samples
-from workers import connection
-from workers.connection import (
+from core import connection
+from core.connection import (
     MINIMUM_REDIS_VERSION,
     RedisVersionError,
     check_redis_version,
     parse_redis_version,
 )
+from receiver.app import StartupError, create_app
+from tests import samples
 
 FUTURE = (99, 0, 0)
 

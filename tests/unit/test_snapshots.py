@@ -10,24 +10,21 @@ import fakeredis
 import pytest
 from PIL import Image
 
-from workers.errors import PermanentError, TransientError
-from workers.integrations.prometheus import Series
+from core.errors import PermanentError, TransientError
+from core.integrations.prometheus import Series
+from core.snapshots import MAX_BYTES, Snapshot, sign, verify_signature
+from core.store import keys
+from core.store.snapshots import SnapshotStore
 from workers.snapshots import (
     MARKER_COLORS,
-    MAX_BYTES,
     THRESHOLD_COLOR,
     Marker,
-    Snapshot,
     SnapshotQuery,
     capture,
     queries_for,
     render_png,
-    sign,
     to_csv,
-    verify_signature,
 )
-from workers.store import keys
-from workers.store.snapshots import SnapshotStore
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 START, END = T0, T0 + timedelta(hours=2)

@@ -10,11 +10,11 @@ import fakeredis
 import pytest
 
 from config.policy import IntakePolicy
-from workers.models import AlertEvent
-from workers.store import DUPLICATE, FIRST_RESOLVED, NEW_FIRING
-from workers.store.episodes import EpisodeStore
-from workers.store.keys import DECISION
-from workers.store.keys import EPISODE as EPISODE_PREFIX
+from core.models import AlertEvent
+from core.store import DUPLICATE, FIRST_RESOLVED, NEW_FIRING
+from core.store.episodes import EpisodeStore
+from core.store.keys import DECISION
+from core.store.keys import EPISODE as EPISODE_PREFIX
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 

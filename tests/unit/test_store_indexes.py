@@ -7,11 +7,11 @@ import fakeredis
 import pytest
 import redis
 
-from workers.models import Workload
-from workers.records import Decision, Rollback, WorkloadRecord
-from workers.store.decisions import DecisionStore
-from workers.store.rollbacks import RollbackStore
-from workers.store.sessions import SessionStore
+from core.models import Workload
+from core.records import Decision, Rollback, WorkloadRecord
+from core.store.decisions import DecisionStore
+from core.store.rollbacks import RollbackStore
+from core.store.sessions import SessionStore
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 CHECKOUT = WorkloadRecord.of(Workload("default", "shop", "Deployment", "checkout"))
@@ -139,7 +139,7 @@ def test_an_unindexed_store_is_indexed_on_first_read(client):
 
 
 def test_workload_indexes_are_bounded_and_trimmed_with_the_decisions(client, monkeypatch):
-    from workers.store import decisions
+    from core.store import decisions
 
     monkeypatch.setattr(decisions, "MAX_DECISIONS", 50)
     monkeypatch.setattr(decisions, "MAX_PER_WORKLOAD", 20)
@@ -158,7 +158,7 @@ def test_workload_indexes_are_bounded_and_trimmed_with_the_decisions(client, mon
 
 
 def test_a_worker_indexes_an_old_store_at_start_and_starts_when_redis_is_down(client, caplog):
-    from workers.queues import _upgrade_store
+    from workers.worker import _upgrade_store
 
     DecisionStore(client).save(about(1, CHECKOUT, T0))
     client.delete("backstop:decisions:workload-indexed")

@@ -6,8 +6,8 @@ import sys
 import pytest
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from cli import main as cli
 from config.users import UsersError, load_users
-from receiver import cli
 
 
 def write(tmp_path, text: str):

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import fakeredis
 
 from config.policy import Policy
+from core.store import Store
 from receiver.app import warm_up
-from workers.store import Store
 
 
 def test_warm_loads_every_script_of_the_store():

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from workers import markup, ticket, urls
-from workers.records import (
+from core import markup, urls
+from core.records import (
     Decision,
     DecisionStep,
     Rollback,
@@ -22,6 +22,7 @@ from workers.records import (
     Rollout,
     WorkloadRecord,
 )
+from workers import ticket
 
 SPECIAL = set("-#*_+?^~|%{}[]()!@")
 ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#x[0-9A-Fa-f]+);")

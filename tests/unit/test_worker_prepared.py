@@ -10,11 +10,11 @@ import yaml
 
 from config.policy import Policy, PolicyError
 from config.settings import Settings
+from core.clusters import Clusters
+from core.errors import PermanentError
+from core.integrations import kubernetes
 from workers import context
-from workers.clusters import Clusters
-from workers.errors import PermanentError
-from workers.integrations import kubernetes
-from workers.queues import _driver_info_once
+from workers.worker import _driver_info_once
 
 
 def kubeconfig(path, server: str = "https://127.0.0.1:6443") -> str:

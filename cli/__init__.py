@@ -1,0 +1,1 @@
+"""The backstop command and what only it runs."""

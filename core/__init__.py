@@ -1,0 +1,1 @@
+"""What every Backstop process shares: records, store, engine, integrations."""

@@ -1,0 +1,198 @@
+"""The job contract: queue names, deterministic job ids, retries and enqueueing.
+
+Job ids are deterministic and enqueued with `unique=True`, so duplicate deliveries and
+concurrent receivers never create two jobs for the same thing. Jobs are referenced by
+their import path, so the receiver never imports the job bodies.
+"""
+
+import re
+from datetime import datetime, timedelta
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.serializers import JSONSerializer
+
+from core import logs
+from core.models import Workload
+
+ROLLBACKS, DECISIONS, INCIDENTS = "rollbacks", "decisions", "incidents"
+# Priority order: a Jira or PagerDuty outage must never delay a revert.
+QUEUE_NAMES = (ROLLBACKS, DECISIONS, INCIDENTS)
+
+RESULT_TTL = int(timedelta(days=7).total_seconds())
+# RQ keeps failed jobs a year by default; a month is plenty to read and retry them.
+FAILURE_TTL = int(timedelta(days=30).total_seconds())
+ROLLBACK_TIMEOUT = int(timedelta(minutes=30).total_seconds())
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def queue(connection: redis.Redis, name: str, *, job_class: type | None = None) -> Queue:
+    """One of Backstop's queues, with the JSON serializer."""
+    return Queue(name, connection=connection, serializer=JSONSerializer, job_class=job_class)
+
+
+def queues(connection: redis.Redis, *, job_class: type | None = None) -> list[Queue]:
+    """Backstop's queues, highest priority first."""
+    return [queue(connection, name, job_class=job_class) for name in QUEUE_NAMES]
+
+
+def rollback_job_id(workload: Workload, bad_revision: str, *, mode: str = "enforce") -> str:
+    """One rollback job per (workload, bad revision): `rollback-<workload hash>-<revision>`.
+
+    A dry run has its own id (`dryrun-...`), so it never blocks a real rollback later.
+    """
+    prefix = "dryrun" if mode == "dry-run" else "rollback"
+    return f"{prefix}-{workload.slug}-{_UNSAFE.sub('_', bad_revision)[:40]}"
+
+
+def incident_job_id(rollback_id: str, attempt: int = 1) -> str:
+    """One incident job per terminal outcome of a rollback (a retried rollback has more)."""
+    return f"incident-{rollback_id}-{attempt}"
+
+
+def page_job_id(decision_id: str, group: str | None = None) -> str:
+    """One page per page group (core/paging.py); without one, per decision."""
+    return f"page-{group or decision_id}"
+
+
+def recheck_job_id(episode_id: str) -> str:
+    """One deferred re-check per episode."""
+    return f"recheck-{episode_id}"
+
+
+# A rollback is retried three times over a minute and a half (transient API errors); an
+# outage of Jira or PagerDuty for hours (20 retries, the last ones 15 minutes apart), on its
+# own queue, never in a rollback's way.
+ROLLBACK_RETRY = Retry(max=3, interval=[10, 30, 60])
+INCIDENT_RETRY = Retry(max=20, interval=[10, 30, 60, 120, 300, 600, 900])
+RECHECK_RETRY = Retry(max=5, interval=[5, 15, 30, 60, 120])
+
+
+def _enqueue_once(
+    connection: redis.Redis,
+    queue_name: str,
+    function: str,
+    *,
+    job_id: str,
+    kwargs: dict,
+    at: datetime | None = None,
+    **options,
+) -> str:
+    """Enqueue (or schedule at `at`) a job under a deterministic id, at most once: a second
+    call while the job is known to RQ changes nothing, which is what duplicate deliveries and
+    concurrent receivers need. The job carries the ids bound now (the webhook's request id,
+    the decision, the rollback) so that its worker logs under them too."""
+    target = queue(connection, queue_name)
+    options = {
+        "job_id": job_id,
+        "kwargs": kwargs,
+        "meta": {"trace": logs.trace()},
+        "unique": True,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+        **options,
+    }
+    try:
+        if at is None:
+            target.enqueue_call(function, **options)
+        else:
+            target.enqueue_at(at, function, **options)
+    except DuplicateJobError:
+        pass  # already there: exactly what unique is for
+    return job_id
+
+
+def enqueue_rollback(
+    connection: redis.Redis,
+    *,
+    decision_id: str,
+    workload: Workload,
+    bad_revision: str,
+    mode: str = "enforce",
+) -> str:
+    """Enqueue `workers.jobs.rollback` once per (workload, bad revision); return its id."""
+    return _enqueue_once(
+        connection,
+        ROLLBACKS,
+        "workers.jobs.rollback",
+        job_id=rollback_job_id(workload, bad_revision, mode=mode),
+        kwargs={
+            "decision_id": decision_id,
+            "workload": workload.key,
+            "bad_revision": bad_revision,
+            "mode": mode,
+        },
+        timeout=ROLLBACK_TIMEOUT,
+        retry=ROLLBACK_RETRY,
+        description=f"roll back {workload.key} from revision {bad_revision}",
+    )
+
+
+def enqueue_incident(connection: redis.Redis, *, rollback_id: str, attempt: int = 1) -> str:
+    """Enqueue `workers.jobs.incident` for a rollback's terminal outcome."""
+    return _enqueue_once(
+        connection,
+        INCIDENTS,
+        "workers.jobs.incident",
+        job_id=incident_job_id(rollback_id, attempt),
+        kwargs={"rollback_id": rollback_id},
+        retry=INCIDENT_RETRY,
+        description=f"file the incident for rollback {rollback_id}",
+    )
+
+
+def enqueue_page(connection: redis.Redis, *, decision_id: str, group: str | None = None) -> str:
+    """Enqueue `workers.jobs.page` for a decision that needs a human: once per page group
+    (the group's first decision), or once per decision without one."""
+    kwargs = {"decision_id": decision_id}
+    if group is not None:
+        kwargs["group"] = group
+    return _enqueue_once(
+        connection,
+        INCIDENTS,
+        "workers.jobs.page",
+        job_id=page_job_id(decision_id, group),
+        kwargs=kwargs,
+        retry=INCIDENT_RETRY,
+        description=f"page a human about decision {decision_id}"
+        + (f" and those like it ({group})" if group else ""),
+    )
+
+
+def schedule_recheck(connection: redis.Redis, *, episode_id: str, at: datetime) -> str:
+    """Schedule `workers.jobs.recheck` of a deferred episode at `at` (needs --with-scheduler).
+
+    RQ keeps scheduled times in whole seconds, truncated: a job due at 12:00:00.6 would run
+    at 12:00:00, find the episode still too young, and be unable to schedule itself again
+    under its own (running) id. So the time is rounded up to the next whole second.
+    """
+    if at.microsecond:
+        at = at.replace(microsecond=0) + timedelta(seconds=1)
+    return _enqueue_once(
+        connection,
+        DECISIONS,
+        "workers.jobs.recheck",
+        at=at,
+        job_id=recheck_job_id(episode_id),
+        kwargs={"episode_id": episode_id},
+        retry=RECHECK_RETRY,
+        description=f"re-check deferred episode {episode_id}",
+    )
+
+
+def retry_rollback(connection: redis.Redis, rollback_id: str, kwargs: dict) -> str:
+    """Run a finished rollback job again under the same id (a human asked for it)."""
+    job = queue(connection, ROLLBACKS).fetch_job(rollback_id)
+    if job is not None:
+        job.delete()  # a finished or failed job keeps its id until its TTL; make room
+    return _enqueue_once(
+        connection,
+        ROLLBACKS,
+        "workers.jobs.rollback",
+        job_id=rollback_id,
+        kwargs=kwargs,
+        timeout=ROLLBACK_TIMEOUT,
+        retry=ROLLBACK_RETRY,
+        description=f"retry rollback {rollback_id}",
+    )

@@ -1,0 +1,249 @@
+"""Records Backstop keeps in Redis as JSON: rollouts, decisions, audit entries.
+
+Pydantic models, so what is written is what is read back, typed, and the API can serve
+them as they are.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.models import Workload
+
+Outcome = Literal["rollback", "dry_run", "awaiting_approval", "deferred", "skipped"]
+
+# Why a decision did not (or not yet) roll back. Each is explained in the README.
+SKIP_REASONS = (
+    "not_kill_switch",
+    "no_workload",
+    "no_recent_deployment",
+    "predates_deployment",
+    "ambiguous",
+    "cooldown",
+    "circuit_open",
+    "paused",
+    "already_rolled_back",
+    "rollback_of_rollback",
+    "first_revision",
+    "resolved",
+    "denied",
+    "unknown_cluster",
+    "internal_error",
+)
+# Every reason a decision can carry: the skips, and those of the other outcomes.
+DECISION_REASONS = (
+    *SKIP_REASONS,
+    "enqueued",
+    "would_roll_back",
+    "approval_required",
+    "min_firing",
+)
+
+
+def new_id() -> str:
+    """A random record id."""
+    return uuid.uuid4().hex[:20]
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware."""
+    return datetime.now(UTC)
+
+
+class Record(BaseModel):
+    """Base for stored records: tolerant of fields added by newer versions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class WorkloadRecord(Record):
+    """A workload as stored (see core.models.Workload)."""
+
+    cluster: str
+    namespace: str
+    kind: str
+    name: str
+
+    @classmethod
+    def of(cls, workload: Workload) -> "WorkloadRecord":
+        return cls(
+            cluster=workload.cluster,
+            namespace=workload.namespace,
+            kind=workload.kind,
+            name=workload.name,
+        )
+
+    def workload(self) -> Workload:
+        return Workload(self.cluster, self.namespace, self.kind, self.name)
+
+
+class Rollout(Record):
+    """One rollout of a workload, from the watcher, from CI, or both merged."""
+
+    id: str = Field(default_factory=new_id)
+    workload: WorkloadRecord
+    revision: str | None = None
+    previous_revision: str | None = None
+    images: list[str] = Field(default_factory=list)
+    change_cause: str = ""
+    started_at: datetime
+    completed_at: datetime | None = None
+    by_backstop: bool = False
+    rollback_of: str | None = None
+    sources: list[str] = Field(default_factory=list)
+    version: str = ""
+    commit: str = ""
+    author: str = ""
+    url: str = ""
+
+
+class DecisionStep(Record):
+    """One outcome a decision went through (deferred, then rollback, ...)."""
+
+    at: datetime
+    outcome: Outcome
+    reason: str
+    by: str = "backstop"
+
+
+class Decision(Record):
+    """What Backstop decided about one alert episode, and why. Its id is the episode's."""
+
+    id: str
+    episode_id: str
+    alertname: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime
+    workload: WorkloadRecord | None = None
+    rollout: Rollout | None = None
+    outcome: Outcome
+    reason: str
+    detail: str = ""
+    confidence: str = ""
+    evidence: dict = Field(default_factory=dict)
+    policy: dict = Field(default_factory=dict)
+    mode: str = ""
+    job_id: str | None = None
+    recheck_at: datetime | None = None
+    # The webhook request that first reported the episode (its X-Request-Id), for the logs.
+    request_id: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    history: list[DecisionStep] = Field(default_factory=list)
+
+    def summary(self) -> dict:
+        """The short form carried in webhook answers."""
+        return {
+            "id": self.id,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "workload": self.workload.workload().key if self.workload else None,
+        }
+
+
+class AuditEntry(Record):
+    """Who did what, when, to what, and why."""
+
+    at: datetime = Field(default_factory=utcnow)
+    actor: str
+    action: str
+    target: str = ""
+    reason: str = ""
+    details: dict = Field(default_factory=dict)
+
+
+RollbackStatus = Literal[
+    "running", "verified", "verification_failed", "blocked", "failed", "dry_run"
+]
+TERMINAL = ("verified", "verification_failed", "blocked", "failed", "dry_run")
+
+
+class RollbackStep(Record):
+    """One step of a rollback: what ran, when, how long, and what it found."""
+
+    name: str
+    status: Literal["ok", "failed", "blocked", "skipped"]
+    started_at: datetime
+    finished_at: datetime
+    detail: str = ""
+    data: dict = Field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+    def to_json(self) -> dict:
+        """With its duration, for the API."""
+        return {**self.model_dump(mode="json"), "duration_ms": self.duration_ms}
+
+
+class Rollback(Record):
+    """The execution of one rollback decision, step by step. Its id is the RQ job id."""
+
+    id: str
+    decision_id: str
+    workload: WorkloadRecord
+    bad_revision: str
+    target_revision: str | None = None
+    created_revision: str | None = None
+    mode: str = "enforce"
+    status: RollbackStatus = "running"
+    reason: str = ""
+    steps: list[RollbackStep] = Field(default_factory=list)
+    preflight: dict = Field(default_factory=dict)
+    patch_type: str = ""
+    patch: dict | list | None = None
+    verification: dict = Field(default_factory=dict)
+    attempts: int = 0
+    incident_job_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def step(self, name: str) -> RollbackStep | None:
+        """The last recorded step called `name`."""
+        return next((s for s in reversed(self.steps) if s.name == name), None)
+
+    def to_json(self) -> dict:
+        """The API view: steps carry their durations."""
+        data = self.model_dump(mode="json")
+        data["steps"] = [s.to_json() for s in self.steps]
+        return data
+
+
+DeliveryState = Literal["not_configured", "pending", "delivered", "failed"]
+
+
+class Delivery(Record):
+    """The delivery of an incident to one target (Jira or PagerDuty)."""
+
+    state: DeliveryState = "pending"
+    ref: str = ""
+    detail: str = ""
+    attempts: int = 0
+    done: list[str] = Field(default_factory=list)
+    updated_at: datetime | None = None
+
+
+class Incident(Record):
+    """What humans were told about a rollback (or a decision that needs one), and where."""
+
+    id: str
+    kind: Literal["rollback", "decision"] = "rollback"
+    key: str
+    workload: str = ""
+    summary: str = ""
+    severity: str = ""
+    status: str = ""
+    events: list[str] = Field(default_factory=list)
+    snapshots: list[dict] = Field(default_factory=list)
+    jira: Delivery = Field(default_factory=Delivery)
+    pagerduty: Delivery = Field(default_factory=Delivery)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

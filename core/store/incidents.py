@@ -1,0 +1,54 @@
+"""Incident records with their delivery state, and the incident key -> Jira issue map."""
+
+from datetime import datetime, timedelta
+
+import redis
+
+from core.records import Incident
+from core.store import keys, records
+from core.store.records import ms
+
+RETENTION = timedelta(days=90)
+MAX_INCIDENTS = 10_000
+
+
+class IncidentStore:
+    """Incidents in Redis, bounded in count and age."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    def save(self, incident: Incident) -> None:
+        """Write an incident (new or updated)."""
+        records.save(
+            self.redis,
+            keys.INCIDENT,
+            keys.INCIDENTS,
+            incident.id,
+            incident,
+            score_ms=ms(incident.created_at),
+            ttl=RETENTION,
+            cap=MAX_INCIDENTS,
+        )
+
+    def get(self, incident_id: str) -> Incident | None:
+        """One incident by id (the rollback's id, or `decision-<id>`)."""
+        return records.get(self.redis, keys.INCIDENT, Incident, incident_id)
+
+    def recent(self, *, limit: int = 50) -> list[Incident]:
+        """Incidents, newest first."""
+        return records.newest(self.redis, keys.INCIDENTS, keys.INCIDENT, Incident, limit=limit)
+
+    def count_since(self, since: datetime) -> int:
+        """How many incidents were opened at or after `since`."""
+        return int(self.redis.zcount(keys.INCIDENTS, ms(since), "+inf"))
+
+    def jira_issue(self, incident_key: str) -> str | None:
+        """The Jira issue already filed for an incident key (our map comes first: Jira's
+        search is eventually consistent)."""
+        value = self.redis.get(keys.JIRA_ISSUE + incident_key)
+        return value.decode() if value else None
+
+    def remember_jira_issue(self, incident_key: str, issue_key: str) -> None:
+        """Record which issue an incident key was filed as."""
+        self.redis.set(keys.JIRA_ISSUE + incident_key, issue_key, ex=RETENTION)

@@ -1,0 +1,65 @@
+"""The watcher process: signals, the Redis check, and the Lease that picks one watching replica."""
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from datetime import timedelta
+from functools import partial
+
+from core.connection import RedisVersionError, VersionCheck
+from core.errors import PermanentError
+from core.integrations.kubernetes import api_client
+from core.integrations.lease import Lease
+from core.logs import configure_logging
+from core.records import utcnow
+from workers.context import process_context
+from workers.leadership import lead
+from workers.watcher import watch_clusters
+
+
+def run_watcher() -> int:
+    """Run the deployment watcher until SIGTERM or SIGINT; the process's exit status."""
+    context = process_context()
+    configure_logging(context.settings.log_level, context.settings.log_format)
+    log = logging.getLogger("backstop.watcher")
+    try:
+        VersionCheck(context.connection).check()
+    except RedisVersionError as exc:
+        print(f"REDIS_URL: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    # One watch loop per guarded cluster (`clusters:`, else the local one).
+    work = partial(watch_clusters, context.clusters, context.store, context.policy, utcnow)
+    settings = context.settings
+    namespace = settings.leader_election_namespace
+    try:
+        if not context.policy.clusters:
+            context.clusters.api(context.policy.cluster)
+        # The Lease is in the local cluster (KUBECONFIG or in-cluster), whatever is watched.
+        api = api_client(settings.kubeconfig, settings.kube_context) if namespace else None
+    except PermanentError as exc:
+        # Without a cluster there is nothing to watch; stay up (so `make run` keeps its
+        # other processes) and say why, until stopped.
+        log.warning("watcher idle: %s", exc)
+        stop.wait()
+        return 0
+    if namespace is None:
+        work(stop)
+        return 0
+    # Several replicas: only the holder of the Lease watches.
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    lease = Lease(
+        api,
+        namespace,
+        context.settings.leader_election_name,
+        identity,
+        duration=timedelta(seconds=15),
+        clock=utcnow,
+    )
+    lead(lease, stop, work)
+    return 0
