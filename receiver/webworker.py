@@ -26,12 +26,15 @@ from functools import partial
 from gunicorn.http.body import CHUNK_EXT_RE
 from gunicorn.workers.gthread import ThreadWorker
 
-# Deadlines (seconds) and the buffer bounds; see the README's "Server model".
+from config.settings import Settings
+
+# Deadlines (seconds) and the buffer bounds; see docs/benchmarks.md, "Server model".
 HEADER_TIMEOUT = float(os.environ.get("BACKSTOP_HEADER_TIMEOUT", "10"))
 BODY_TIMEOUT = float(os.environ.get("BACKSTOP_BODY_TIMEOUT", "30"))
 MAX_HEADER_BYTES = 64 * 1024
-# Past the app's own body limit, the app has what it needs to answer 413 (receiver/app.py).
-MAX_BODY_BYTES = int(os.environ.get("BACKSTOP_MAX_BODY_BYTES", str(1024 * 1024)))
+# Past the app's own body limit, the app has what it needs to answer 413 (receiver/app.py):
+# the very limit the app enforces, read and validated by the same setting, never a copy.
+MAX_BODY_BYTES = Settings().max_body_bytes
 _READ_SIZE = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
