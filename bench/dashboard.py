@@ -39,7 +39,7 @@ from cli.localredis import LocalRedis
 from config.durations import format_duration
 from config.policy import Policy, load_policy
 from core import queues
-from core.decisions import DETAILS, TIMING_FIELDS
+from core.decisions import TIMING_FIELDS
 from core.models import AlertEvent, Workload, label_fingerprint
 from core.records import (
     AuditEntry,
@@ -54,6 +54,7 @@ from core.records import (
     utcnow,
 )
 from core.store import NEW_FIRING, Store, keys
+from core.vocabulary import explain
 from testbed.servers import Gunicorn
 from workers.incidents import incident_key
 
@@ -488,7 +489,7 @@ def decision_for(plan: Plan, policy: Policy, episode_id: str, first: datetime) -
         f"from revision {revision}",
         "deferred": f"deferred until {(plan.start + timing.min_firing).isoformat()}: the alert "
         f"must fire for {format_duration(timing.min_firing)} before Backstop acts",
-    }.get(plan.outcome, f"{key}: {DETAILS.get(plan.reason, plan.reason)}")
+    }.get(plan.outcome, f"{key}: {explain(plan.reason)}")
     return Decision(
         id=episode_id,
         episode_id=episode_id,
@@ -1070,7 +1071,7 @@ def fill(store: Store, policy: Policy, seed: int, events: int = EVENTS) -> dict:
                     kind="decision",
                     key=f"backstop-decision-{plan.decision.id}",
                     workload=plan.workload.key if plan.workload else "",
-                    summary=f"{plan.labels.get('alertname')}: {DETAILS[plan.reason]}",
+                    summary=f"{plan.labels.get('alertname')}: {explain(plan.reason)}",
                     severity="error",
                     status=plan.reason,
                     pagerduty=Delivery(state="delivered", ref=plan.decision.id, attempts=1),

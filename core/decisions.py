@@ -37,25 +37,7 @@ from core import logs, paging, queues, testpoints
 from core.correlation import correlate, workload_for
 from core.records import AuditEntry, Decision, DecisionStep, Rollback, WorkloadRecord
 from core.store import Store
-
-DETAILS = {
-    "not_kill_switch": "the alert is not a kill switch for any service",
-    "no_workload": "the alert's labels name no workload (namespace + deployment/...)",
-    "unknown_cluster": "the workload's cluster is not one Backstop is configured for",
-    "no_recent_deployment": "no rollout of the workload in the lookback window explains it",
-    "predates_deployment": "the alert began before the latest rollout, so it did not cause it",
-    "ambiguous": "several rollouts in the lookback window could explain it; a human decides",
-    "rollback_of_rollback": "the explaining rollout is Backstop's own rollback",
-    "first_revision": "the explaining rollout created the workload: nothing to roll back to",
-    "already_rolled_back": "this revision of the workload is already being rolled back",
-    "paused": "automation is paused",
-    "cooldown": "the workload was rolled back recently",
-    "circuit_open": "the circuit breaker is open; a human must reset it",
-    "resolved": "the alert resolved before it had fired for min_firing",
-    "denied": "a human denied the rollback",
-    "internal_error": "Backstop failed while deciding (a bug, logged with its traceback); "
-    "a human decides",
-}
+from core.vocabulary import explain
 
 # What each correlation status (core.correlation.Status) means when it is not a match.
 CORRELATION_REASONS = {
@@ -384,5 +366,5 @@ def _detail(decision: Decision) -> str:
         )
     if decision.reason == "internal_error":
         error = decision.evidence.get("error", "an error")
-        return f"{workload}: {DETAILS['internal_error']} ({error})"
-    return f"{workload}: {DETAILS.get(decision.reason, decision.reason)}"
+        return f"{workload}: {explain('internal_error')} ({error})"
+    return f"{workload}: {explain(decision.reason)}"

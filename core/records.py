@@ -11,35 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.models import Workload
-
-Outcome = Literal["rollback", "dry_run", "awaiting_approval", "deferred", "skipped"]
-
-# Why a decision did not (or not yet) roll back. Each is explained in the README.
-SKIP_REASONS = (
-    "not_kill_switch",
-    "no_workload",
-    "no_recent_deployment",
-    "predates_deployment",
-    "ambiguous",
-    "cooldown",
-    "circuit_open",
-    "paused",
-    "already_rolled_back",
-    "rollback_of_rollback",
-    "first_revision",
-    "resolved",
-    "denied",
-    "unknown_cluster",
-    "internal_error",
-)
-# Every reason a decision can carry: the skips, and those of the other outcomes.
-DECISION_REASONS = (
-    *SKIP_REASONS,
-    "enqueued",
-    "would_roll_back",
-    "approval_required",
-    "min_firing",
-)
+from core.vocabulary import TERMINAL, Outcome, RollbackStatus
 
 
 def new_id() -> str:
@@ -152,12 +124,6 @@ class AuditEntry(Record):
     target: str = ""
     reason: str = ""
     details: dict = Field(default_factory=dict)
-
-
-RollbackStatus = Literal[
-    "running", "verified", "verification_failed", "blocked", "failed", "dry_run"
-]
-TERMINAL = ("verified", "verification_failed", "blocked", "failed", "dry_run")
 
 
 class RollbackStep(Record):

@@ -7,13 +7,16 @@ need the operator role (and a session's CSRF token); every one is audited with w
 when, and why.
 """
 
+from collections.abc import Collection
+
 from flask import Blueprint, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import queues, registries
 from core.decisions import DecisionError, UnknownRollback
 from core.models import KINDS, Workload
-from core.records import DECISION_REASONS, TERMINAL, AuditEntry, utcnow
+from core.records import AuditEntry, utcnow
+from core.vocabulary import OUTCOMES, REASONS, ROLLBACK_STATUSES
 from receiver import access
 from receiver.bodies import parse_body
 from receiver.errors import ApiError
@@ -23,8 +26,6 @@ from receiver.state import app_state
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 STATUSES = ("firing", "resolved")
-OUTCOMES = ("rollback", "dry_run", "awaiting_approval", "deferred", "skipped")
-ROLLBACK_STATUSES = ("running", *TERMINAL)
 MAX_LIMIT = 1000
 
 
@@ -49,7 +50,7 @@ def query_limit(default: int = 50) -> int:
     return int(raw)
 
 
-def query_choice(name: str, choices: tuple[str, ...]) -> str | None:
+def query_choice(name: str, choices: Collection[str]) -> str | None:
     """An optional query parameter restricted to `choices`."""
     value = request.args.get(name)
     if value is not None and value not in choices:
@@ -125,7 +126,7 @@ def alerts():
 def decisions():
     """Decisions, newest first; filter by outcome, reason, workload key."""
     outcome = query_choice("outcome", OUTCOMES)
-    reason = query_choice("reason", DECISION_REASONS)
+    reason = query_choice("reason", REASONS)
     found = app_state().store.decisions.recent(
         outcome=outcome,
         reason=reason,

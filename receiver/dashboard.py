@@ -5,13 +5,15 @@ CSRF token), so the dashboard can do nothing the API does not allow, and every a
 audited there. Pages refresh themselves every few seconds.
 """
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, abort, g, redirect, render_template, request, url_for
 
 from core import markup, queues, registries, urls
-from core.records import TERMINAL, Decision, utcnow
+from core.records import Decision, utcnow
+from core.vocabulary import OUTCOMES, REASONS, ROLLBACK_STATUSES
 from receiver import access
 from receiver.state import app_state
 
@@ -23,31 +25,6 @@ MAX_PAGE = 500
 # year of history as with a day's; the page says when it stopped looking.
 SCAN_LIMIT = 5_000
 REFRESH_SECONDS = 5
-OUTCOMES = ("rollback", "dry_run", "awaiting_approval", "deferred", "skipped")
-ROLLBACK_STATUSES = ("running", *TERMINAL)
-
-# What each reason means, shown next to it (the README's table says the same).
-REASONS = {
-    "not_kill_switch": "the alert is not a kill switch",
-    "no_workload": "the alert names no workload Backstop knows",
-    "no_recent_deployment": "no deployment in the lookback window explains it",
-    "predates_deployment": "the alert began before the latest deployment",
-    "ambiguous": "several deployments could explain it",
-    "cooldown": "the workload was rolled back recently",
-    "circuit_open": "the circuit breaker is open",
-    "paused": "automation is paused",
-    "already_rolled_back": "that revision is already (being) rolled back",
-    "rollback_of_rollback": "the deployment was Backstop's own rollback",
-    "first_revision": "the only deployment is the workload's creation",
-    "resolved": "the alert resolved before Backstop acted",
-    "denied": "a human denied the rollback",
-    "unknown_cluster": "the workload's cluster is not one Backstop guards",
-    "internal_error": "Backstop failed while deciding; a human decides",
-    "enqueued": "a rollback job was enqueued",
-    "would_roll_back": "dry run: would have rolled back",
-    "approval_required": "waiting for a human to approve",
-    "min_firing": "waiting until it has fired long enough",
-}
 
 
 @bp.before_request
@@ -152,7 +129,7 @@ def query_with(**changes) -> str:
     return f"{request.path}?{urlencode(args)}" if args else request.path
 
 
-def _choice(name: str, choices: tuple[str, ...]) -> str | None:
+def _choice(name: str, choices: Collection[str]) -> str | None:
     value = request.args.get(name) or None
     return value if value in choices else None
 

@@ -2,20 +2,19 @@
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import get_args
 
 import redis
 
-from core.records import Decision, Outcome
+from core.records import Decision
 from core.store import keys, records
 from core.store.records import ms
+from core.vocabulary import OUTCOMES
 
 MAX_DECISIONS = 100_000
 # The newest decisions kept in each workload's index: pre-flight reads up to 1,000 of them
 # to find the revisions an alert was blamed on.
 MAX_PER_WORKLOAD = 2_000
 BACKFILL_PAGE = 1_000
-OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
 
 class DecisionStore:

@@ -2,17 +2,16 @@
 
 import json
 from datetime import datetime, timedelta
-from typing import get_args
 
 import redis
 
-from core.records import Rollback, RollbackStatus
+from core.records import Rollback
 from core.store import keys, records
 from core.store.records import ms
+from core.vocabulary import ROLLBACK_STATUSES
 
 RETENTION = timedelta(days=30)
 MAX_ROLLBACKS = 10_000
-STATUSES: tuple[str, ...] = get_args(RollbackStatus)
 
 # Take the lock when free, or from an earlier attempt of the same rollback: RQ runs one job id
 # at most once at a time, so that attempt is over (its worker died). Never from another.
@@ -57,7 +56,7 @@ class RollbackStore:
             pipe=pipe,
         )
         # One index per status, for counts and lists by status without reading every record.
-        for status in STATUSES:
+        for status in ROLLBACK_STATUSES:
             if status == rollback.status:
                 pipe.zadd(keys.rollbacks_with(status), {rollback.id: created})
                 oldest = created - int(RETENTION.total_seconds() * 1000)
@@ -85,7 +84,7 @@ class RollbackStore:
     def counts(self, *, since: datetime) -> dict[str, int]:
         """How many rollbacks started since `since` have each status now."""
         return records.count_since(
-            self.redis, {s: keys.rollbacks_with(s) for s in STATUSES}, since_ms=ms(since)
+            self.redis, {s: keys.rollbacks_with(s) for s in ROLLBACK_STATUSES}, since_ms=ms(since)
         )
 
     def save_evidence(self, rollback_id: str, evidence: dict) -> None:

@@ -19,7 +19,8 @@ from core import queues
 from core.correlation import Status, correlate
 from core.decisions import Engine
 from core.models import Workload
-from core.records import DECISION_REASONS, Rollout, WorkloadRecord
+from core.records import Rollout, WorkloadRecord
+from core.vocabulary import REASONS
 from receiver.app import create_app
 from receiver.state import EXTENSION
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
@@ -278,7 +279,7 @@ def test_every_documented_outcome_is_reached_by_a_webhook(make_settings, outcome
 
 def test_every_path_here_is_documented_in_the_one_vocabulary():
     assert set(PATHS) == set(documented_outcomes())
-    assert {path.split(": ")[1] for path in PATHS} == set(DECISION_REASONS)
+    assert {path.split(": ")[1] for path in PATHS} == set(REASONS)
 
 
 @pytest.mark.parametrize("status", get_args(Status))
