@@ -39,7 +39,6 @@ from cli.localredis import LocalRedis
 from config.durations import format_duration
 from config.policy import Policy, load_policy
 from core import queues
-from core.decisions import TIMING_FIELDS
 from core.models import AlertEvent, Workload, label_fingerprint
 from core.records import (
     AuditEntry,
@@ -53,6 +52,7 @@ from core.records import (
     WorkloadRecord,
     utcnow,
 )
+from core.rules import TIMING_FIELDS
 from core.store import NEW_FIRING, Store, keys
 from core.vocabulary import explain
 from testbed.servers import Gunicorn

@@ -1,27 +1,12 @@
-"""Decisions: for each alert episode, whether to roll back, with a recorded reason.
+"""The Engine: for each alert episode, whether to roll back, with a recorded reason.
 
-The order of checks (each a possible outcome, first match wins):
-
-1. the alert is not a kill switch                     → skipped: not_kill_switch
-2. it names no workload                               → skipped: no_workload
-   its cluster is not one Backstop guards             → skipped: unknown_cluster
-3. no rollout in the lookback window                  → skipped: no_recent_deployment
-   the episode began before the latest rollout        → skipped: predates_deployment
-   several rollouts in the window                     → skipped: ambiguous
-   only the workload's creation in the window         → skipped: first_revision
-   the rollout is Backstop's own rollback             → skipped: rollback_of_rollback
-4. that revision is already (being) rolled back       → skipped: already_rolled_back
-5. automation is paused (globally or this workload)   → skipped: paused
-6. the episode is younger than min_firing             → deferred (re-checked later)
-7. the workload is in its cooldown                    → skipped: cooldown
-8. the circuit breaker is open                        → skipped: circuit_open
-9. mode dry-run → dry_run; approve → awaiting_approval; enforce → rollback (enqueued)
+Deciding is three steps: a snapshot of the policy values that apply (rules.Snapshot), the
+rules in their order (core/rules.py, which lists them), and acting on the verdict: record
+the decision, and schedule a re-check, enqueue a job, or claim the rollback and enqueue it.
+The on-call actions (approve, deny, retry a rollback) go through the Engine as well.
 
 Any other exception while deciding one episode → skipped: internal_error, which always
 pages (core/intake.py decides each episode of a batch on its own).
-
-In enforce mode, 4, 5, 7 and 8 are checked again atomically with claiming the rollback
-(core/store/claim.lua), so concurrent receivers can never both roll back.
 """
 
 import logging
@@ -31,29 +16,19 @@ from datetime import datetime
 
 import redis
 
-from config.durations import format_duration
-from config.policy import Policy, ServicePolicy, matches
-from core import logs, paging, queues, testpoints
-from core.correlation import correlate, workload_for
-from core.records import AuditEntry, Decision, DecisionStep, Rollback, WorkloadRecord
+from config.policy import Policy
+from core import logs, paging, queues, rules, testpoints
+from core.records import AuditEntry, Decision, DecisionStep, Rollback
+from core.rules import Snapshot, Verdict, bad_revision
 from core.store import Store
 from core.vocabulary import explain
 
-# What each correlation status (core.correlation.Status) means when it is not a match.
-CORRELATION_REASONS = {
-    "none": "no_recent_deployment",
-    "predates": "predates_deployment",
-    "ambiguous": "ambiguous",
-    "first_revision": "first_revision",
-}
 # Reasons that page a human whatever incidents.pagerduty.page_decisions says: a bug must
 # never stay silent.
 ALWAYS_PAGE = frozenset({"internal_error"})
 
 
 log = logging.getLogger("backstop.decisions")
-
-TIMING_FIELDS = ("min_firing", "lookback", "clock_skew", "cooldown")
 
 
 class DecisionError(Exception):
@@ -120,18 +95,7 @@ class Engine:
         breaker, but still counted by the breaker) and enqueue it."""
         decision = self._awaiting(decision_id)
         now = self.clock()
-        workload = decision.workload.workload()
-        bad = _bad_revision(decision)
-        skip = self.store.automation.claim_rollback(
-            workload=workload,
-            revision=bad,
-            decision_id=decision.id,
-            now=now,
-            cooldown=self.policy.timing(self.policy.service_for(decision.labels)).cooldown,
-            max_rollbacks=self.policy.circuit_breaker.max_rollbacks,
-            window=self.policy.circuit_breaker.window,
-            force=True,
-        )
+        skip = self._claim(decision, Snapshot.of(self.policy, decision.labels), now, force=True)
         self._audit(actor, "approve", decision, reason)
         if skip is not None:
             return self._finish(decision, now, "skipped", skip, by=actor)
@@ -157,117 +121,70 @@ class Engine:
         self.store.rollbacks.save(found)
         queues.retry_rollback(
             self.connection,
-            rollback_id,
-            {
-                "decision_id": found.decision_id,
-                "workload": found.workload.workload().key,
-                "bad_revision": found.bad_revision,
-                "mode": found.mode,
-            },
+            queues.RollbackRequest(
+                found.id,
+                found.decision_id,
+                found.workload.workload(),
+                found.bad_revision,
+                found.mode,
+            ),
         )
         return found
 
-    # -- the rules -------------------------------------------------------------------------
+    # -- deciding --------------------------------------------------------------------------
 
     def _evaluate(self, decision: Decision, now: datetime) -> Decision:
-        labels = decision.labels
-        service = self.policy.service_for(labels)
-        timing = self.policy.timing(service)
-        decision.mode = self.policy.mode
-        decision.policy = {
-            "service": service.name if service else None,
-            "mode": self.policy.mode,
-            **{name: format_duration(getattr(timing, name)) for name in TIMING_FIELDS},
-            "circuit_breaker": {
-                "max_rollbacks": self.policy.circuit_breaker.max_rollbacks,
-                "window": format_duration(self.policy.circuit_breaker.window),
-            },
-        }
-        if not is_kill_switch(self.policy, labels, service):
-            return self._finish(decision, now, "skipped", "not_kill_switch")
-        workload = workload_for(labels, self.policy, service)
-        if workload is None:
-            return self._finish(decision, now, "skipped", "no_workload")
-        decision.workload = WorkloadRecord.of(workload)
-        if workload.cluster not in self.policy.guarded_clusters():
-            # Never guess: the same namespace/name may exist in a cluster we do guard.
-            return self._finish(decision, now, "skipped", "unknown_cluster")
+        """Snapshot the policy, run the rules, act on their verdict."""
+        snapshot = Snapshot.of(self.policy, decision.labels)
+        snapshot.stamp(decision)
+        verdict = rules.judge(decision, snapshot, self.policy, self.store, now)
+        return self._act(decision, verdict, snapshot, now)
 
-        found = correlate(decision.starts_at, self.store.rollouts.for_workload(workload), timing)
-        decision.evidence, decision.confidence = found.evidence, found.confidence
-        if found.status != "match":
-            return self._finish(decision, now, "skipped", CORRELATION_REASONS[found.status])
-        decision.rollout = found.rollout
-        if found.rollout.by_backstop:
-            return self._finish(decision, now, "skipped", "rollback_of_rollback")
-
-        automation = self.store.automation
-        claimed_by = automation.claimed(workload, _bad_revision(decision))
-        if claimed_by is not None and claimed_by != decision.id:
-            return self._finish(decision, now, "skipped", "already_rolled_back")
-        if automation.paused(workload) is not None:
-            return self._finish(decision, now, "skipped", "paused")
-        if claimed_by == decision.id:
-            # This decision claimed the rollback, then its receiver died (or Redis went away)
-            # before the job was enqueued: finish what it started. The unique job id keeps it
-            # to one job; the cooldown and breaker its own claim set must not stop it.
-            return self._enqueue(decision, now)
-        due = decision.starts_at + timing.min_firing
-        if now < due:
-            decision.recheck_at = due
-            queues.schedule_recheck(self.connection, episode_id=decision.episode_id, at=due)
-            return self._finish(decision, now, "deferred", "min_firing")
-        breaker = self.policy.circuit_breaker
-        held = None
-        if automation.cooldown_left(workload, now=now, cooldown=timing.cooldown):
-            held = "cooldown"
-        elif automation.circuit(now=now, window=breaker.window)["state"] == "open":
-            held = "circuit_open"
-        if held is not None:
-            # A concurrent receiver may have claimed this very rollback since the claim was
-            # read above, setting the cooldown (or tripping the breaker) as it did: then the
-            # claim is why nothing happens here, as claim.lua, which checks it first, says.
-            if automation.claimed(workload, _bad_revision(decision)) not in (None, decision.id):
-                held = "already_rolled_back"
-            return self._finish(decision, now, "skipped", held)
-
-        if self.policy.mode == "dry-run":
+    def _act(
+        self, decision: Decision, verdict: Verdict, snapshot: Snapshot, now: datetime
+    ) -> Decision:
+        """Set in motion what the verdict asks for, and record the decision."""
+        if verdict.act == "defer":
+            queues.schedule_recheck(
+                self.connection, episode_id=decision.episode_id, at=decision.recheck_at
+            )
+        elif verdict.act == "dry_run":
             # The dry-run job runs pre-flight and records the exact patch; it changes nothing.
             decision.job_id = queues.enqueue_rollback(
-                self.connection,
-                decision_id=decision.id,
-                workload=workload,
-                bad_revision=_bad_revision(decision),
-                mode="dry-run",
+                self.connection, _request(decision, mode="dry-run")
             )
-            return self._finish(decision, now, "dry_run", "would_roll_back")
-        if self.policy.mode == "approve":
-            return self._finish(decision, now, "awaiting_approval", "approval_required")
-        skip = automation.claim_rollback(
-            workload=workload,
-            revision=_bad_revision(decision),
+        elif verdict.act == "claim":
+            skip = self._claim(decision, snapshot, now)
+            if skip is not None:
+                return self._finish(decision, now, "skipped", skip)
+            testpoints.reached("after_claim")
+            return self._enqueue(decision, now)
+        elif verdict.act == "resume":
+            return self._enqueue(decision, now)
+        return self._finish(decision, now, verdict.outcome, verdict.reason)
+
+    def _claim(
+        self, decision: Decision, snapshot: Snapshot, now: datetime, *, force: bool = False
+    ) -> str | None:
+        """Claim the rollback atomically (core/store/claim.lua); the reason not to, or None.
+        `force` (a human's approval) bypasses pause, cooldown and breaker, still counting."""
+        return self.store.automation.claim_rollback(
+            workload=decision.workload.workload(),
+            revision=bad_revision(decision),
             decision_id=decision.id,
             now=now,
-            cooldown=timing.cooldown,
-            max_rollbacks=breaker.max_rollbacks,
-            window=breaker.window,
+            cooldown=snapshot.timing.cooldown,
+            max_rollbacks=snapshot.breaker.max_rollbacks,
+            window=snapshot.breaker.window,
+            force=force,
         )
-        if skip is not None:
-            return self._finish(decision, now, "skipped", skip)
-        testpoints.reached("after_claim")
-        return self._enqueue(decision, now)
 
     # -- recording -------------------------------------------------------------------------
 
     def _enqueue(self, decision: Decision, now: datetime, by: str = "backstop") -> Decision:
         # The claim is ours (keyed by this decision's id, which is the episode's), so a retry
         # after a failure here re-enqueues; the unique job id keeps it to one job.
-        decision.job_id = queues.enqueue_rollback(
-            self.connection,
-            decision_id=decision.id,
-            workload=decision.workload.workload(),
-            bad_revision=_bad_revision(decision),
-        )
+        decision.job_id = queues.enqueue_rollback(self.connection, _request(decision))
         return self._finish(decision, now, "rollback", "enqueued", by=by)
 
     def _finish(
@@ -317,14 +234,6 @@ class Engine:
         )
 
 
-def is_kill_switch(policy: Policy, labels: dict[str, str], service: ServicePolicy | None) -> bool:
-    """Is this alert one that may roll its workload back? (the kill-switch label, or one of
-    its service's kill-switch matchers)"""
-    if labels.get(policy.correlation.kill_switch_label, "").lower() == "true":
-        return True
-    return service is not None and any(matches(m, labels) for m in service.kill_switches)
-
-
 def _new_decision(
     episode_id: str, labels: dict[str, str], starts_at: datetime, now: datetime
 ) -> Decision:
@@ -343,10 +252,14 @@ def _new_decision(
     )
 
 
-def _bad_revision(decision: Decision) -> str:
-    """The revision to roll back from; a CI-only rollout without revision uses its id."""
-    rollout = decision.rollout
-    return rollout.revision or f"rollout-{rollout.id}"
+def _request(decision: Decision, *, mode: str = "enforce") -> queues.RollbackRequest:
+    """The rollback job a decision asks for."""
+    return queues.RollbackRequest.new(
+        decision_id=decision.id,
+        workload=decision.workload.workload(),
+        bad_revision=bad_revision(decision),
+        mode=mode,
+    )
 
 
 def _detail(decision: Decision) -> str:

@@ -16,11 +16,11 @@ from datetime import datetime
 
 from config.policy import Policy, ServicePolicy
 from core.correlation import KIND_LABELS, workload_for
-from core.decisions import is_kill_switch
 from core.integrations.prometheus import Prometheus
 from core.kpis import evaluate, holds
 from core.models import Workload
 from core.records import Rollout
+from core.rules import is_kill_switch
 from core.store import Store
 
 # Episodes read per gate: every episode active since the revision began, up to this many.

@@ -6,6 +6,7 @@ their import path, so the receiver never imports the job bodies.
 """
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
@@ -44,6 +45,42 @@ def rollback_job_id(workload: Workload, bad_revision: str, *, mode: str = "enfor
     """
     prefix = "dryrun" if mode == "dry-run" else "rollback"
     return f"{prefix}-{workload.slug}-{_UNSAFE.sub('_', bad_revision)[:40]}"
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    """What one rollback job is asked to do: roll `workload` back from `bad_revision`, as
+    `decision_id` decided, in `mode`. Its id is the job's, and the rollback record's."""
+
+    id: str
+    decision_id: str
+    workload: Workload
+    bad_revision: str
+    mode: str = "enforce"
+
+    @classmethod
+    def new(
+        cls, *, decision_id: str, workload: Workload, bad_revision: str, mode: str = "enforce"
+    ) -> "RollbackRequest":
+        """A request under its deterministic id (`rollback_job_id`)."""
+        job_id = rollback_job_id(workload, bad_revision, mode=mode)
+        return cls(job_id, decision_id, workload, bad_revision, mode)
+
+    @classmethod
+    def from_job(
+        cls, job_id: str, *, decision_id: str, workload: str, bad_revision: str, mode: str
+    ) -> "RollbackRequest":
+        """The request a rollback job carries (the job's id and its `job_kwargs`)."""
+        return cls(job_id, decision_id, Workload.from_key(workload), bad_revision, mode)
+
+    def job_kwargs(self) -> dict:
+        """The job's arguments: JSON values only, the workload as its key."""
+        return {
+            "decision_id": self.decision_id,
+            "workload": self.workload.key,
+            "bad_revision": self.bad_revision,
+            "mode": self.mode,
+        }
 
 
 def incident_job_id(rollback_id: str, attempt: int = 1) -> str:
@@ -103,29 +140,17 @@ def _enqueue_once(
     return job_id
 
 
-def enqueue_rollback(
-    connection: redis.Redis,
-    *,
-    decision_id: str,
-    workload: Workload,
-    bad_revision: str,
-    mode: str = "enforce",
-) -> str:
-    """Enqueue `workers.jobs.rollback` once per (workload, bad revision); return its id."""
+def enqueue_rollback(connection: redis.Redis, request: RollbackRequest) -> str:
+    """Enqueue `workers.jobs.rollback` once per request id; return the id."""
     return _enqueue_once(
         connection,
         ROLLBACKS,
         "workers.jobs.rollback",
-        job_id=rollback_job_id(workload, bad_revision, mode=mode),
-        kwargs={
-            "decision_id": decision_id,
-            "workload": workload.key,
-            "bad_revision": bad_revision,
-            "mode": mode,
-        },
+        job_id=request.id,
+        kwargs=request.job_kwargs(),
         timeout=ROLLBACK_TIMEOUT,
         retry=ROLLBACK_RETRY,
-        description=f"roll back {workload.key} from revision {bad_revision}",
+        description=f"roll back {request.workload.key} from revision {request.bad_revision}",
     )
 
 
@@ -181,18 +206,18 @@ def schedule_recheck(connection: redis.Redis, *, episode_id: str, at: datetime) 
     )
 
 
-def retry_rollback(connection: redis.Redis, rollback_id: str, kwargs: dict) -> str:
+def retry_rollback(connection: redis.Redis, request: RollbackRequest) -> str:
     """Run a finished rollback job again under the same id (a human asked for it)."""
-    job = queue(connection, ROLLBACKS).fetch_job(rollback_id)
+    job = queue(connection, ROLLBACKS).fetch_job(request.id)
     if job is not None:
         job.delete()  # a finished or failed job keeps its id until its TTL; make room
     return _enqueue_once(
         connection,
         ROLLBACKS,
         "workers.jobs.rollback",
-        job_id=rollback_id,
-        kwargs=kwargs,
+        job_id=request.id,
+        kwargs=request.job_kwargs(),
         timeout=ROLLBACK_TIMEOUT,
         retry=ROLLBACK_RETRY,
-        description=f"retry rollback {rollback_id}",
+        description=f"retry rollback {request.id}",
     )

@@ -123,11 +123,9 @@ class Stack:
         workload = decision.workload.workload()
         bad = decision.rollout.revision
         return (executor or self.executor()).run(
-            rollback_id=queues.rollback_job_id(workload, bad, mode=mode),
-            decision_id=decision.id,
-            workload_key=workload.key,
-            bad_revision=bad,
-            mode=mode,
+            queues.RollbackRequest.new(
+                decision_id=decision.id, workload=workload, bad_revision=bad, mode=mode
+            )
         )
 
     def revision(self, name: str) -> str:

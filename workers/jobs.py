@@ -8,9 +8,8 @@ import logging
 
 from rq import get_current_job
 
-from core import logs
+from core import logs, queues
 from core.errors import PermanentError, TransientError
-from core.models import Workload
 from workers.context import process_context
 from workers.incidents import Notifier
 
@@ -53,21 +52,17 @@ def recheck(episode_id: str) -> dict:
 def rollback(decision_id: str, workload: str, bad_revision: str, mode: str = "enforce") -> dict:
     """Run (or resume) the rollback of `workload` from `bad_revision`."""
     job = get_current_job()
-    executor = process_context().executor(Workload.from_key(workload).cluster)
-    arguments = {
-        "rollback_id": job.id,
-        "decision_id": decision_id,
-        "workload_key": workload,
-        "bad_revision": bad_revision,
-        "mode": mode,
-    }
+    request = queues.RollbackRequest.from_job(
+        job.id, decision_id=decision_id, workload=workload, bad_revision=bad_revision, mode=mode
+    )
+    executor = process_context().executor(request.workload.cluster)
     try:
-        result = executor.run(**arguments)
+        result = executor.run(request)
     except PermanentError as exc:
-        result = executor.fail(reason=f"permanent error: {exc}", **arguments)
+        result = executor.fail(request, reason=f"permanent error: {exc}")
     except TransientError as exc:
         if not job.retries_left:
-            result = executor.fail(reason=f"gave up after retries: {exc}", **arguments)
+            result = executor.fail(request, reason=f"gave up after retries: {exc}")
         else:
             log.warning("rollback %s will be retried: %s", job.id, exc)
             raise

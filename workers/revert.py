@@ -33,6 +33,17 @@ class Patch:
     status: bool = False
 
 
+def revert_patches(kind: str, owner: dict, target: dict, argo_undo: bool) -> list[Patch]:
+    """The patches, in order, that revert `owner` (a workload of `kind`) to `target` (its
+    ReplicaSet or ControllerRevision): an Argo Rollout is aborted, and its template undone
+    too when `argo_undo` is set."""
+    if kind == "Deployment":
+        return [template_revert("Deployment", owner, target)]
+    if kind == "Rollout":
+        return [argo_abort(), *([template_revert("Rollout", owner, target)] if argo_undo else [])]
+    return [controller_revision_revert(owner, target)]
+
+
 def template_revert(kind: str, owner: dict, target_rs: dict) -> Patch:
     """Deployment or Argo Rollout: put the target ReplicaSet's template back (JSON patch)."""
     template = copy.deepcopy(target_rs["spec"]["template"])

@@ -22,19 +22,13 @@ from core.errors import TransientError
 from core.integrations.kubernetes import Conflict, Kube
 from core.integrations.prometheus import Prometheus
 from core.models import Workload
+from core.queues import RollbackRequest
 from core.records import AuditEntry, Decision, Rollback, RollbackStep, Rollout, WorkloadRecord
 from core.revisions import images
 from core.store import Store
 from workers.evidence import capture, events_read_ahead
 from workers.preflight import PreflightContext, Revisions, read_revisions, run_preflight
-from workers.revert import (
-    Patch,
-    argo_abort,
-    controller_revision_revert,
-    pod_template,
-    template_hash,
-    template_revert,
-)
+from workers.revert import Patch, pod_template, revert_patches, template_hash
 from workers.verification import Waiting, verify_kpis, wait_for_rollout
 
 log = logging.getLogger("backstop.rollback")
@@ -63,49 +57,27 @@ class Executor:
     kube_unavailable: str | None = None
     _token: str = ""
 
-    def _record(
-        self, rollback_id: str, decision_id: str, workload_key: str, bad_revision: str, mode: str
-    ) -> tuple[Workload, Rollback]:
-        """The workload, and the rollback's record: stored, or new."""
-        workload = Workload.from_key(workload_key)
-        return workload, self.store.rollbacks.get(rollback_id) or Rollback(
-            id=rollback_id,
-            decision_id=decision_id,
-            workload=WorkloadRecord.of(workload),
-            bad_revision=bad_revision,
-            mode=mode,
+    def _record(self, request: RollbackRequest) -> Rollback:
+        """The rollback's record: stored, or new."""
+        return self.store.rollbacks.get(request.id) or Rollback(
+            id=request.id,
+            decision_id=request.decision_id,
+            workload=WorkloadRecord.of(request.workload),
+            bad_revision=request.bad_revision,
+            mode=request.mode,
             created_at=self.clock(),
         )
 
-    def fail(
-        self,
-        *,
-        reason: str,
-        rollback_id: str,
-        decision_id: str,
-        workload_key: str,
-        bad_revision: str,
-        mode: str = "enforce",
-    ) -> Rollback:
+    def fail(self, request: RollbackRequest, *, reason: str) -> Rollback:
         """End a rollback as failed (a permanent error, or retries exhausted)."""
-        _, rollback = self._record(rollback_id, decision_id, workload_key, bad_revision, mode)
+        rollback = self._record(request)
         if rollback.terminal:
             return rollback
         return self.finish(rollback, "failed", reason)
 
-    def run(
-        self,
-        *,
-        rollback_id: str,
-        decision_id: str,
-        workload_key: str,
-        bad_revision: str,
-        mode: str = "enforce",
-    ) -> Rollback:
+    def run(self, request: RollbackRequest) -> Rollback:
         """Run (or resume) a rollback; returns its record."""
-        workload, rollback = self._record(
-            rollback_id, decision_id, workload_key, bad_revision, mode
-        )
+        workload, rollback = request.workload, self._record(request)
         if rollback.terminal:
             return rollback
         rollback.attempts += 1
@@ -117,13 +89,13 @@ class Executor:
                 self.kube_unavailable
                 or "no Kubernetes configured: set KUBECONFIG or run Backstop in the cluster",
             )
-        decision = self.store.decisions.get(decision_id)
+        decision = self.store.decisions.get(request.decision_id)
         if decision is None:
-            return self.finish(rollback, "failed", f"decision {decision_id} not found")
+            return self.finish(rollback, "failed", f"decision {request.decision_id} not found")
         settings = self.policy.timing(self.policy.service_for(decision.labels))
         started = self.clock()
-        self._token = f"{rollback_id}:{uuid.uuid4().hex}"
-        if not self.store.rollbacks.lock(workload.key, rollback_id, self._token, LOCK_TTL):
+        self._token = f"{request.id}:{uuid.uuid4().hex}"
+        if not self.store.rollbacks.lock(workload.key, request.id, self._token, LOCK_TTL):
             raise LockLost(f"{workload.key} is locked by another rollback")
         try:
             self._step(rollback, "lock", "ok", started, f"holding {workload.key}")
@@ -254,7 +226,9 @@ class Executor:
                 f"{len(evidence['pods'])} pods, {len(evidence['events'])} events",
             )
             testpoints.reached("after_evidence")
-        patches = self._patches(workload, revisions, check.target, settings)
+        patches = revert_patches(
+            workload.kind, revisions.owner, revisions.children[check.target], settings.argo_undo
+        )
         rollback.patch_type = ",".join(p.patch_type for p in patches)
         rollback.patch = [p.body for p in patches] if len(patches) > 1 else patches[0].body
         started = self.clock()
@@ -295,19 +269,6 @@ class Executor:
                 status=patch.status,
             )
             version = result["metadata"]["resourceVersion"]
-
-    def _patches(
-        self, workload: Workload, revisions: Revisions, target: str, settings: DecisionDefaults
-    ) -> list[Patch]:
-        child = revisions.children[target]
-        if workload.kind == "Deployment":
-            return [template_revert("Deployment", revisions.owner, child)]
-        if workload.kind == "Rollout":
-            undo = (
-                [template_revert("Rollout", revisions.owner, child)] if settings.argo_undo else []
-            )
-            return [argo_abort(), *undo]
-        return [controller_revision_revert(revisions.owner, child)]
 
     def _applied_earlier(
         self, rollback: Rollback, workload: Workload, revisions: Revisions | None

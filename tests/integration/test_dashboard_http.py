@@ -390,9 +390,8 @@ def test_jobs_are_listed_retried_and_cancelled_through_the_api(app, redis_client
 
 
 def test_the_rollbacks_page_shows_jobs_waiting_for_a_worker(app, redis_client, store):
-    job_id = queues.enqueue_rollback(
-        redis_client, decision_id="ep-9", workload=CHECKOUT, bad_revision="5"
-    )
+    request = queues.RollbackRequest.new(decision_id="ep-9", workload=CHECKOUT, bad_revision="5")
+    job_id = queues.enqueue_rollback(redis_client, request)
     client = logged_in(app, "alice")
     page = client.get("/rollbacks").text
     assert "Waiting for a worker" in page and f'data-rollback="{job_id}"' in page

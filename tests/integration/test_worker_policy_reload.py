@@ -12,7 +12,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from core.models import Workload
-from core.queues import enqueue_rollback
+from core.queues import RollbackRequest, enqueue_rollback
 from core.records import Rollback
 from core.store.rollbacks import RollbackStore
 from testbed.processes import launch, terminate
@@ -45,9 +45,10 @@ def worker(redis_url, tmp_path):
 
 def roll_back(connection, revision: str) -> str:
     """Enqueue a rollback of ELSEWHERE from `revision`; its job id."""
-    return enqueue_rollback(
-        connection, decision_id=f"decision-{revision}", workload=ELSEWHERE, bad_revision=revision
+    request = RollbackRequest.new(
+        decision_id=f"decision-{revision}", workload=ELSEWHERE, bad_revision=revision
     )
+    return enqueue_rollback(connection, request)
 
 
 def finished(connection, job_id: str) -> Rollback:
