@@ -6,9 +6,9 @@ it), the result as JSON on standard output.
 
 One asyncio loop drives every connection with a minimal HTTP/1.1 client, so the sender
 costs the shared cores as little as it can: the threaded `http.client` sender it replaced
-used 0.6 of a core at 365 webhooks/s, CPU taken from the receiver it measured (README,
-Benchmarks). Each request is timed from just before its bytes are written to the end of
-its answer; a closed connection (gunicorn's sync workers close after every answer) is
+used 0.6 of a core at 365 webhooks/s, CPU taken from the receiver it measured
+(docs/benchmarks.md). Each request is timed from just before its bytes are written to the
+end of its answer; a closed connection (gunicorn's sync workers close after every answer) is
 opened again before the next request, as any HTTP client would.
 """
 

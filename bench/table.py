@@ -17,7 +17,7 @@ ORDER = ("P1", "P2", "P2-deferred", "P3", "P4", "P5")
 
 
 def machine() -> dict:
-    """Cores, CPU model and Python of this machine, as the README's tables state them."""
+    """Cores, CPU model and Python of this machine, as docs/benchmarks.md states them."""
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -136,7 +136,7 @@ def run(insecure: bool) -> int:
     bind = env.get("BACKSTOP_BIND", "127.0.0.1:8080")
     print(f"backstop: receiver on http://{bind}")
     print(f"backstop: dashboard on http://{bind}/ (log in with the API token, or users from")
-    print("          BACKSTOP_USERS_FILE; see the README)")
+    print("          BACKSTOP_USERS_FILE; see docs/dashboard.md)")
     honcho = subprocess.Popen(
         [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"), "-d", str(ROOT)],
         env=env,

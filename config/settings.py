@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, validation_alias=_env("BACKSTOP_MAX_BODY_BYTES")
     )
-    # What one webhook may bring in (README "HTTP interface"): Alertmanager sends one group
+    # What one webhook may bring in (docs/api.md): Alertmanager sends one group
     # per webhook, usually a handful of alerts; 1,000 is generous. Senders stay under it
     # with Alertmanager's `max_alerts` / Grafana's `maxAlerts`.
     max_alerts_per_webhook: int = Field(

@@ -24,8 +24,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--report", type=Path, help="write the JSON report here")
     cli.add_argument("--workdir", type=Path, help="keep logs and data here (default: temporary)")
     cli.add_argument("--kubeconfig", type=Path, help="an existing cluster instead of a local one")
-    cli.add_argument("--prometheus-url", help="an existing Prometheus (see the README)")
-    cli.add_argument("--alertmanager-url", help="an existing Alertmanager (see the README)")
+    cli.add_argument("--prometheus-url", help="an existing Prometheus (see docs/gamedays.md)")
+    cli.add_argument("--alertmanager-url", help="an existing Alertmanager (see docs/gamedays.md)")
     cli.add_argument("--namespace", default="gameday", help="where the demo workloads go")
     return cli
 

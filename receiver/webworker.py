@@ -40,7 +40,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def model() -> dict:
-    """The server model gunicorn runs with, from the environment (documented in README)."""
+    """The server model gunicorn runs with, from the environment (docs/configuration.md)."""
     worker_class = os.environ.get("BACKSTOP_WEB_WORKER_CLASS", "receiver.webworker.BufferingWorker")
     # Gunicorn turns a sync worker with threads into gthread: sync means one thread.
     threads = os.environ.get("BACKSTOP_WEB_THREADS", "1" if worker_class == "sync" else "4")

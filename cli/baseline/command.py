@@ -28,7 +28,7 @@ BUILTIN_KPIS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the subcommand's options on `parser`."""
     what = parser.add_argument_group("what to baseline (a spec file and/or flags; flags win)")
-    what.add_argument("--spec", type=Path, help="YAML spec (README: Baselines and thresholds)")
+    what.add_argument("--spec", type=Path, help="YAML spec (docs/baselines.md)")
     what.add_argument("--service", help="service name (rule names, file names)")
     what.add_argument("--kpi", action="append", choices=sorted(BUILTIN_KPIS), help="a built-in KPI")
     what.add_argument(

@@ -1,5 +1,5 @@
 """One webhook must not become thousands of jobs or megabytes: limits per webhook and per
-alert, coalesced pages (README "HTTP interface", "How Backstop decides"; R5)."""
+alert, coalesced pages (docs/api.md, docs/decisions.md; R5)."""
 
 import json
 from datetime import UTC, datetime, timedelta

@@ -3,13 +3,13 @@
 A maximal hostile webhook is as large as the body limit allows (1 MiB) and as many alerts
 as a webhook may carry (1,000), every one a kill switch about a workload of its own: each
 is an episode, an event, a decision and index entries, and would page. The bounds are the
-README's ("HTTP interface", limits per request):
+limits per request of docs/api.md (the HTTP interface):
 
 - PER_WEBHOOK: what one such webhook may add to Redis's used_memory (measured 6.8 MB: about
   seven bytes stored per byte received);
 - AT_CAPS: the store at the default caps (100,000 episodes, events and decisions) when every
   alert is as large as BACKSTOP_MAX_ALERT_BYTES allows, estimated from the bytes one such
-  alert costs (measured about 24 KB; the cost of a typical alert is in README's P7).
+  alert costs (measured about 24 KB).
 """
 
 import json
