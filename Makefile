@@ -33,6 +33,7 @@ gameday: $(DEV_STAMP) system-deps
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/mkdocs build --strict --quiet --site-dir var/site
 
 # Every design target (P1-P5, docs/benchmarks.md), then one table of bench/results.json.

@@ -81,6 +81,7 @@ class LocalRedis:
             start_new_session=True,
             umask=0o077,
         )
+        assert self.process.stdin is not None  # stdin=PIPE
         self.process.stdin.write(self.config().encode())
         self.process.stdin.close()
         deadline = time.monotonic() + timeout

@@ -221,17 +221,19 @@ class JiraPolicy(StrictModel):
     )
 
 
+def _default_severity() -> dict[str, Severity]:
+    return {
+        "verified": "warning",
+        "verification_failed": "critical",
+        "blocked": "critical",
+        "failed": "critical",
+    }
+
+
 class PagerDutyPolicy(StrictModel):
     """How PagerDuty is paged (when PAGERDUTY_ROUTING_KEY is set)."""
 
-    severity: dict[str, Severity] = Field(
-        default_factory=lambda: {
-            "verified": "warning",
-            "verification_failed": "critical",
-            "blocked": "critical",
-            "failed": "critical",
-        }
-    )
+    severity: dict[str, Severity] = Field(default_factory=_default_severity)
     resolve_when_verified: bool = True
     page_decisions: list[str] = Field(
         default_factory=lambda: [

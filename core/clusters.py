@@ -71,13 +71,13 @@ class Clusters:
                 api.close()
             self._clients.clear()
 
-    def prepare(self, *, max_age: float | None = None) -> list:
+    def prepare(self, *, max_age: float | None = None) -> list[object]:
         """Parse every guarded cluster's kubeconfig now, again when it is older than
         `max_age` seconds (None: CONFIGURATION_MAX_AGE), opening no connection: an RQ worker
         does this before it forks, so that its work horses find them parsed (see
         core.integrations.kubernetes.configuration). Returns the configurations, None
         for a cluster that cannot be configured: its first use reports why."""
-        found = []
+        found: list[object] = []  # opaque to callers, who compare them by identity
         for name in self.names:
             try:
                 found.append(configuration(*self._access(name), max_age=max_age))

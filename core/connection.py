@@ -26,6 +26,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import redis
@@ -76,7 +77,8 @@ def parse_redis_version(text: str) -> tuple[int, int, int]:
             break
     if not numbers:
         raise ValueError(f"not a Redis version: {text[:40]!r}")
-    return tuple(numbers + [0] * (3 - len(numbers)))
+    major, minor, patch = numbers + [0] * (3 - len(numbers))
+    return major, minor, patch
 
 
 def check_redis_version(
@@ -208,7 +210,7 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     master = parse_url(standalone)
     for name in ("host", "port", "connection_class"):
         master.pop(name, None)
-    sentinel = dict(sentinel_creds)
+    sentinel: dict[str, Any] = dict(sentinel_creds)
     if sentinel_tls:
         sentinel.update({name: value for name, value in master.items() if name.startswith("ssl_")})
         sentinel["ssl"] = True

@@ -36,6 +36,7 @@ import uuid
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypedDict
 
 from redis.exceptions import RedisError
 
@@ -82,11 +83,23 @@ def _decide(engine: Engine, events: list[AlertEvent], verdicts: list[int]) -> In
     return result
 
 
+class _Facts(TypedDict):
+    """What the Engine decides about an episode from (its on_* keyword arguments)."""
+
+    episode_id: str
+    labels: dict[str, str]
+    starts_at: datetime
+
+
 def _decide_one(engine: Engine, event: AlertEvent, verdict: int) -> Decision:
     """Decide about one episode; a bug in doing so is recorded as its decision
     (internal_error, paged) instead of failing the rest of the batch. Redis errors
     propagate: the webhook answers 503 and the sender retries."""
-    facts = {"episode_id": event.episode_id, "labels": event.labels, "starts_at": event.starts_at}
+    facts: _Facts = {
+        "episode_id": event.episode_id,
+        "labels": event.labels,
+        "starts_at": event.starts_at,
+    }
     try:
         if verdict == FIRST_RESOLVED:
             return engine.on_resolved(**facts)
@@ -292,4 +305,9 @@ def close_all() -> None:
         intake.close()
 
 
-os.register_at_fork(after_in_child=lambda: [intake._forget_after_fork() for intake in _LIVE])
+def _forget_all_after_fork() -> None:
+    for intake in _LIVE:
+        intake._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_all_after_fork)

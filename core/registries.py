@@ -8,6 +8,7 @@ letting it finish (pause automation instead).
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import overload
 
 import redis
 from rq import Worker
@@ -105,6 +106,10 @@ def _newest_first(view: JobView) -> datetime:
     return moment or datetime.min.replace(tzinfo=UTC)
 
 
+@overload
+def _aware(moment: datetime) -> datetime: ...
+@overload
+def _aware(moment: None) -> None: ...
 def _aware(moment: datetime | None) -> datetime | None:
     # RQ stores naive UTC datetimes.
     return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment

@@ -86,7 +86,12 @@ def start_session(state: AppState, *, user: str, via: str) -> tuple[str, Session
     stamp = credential_stamp(state, user=user, via=via)
     if stamp is None:
         raise ValueError(f"no credential for a {via} session of {user}")
-    role = "operator" if via == "token" else state.users.get(user).role
+    if via == "token":
+        role = "operator"
+    else:
+        account = state.users.get(user)
+        assert account is not None, "a password session's user has a stamp, so exists"
+        role = account.role
     return state.store.sessions.create(
         user=user,
         role=role,

@@ -3,8 +3,10 @@
 import logging
 import re
 import uuid
+from typing import cast
 
 from flask import Flask, g, request
+from flask.json.provider import DefaultJSONProvider
 from redis.exceptions import RedisError
 
 from config.policy import Policy, load_policy
@@ -49,7 +51,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     app = Flask(__name__)
     app.request_class = CappedRequest  # chunked bodies over the limit: 413, not truncated
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    cast(DefaultJSONProvider, app.json).sort_keys = False  # Flask's default provider class
     try:
         connection = connect(settings.redis_url, timeout=settings.redis_timeout_seconds)
     except RedisUrlError as exc:

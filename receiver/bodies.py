@@ -8,7 +8,7 @@ other JSON reader does: a body holding one is a 400 naming the field.
 """
 
 import math
-from typing import IO, TypeVar
+from typing import IO, TypeVar, cast
 
 import pydantic_core
 from flask import Request, request
@@ -92,7 +92,7 @@ class _CappedStream(LimitedStream):
     werkzeug's stops at the limit and returns the first MAX_CONTENT_LENGTH bytes as if
     they were all."""
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer) -> int | None:
         """Read as LimitedStream does; at the limit, a byte more means the body is too long."""
         count = super().readinto(buffer)
         if self.is_exhausted and self._stream.read(1):
@@ -113,4 +113,5 @@ class CappedRequest(Request):
         stream = super().stream
         if limit is None or "wsgi.input_terminated" not in self.environ:
             return stream
-        return _CappedStream(self.environ["wsgi.input"], limit, is_max=True)
+        # Cast as werkzeug's get_input_stream casts its own LimitedStream (a RawIOBase).
+        return cast(IO[bytes], _CappedStream(self.environ["wsgi.input"], limit, is_max=True))

@@ -13,7 +13,7 @@ from gunicorn.glogging import Logger
 from core.logs import FORMATTERS
 from receiver import webworker
 
-_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 if not _metrics_dir:
     _metrics_dir = tempfile.mkdtemp(prefix="backstop-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir

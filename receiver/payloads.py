@@ -11,10 +11,10 @@ event is our own contract: a `url` that is not http(s) is a 400. Numbers must be
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -116,7 +116,9 @@ class AlertmanagerWebhook(VendorModel):
     commonAnnotations: Labels = {}
     externalURL: VendorURL = ""
     truncatedAlerts: int = 0
-    alerts: list[AlertmanagerAlert]
+    # A Sequence (read only), so that GrafanaWebhook's list of GrafanaAlerts is one too; a
+    # JSON body validates to a list all the same.
+    alerts: Sequence[AlertmanagerAlert]
 
 
 class GrafanaAlert(AlertmanagerAlert):
@@ -168,7 +170,7 @@ class _RecentEvents:
         """The webhook's alerts as AlertEvents, reusing equal ones seen lately."""
         found = []
         for alert in hook.alerts:
-            key = (
+            key: tuple[str, ...] = (
                 source,
                 alert.status,
                 alert.fingerprint,
@@ -233,8 +235,18 @@ class _RecentBodies:
 _BODIES = _RecentBodies(1_000, 16 * 1024)
 
 
+class _GrafanaFields(TypedDict, total=False):
+    """The AlertEvent fields only a Grafana alert has."""
+
+    dashboard_url: str
+    panel_url: str
+    silence_url: str
+    values: dict[str, float | None]
+    value_string: str
+
+
 def _event(source: Source, hook: AlertmanagerWebhook, alert: AlertmanagerAlert) -> AlertEvent:
-    extra = {}
+    extra: _GrafanaFields = {}
     if isinstance(alert, GrafanaAlert):
         extra = {
             "dashboard_url": alert.dashboardURL,

@@ -61,13 +61,13 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
             metrics.child(metrics.ALERTS_RECEIVED, source, status).inc(count)
     if result.duplicates:
         metrics.child(metrics.ALERT_DUPLICATES, source).inc(result.duplicates)
-    body = {
+    answer = {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
         "decisions": [decision.summary() for decision in result.decisions],
         "request_id": g.request_id,
     }
-    return jsonify(body), 202
+    return jsonify(answer), 202
 
 
 def intake(state: AppState) -> Intake:

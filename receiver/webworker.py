@@ -102,6 +102,7 @@ class Inbox:
         a thread reading the socket (Content-Length and Transfer-Encoding both set, the body
         the worker waited for never came) or waited out BODY_TIMEOUT for a request that
         gunicorn refuses at its headers (two Content-Lengths)."""
+        assert self.head_end is not None  # add() reads the framing once the headers are in
         lines = head.lstrip(b"\r\n").split(b"\r\n")
         version = lines[0].rpartition(b" ")[2]
         fields = [
@@ -135,7 +136,7 @@ class Inbox:
             if self.body_end is None and len(self.data) - self.head_end > _MAX_CHUNKED_BYTES:
                 # Bounds the buffer: this much more framing than body is no real client.
                 self.refuse(413, "payload_too_large", "request body too large")
-        elif self.body_end - self.head_end > MAX_BODY_BYTES:
+        elif self.body_end is not None and self.body_end - self.head_end > MAX_BODY_BYTES:
             return True  # Content-Length too large: the app answers 413 without reading it
         return self.body_end is not None and len(self.data) >= self.body_end
 
@@ -148,21 +149,23 @@ class Inbox:
         the body the app reads before it answers 413. Chunk sizes are checked as gunicorn
         does: int(x, 16) also takes "-6", "0x0", "1_0" or " 5", which gunicorn refuses
         inside the app (a 500), and "-6" sent this loop back to its own line forever."""
+        assert self.chunk_at is not None  # complete() scans chunked bodies only
         while self.body_end is None and self.refusal is None:
             line_end = self.data.find(b"\r\n", self.chunk_at)
             if line_end < 0:
                 if len(self.data) - self.chunk_at > _MAX_CHUNK_LINE:
                     self.refuse(400, "bad_request", "invalid chunk size line")
                 return
-            size, semicolon, extension = bytes(self.data[self.chunk_at : line_end]).partition(b";")
+            size_line = bytes(self.data[self.chunk_at : line_end])
+            digits, semicolon, extension = size_line.partition(b";")
             if semicolon:
-                size = size.rstrip(b" \t")
-            if not _HEX.fullmatch(size) or (
+                digits = digits.rstrip(b" \t")
+            if not _HEX.fullmatch(digits) or (
                 semicolon and not CHUNK_EXT_RE.fullmatch(b";" + extension)
             ):
                 self.refuse(400, "bad_request", "invalid chunk size line")
                 return
-            size, data_at = int(size, 16), line_end + 2
+            size, data_at = int(digits, 16), line_end + 2
             if size == 0:  # the last chunk, then trailer fields up to a blank line
                 end = self.data.find(b"\r\n\r\n", line_end)
                 if end >= 0:

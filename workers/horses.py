@@ -83,6 +83,7 @@ class Spare:
         """Give the spare its job; False (and reaped) when it was gone. Either way the
         worker's end of the pipe is closed: a spare that took its job is the worker's horse,
         watched as RQ watches one."""
+        assert self.pipe is not None  # the worker hands a spare a job once, its pipe open
         data = (json.dumps(message) + "\n").encode()
         try:
             os.write(self.pipe, data)

@@ -168,7 +168,7 @@ def _known_good_target(
 
 
 def _blamed_revisions(store: Store, workload: Workload) -> dict[str, str]:
-    blamed = {}
+    blamed: dict[str, str] = {}
     for decision in store.decisions.recent(workload=workload.key, limit=1000):
         if decision.rollout and decision.rollout.revision and decision.reason in BLAMING:
             blamed.setdefault(decision.rollout.revision, decision.id)
@@ -218,14 +218,15 @@ def _migration_allows(
     after = _marker(guard, pod_template(kind, revisions.children[bad]))
     if before == after:
         return result.check("migration", True, f"schema marker unchanged ({after or 'none'})")
-    if guard.down_migration_cronjob is None:
+    cronjob = guard.down_migration_cronjob
+    if cronjob is None:
         return result.check(
             "migration",
             False,
             f"schema moved from {before} to {after}: reverting code would run "
             "it against a newer schema; no down-migration is configured",
         )
-    ok, detail = _down_migrate(kube, ctx, workload, guard, before, after)
+    ok, detail = _down_migrate(kube, ctx, workload, guard, cronjob, before, after)
     return result.check("migration", ok, detail)
 
 
@@ -234,11 +235,12 @@ def _down_migrate(
     ctx: PreflightContext,
     workload: Workload,
     guard: MigrationGuard,
+    cronjob: str,
     before: str | None,
     after: str | None,
 ) -> tuple[bool, str]:
-    """Run the down-migration Job from the configured CronJob's template and wait for it."""
-    cron = kube.get("CronJob", workload.namespace, guard.down_migration_cronjob)
+    """Run the down-migration Job from the template of `cronjob` (the guard's) and wait."""
+    cron = kube.get("CronJob", workload.namespace, cronjob)
     digest = hashlib.blake2b(f"{workload.key}|{after}|{before}".encode(), digest_size=4).hexdigest()
     name = f"backstop-down-migration-{digest}"
     template = cron["spec"]["jobTemplate"]

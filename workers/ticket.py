@@ -134,7 +134,7 @@ def _deployment(decision: Decision | None) -> str:
     rollout = decision.rollout if decision else None
     if rollout is None:
         return "none correlated"
-    rows = [
+    rows: list[list[str | _Link | None]] = [
         ["revision", rollout.revision],
         ["previous revision", rollout.previous_revision],
         ["images", ", ".join(rollout.images)],

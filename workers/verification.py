@@ -11,6 +11,7 @@ so (`mode: rollout_only`), never "fully verified".
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from config.policy import VerifyPolicy
 from core.integrations.kubernetes import Kube
@@ -90,7 +91,7 @@ def verify_kpis(
             "held": None,
             "detail": "no verify queries configured: only the rollout's health was checked",
         }
-    results = {
+    results: dict[str, dict[str, Any]] = {
         q.name: {
             "query": q.query,
             "comparison": q.comparison,

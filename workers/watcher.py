@@ -126,7 +126,7 @@ class Watcher:
             started_at=seen.started_at,
             sources=["watcher"],
             by_backstop=ours,
-            rollback_of=expected["bad_revision"] if ours else None,
+            rollback_of=expected["bad_revision"] if expected is not None and ours else None,
         )
 
     @staticmethod

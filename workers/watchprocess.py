@@ -53,6 +53,7 @@ def run_watcher() -> int:
         return 0
     # Several replicas: only the holder of the Lease watches.
     identity = f"{socket.gethostname()}-{os.getpid()}"
+    assert api is not None  # made above, the namespace being set (and not empty)
     lease = Lease(
         api,
         namespace,

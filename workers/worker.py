@@ -89,8 +89,10 @@ class PreparedWorker(Worker):
         """Hand `job` to the spare if it inherited what the worker holds now, else fork."""
         spare, self._spare = self._spare, None
         if spare is not None:
+            execution = self.execution
+            assert execution is not None  # RQ's execute_job prepares it before forking
             if same_prepared(spare.inherited, self._inherits) and spare.hand(
-                {"job": job.id, "queue": queue.name, "execution": self.execution.id}
+                {"job": job.id, "queue": queue.name, "execution": execution.id}
             ):
                 os.environ["RQ_WORKER_ID"], os.environ["RQ_JOB_ID"] = self.name, job.id
                 self._horse_pid = spare.pid

@@ -307,6 +307,7 @@ def _history(rule: Rule, expr: str, options: CheckOptions) -> list[Finding]:
         ]
     left, op, threshold = split
     history = options.history
+    assert history is not None  # check() calls this only with a history
     step = options.step or promql.largest_range(left) or DEFAULT_STEP
     series = history.windows(left, step)
     if not series:

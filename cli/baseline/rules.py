@@ -62,6 +62,7 @@ def write(baseline: Baseline, directory: Path) -> list[Path]:
 
 
 def _rule(baseline: Baseline, kpi: KpiBaseline) -> dict:
+    assert kpi.threshold is not None  # rule_groups writes rules for KPIs with a threshold
     spec = baseline.spec
     hold = format_duration(spec.for_)
     threshold = repr(float(kpi.threshold))  # exactly the value the FP estimate used

@@ -205,6 +205,7 @@ class Spec(_Strict):
         selector = self.matchers(history=history)
         by = ", ".join(self.kept)
         if kpi.kind == "query":
+            assert kpi.query is not None  # KpiSpec requires one for kind "query"
             values = {"window": window, "selector": selector, "by": by}
             return PLACEHOLDER.sub(lambda m: values[m.group(1) or m.group(2)], kpi.query)
         metric = kpi.metric or DEFAULT_METRICS[kpi.kind]

@@ -41,6 +41,7 @@ class Lease:
                 raise
             return self._create(now)
         spec = lease.spec
+        assert spec is not None, "a Lease candidates write always has a spec (_create)"
         if spec.holder_identity == self.identity:
             spec.renew_time = now
             return self._replace(lease)
@@ -61,8 +62,10 @@ class Lease:
             lease = self.coordination.read_namespaced_lease(self.name, self.namespace)
         except client.ApiException:
             return
-        if lease.spec.holder_identity == self.identity:
-            lease.spec.holder_identity = None
+        spec = lease.spec
+        assert spec is not None, "a Lease candidates write always has a spec (_create)"
+        if spec.holder_identity == self.identity:
+            spec.holder_identity = None
             self._replace(lease)
 
     def _create(self, now: datetime) -> bool:

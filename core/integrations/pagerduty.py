@@ -12,6 +12,7 @@ pipeline URL): only http(s) links and https images are sent; others are left out
 
 import ssl
 from datetime import datetime
+from typing import Any
 
 import pagerduty
 
@@ -36,7 +37,8 @@ class Pager:
 
     def _events(self) -> pagerduty.EventsApiV2Client:
         if self._client is None:
-            options = {"timeout": TIMEOUT}
+            # httpx.Client's options, which the client passes on (its **kw are untyped).
+            options: dict[str, Any] = {"timeout": TIMEOUT}
             if self._ca_file:
                 options["verify"] = ssl.create_default_context(cafile=self._ca_file)
             client = pagerduty.EventsApiV2Client(

@@ -11,6 +11,7 @@ network call happens in the constructor.
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -132,7 +133,8 @@ class Prometheus:
             return False
         return response.status_code == 200
 
-    def _get(self, path: str, params: dict[str, str]) -> dict:
+    def _get(self, path: str, params: dict[str, str]) -> Any:
+        """The answer's `data`: decoded JSON, its shape whatever Prometheus sent."""
         try:
             response = self.session.get(self.base_url + path, params=params, timeout=self.timeout)
         except requests.RequestException as exc:

@@ -2,6 +2,10 @@
 
 `Store` bundles one sub-store per record type. Redis errors propagate
 (redis.exceptions.RedisError); the receiver maps them to 503, jobs retry.
+
+Backstop's clients never set decode_responses, so Redis replies are bytes; redis-py types
+them for either mode (`bytes | str`, one union for ZRANGE with and without scores), and the
+sub-stores cast them to what that contract makes them.
 """
 
 import redis

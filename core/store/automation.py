@@ -3,8 +3,10 @@
 import json
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from typing import cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from core.models import Workload
 from core.records import AuditEntry
@@ -31,7 +33,7 @@ class AutomationStore:
 
     def pause(self, *, workload: Workload | None, actor: str, reason: str, now: datetime) -> None:
         """Pause automation globally (workload None) or for one workload."""
-        info = {"by": actor, "reason": reason, "at": now.isoformat()}
+        info: dict[FieldT, EncodableT] = {"by": actor, "reason": reason, "at": now.isoformat()}
         pipe = self.redis.pipeline(transaction=True)
         if workload is None:
             pipe.hset(keys.PAUSE_GLOBAL, mapping=info)
@@ -62,7 +64,8 @@ class AutomationStore:
 
     def paused_workloads(self) -> dict[str, dict[str, str]]:
         """Every paused workload with its pause."""
-        names = sorted(k.decode() for k in self.redis.smembers(keys.PAUSED_WORKLOADS))
+        members = cast(set[bytes], self.redis.smembers(keys.PAUSED_WORKLOADS))
+        names = sorted(k.decode() for k in members)
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(keys.PAUSE_WORKLOAD + name)
@@ -109,7 +112,7 @@ class AutomationStore:
 
     def claimed(self, workload: Workload, revision: str) -> str | None:
         """The decision that claimed this rollback, if any."""
-        value = self.redis.get(keys.claim(workload.key, revision))
+        value = cast(bytes | None, self.redis.get(keys.claim(workload.key, revision)))
         return value.decode() if value else None
 
     def cooldown_left(self, workload: Workload, *, now: datetime, cooldown: timedelta) -> timedelta:
@@ -130,7 +133,7 @@ class AutomationStore:
         pipe.hgetall(keys.CIRCUIT)
         pipe.zcount(keys.ROLLBACK_TIMES, ms(now - window), "+inf")
         raw, recent = pipe.execute()
-        state = _text(raw)
+        state: dict[str, str | int] = dict(_text(raw))
         state.setdefault("state", "closed")
         state["rollbacks_in_window"] = int(recent)
         return state
@@ -155,5 +158,7 @@ class AutomationStore:
 
     def audit_log(self, *, limit: int = 100) -> list[AuditEntry]:
         """Newest audit entries first."""
-        rows = self.redis.xrevrange(keys.AUDIT, count=limit)
+        rows = cast(
+            list[tuple[bytes, dict[bytes, bytes]]], self.redis.xrevrange(keys.AUDIT, count=limit)
+        )
         return [AuditEntry.model_validate(json.loads(fields[b"entry"])) for _, fields in rows]

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import cast
 
 import redis
 
@@ -59,22 +60,22 @@ class DecisionStore:
         excess = self.redis.zcard(keys.DECISIONS) - MAX_DECISIONS
         if excess <= 0:
             return
-        old = self.redis.zrange(keys.DECISIONS, 0, excess - 1)
+        old = cast(list[bytes], self.redis.zrange(keys.DECISIONS, 0, excess - 1))
         # Read before they go: which workloads' indexes name them.
         about = {
             decision.workload.workload().key
             for decision in records.load(self.redis, keys.DECISION, Decision, old)
             if decision.workload is not None
         }
-        old = [i.decode() for i in old]
+        old_ids = [i.decode() for i in old]
         pipe = self.redis.pipeline(transaction=False)
-        for decision_id in old:
+        for decision_id in old_ids:
             pipe.delete(keys.DECISION + decision_id)
         for outcome in OUTCOMES:
-            pipe.zrem(keys.decisions_with(outcome), *old)
+            pipe.zrem(keys.decisions_with(outcome), *old_ids)
         for workload_key in about:
-            pipe.zrem(keys.decisions_about(workload_key), *old)
-        pipe.zrem(keys.DECISIONS, *old)
+            pipe.zrem(keys.decisions_about(workload_key), *old_ids)
+        pipe.zrem(keys.DECISIONS, *old_ids)
         pipe.execute()
 
     def index_workloads(self) -> int:

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from typing import cast
 
 import redis
 
@@ -198,7 +199,7 @@ class EpisodeStore:
         for i, (event, count) in enumerate(zip(events, counts, strict=True)):
             keys.append(EPISODE_PREFIX + event.episode_id)
             records.append("" if i in light else _dumps(event.to_record()))
-            entry = [
+            entry: list[str | int] = [
                 event.episode_id,
                 event.status,
                 event.starts_iso,
@@ -255,7 +256,10 @@ class EpisodeStore:
 
     def active_after(self, since: datetime, *, limit: int) -> list[Episode]:
         """The episodes with a notification at or after `since`, most recent first."""
-        entries = self.redis.zrevrangebyscore(EPISODES, "+inf", ms(since), start=0, num=limit)
+        entries = cast(
+            list[bytes],
+            self.redis.zrevrangebyscore(EPISODES, "+inf", ms(since), start=0, num=limit),
+        )
         return list(self.get_many([entry.decode() for entry in entries]).values())
 
     def recent_episodes(self, *, status: str | None = None, limit: int = 50) -> list[Episode]:
@@ -263,7 +267,10 @@ class EpisodeStore:
         found: list[Episode] = []
         start, page = 0, max(limit, 100)
         while len(found) < limit:
-            entries = self.redis.zrevrange(EPISODES, start, start + page - 1, withscores=True)
+            entries = cast(
+                list[tuple[bytes, float]],
+                self.redis.zrevrange(EPISODES, start, start + page - 1, withscores=True),
+            )
             if not entries:
                 break
             pipe = self.redis.pipeline(transaction=False)

@@ -1,6 +1,7 @@
 """Incident records with their delivery state, and the incident key -> Jira issue map."""
 
 from datetime import datetime, timedelta
+from typing import cast
 
 import redis
 
@@ -46,7 +47,7 @@ class IncidentStore:
     def jira_issue(self, incident_key: str) -> str | None:
         """The Jira issue already filed for an incident key (our map comes first: Jira's
         search is eventually consistent)."""
-        value = self.redis.get(keys.JIRA_ISSUE + incident_key)
+        value = cast(bytes | None, self.redis.get(keys.JIRA_ISSUE + incident_key))
         return value.decode() if value else None
 
     def remember_jira_issue(self, incident_key: str, issue_key: str) -> None:

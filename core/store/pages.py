@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
+from typing import cast
 
 import redis
 
@@ -47,7 +48,7 @@ class PageStore:
 
     def get(self, group: str) -> PageGroup | None:
         """A page group, or None once it expired."""
-        raw = self.redis.hgetall(keys.PAGE + group)
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(keys.PAGE + group))
         if not raw:
             return None
         data = {k.decode(): v.decode() for k, v in raw.items()}

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import redis
 from pydantic import BaseModel
@@ -26,7 +26,7 @@ def load(
     `raw_filter` rejects by their JSON text)."""
     if not ids:
         return []
-    raws = client.mget([prefix + i.decode() for i in ids])
+    raws = cast(list[bytes | None], client.mget([prefix + i.decode() for i in ids]))
     return [
         model.model_validate_json(raw)
         for raw in raws
@@ -52,7 +52,7 @@ def scan_newest(
     start, page = 0, max(1, first_page)
     while scan is None or start < scan:
         stop = start + page if scan is None else min(start + page, scan)
-        ids = client.zrevrange(index, start, stop - 1)
+        ids = cast(list[bytes], client.zrevrange(index, start, stop - 1))
         if not ids:
             return
         yield load(client, prefix, model, ids, raw_filter)
@@ -92,7 +92,7 @@ def save(
     """Write a record with a TTL and index it by `score_ms`, keeping the newest `cap`; in
     `pipe` when given (the caller adds its own writes and executes it), else at once."""
     ours = pipe is None
-    if ours:
+    if pipe is None:
         pipe = client.pipeline(transaction=True)
     pipe.set(prefix + record_id, record.model_dump_json(), ex=ttl)
     pipe.zadd(index, {record_id: score_ms})

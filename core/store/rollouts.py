@@ -8,6 +8,7 @@ same rollout concurrently without duplicating it.
 """
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import redis
 
@@ -44,12 +45,14 @@ class RolloutStore:
 
     def by_revision(self, workload: Workload, revision: str) -> Rollout | None:
         """The rollout of `workload` at `revision`."""
-        rollout_id = self.redis.hget(keys.workload_revisions(workload.key), revision)
-        return self.get(rollout_id.decode()) if rollout_id else None
+        rollout_id = self._rollout_id(self.redis, workload, revision)
+        return self.get(rollout_id) if rollout_id else None
 
     def for_workload(self, workload: Workload, *, limit: int = PER_WORKLOAD) -> list[Rollout]:
         """A workload's rollouts, newest first."""
-        ids = self.redis.zrevrange(keys.workload_rollouts(workload.key), 0, limit - 1)
+        ids = cast(
+            list[bytes], self.redis.zrevrange(keys.workload_rollouts(workload.key), 0, limit - 1)
+        )
         return records.load(self.redis, keys.ROLLOUT, Rollout, ids)
 
     def recent(
@@ -72,12 +75,13 @@ class RolloutStore:
     def record_observed(self, rollout: Rollout, *, merge_window: timedelta) -> tuple[Rollout, bool]:
         """Record a rollout the watcher saw; idempotent. Returns (stored, created)."""
         assert rollout.revision is not None
+        revision = rollout.revision
         workload = rollout.workload.workload()
 
         def apply(pipe: redis.client.Pipeline) -> tuple[Rollout, bool]:
-            existing_id = pipe.hget(keys.workload_revisions(workload.key), rollout.revision)
+            existing_id = self._rollout_id(pipe, workload, revision)
             if existing_id:
-                stored = self._get_in(pipe, existing_id.decode())
+                stored = self._get_in(pipe, existing_id)
                 if stored is not None and (stored.by_backstop or not rollout.by_backstop):
                     return stored, False
                 if stored is not None:  # learnt later that Backstop made it: say so
@@ -115,8 +119,8 @@ class RolloutStore:
         def apply(pipe: redis.client.Pipeline) -> Rollout:
             target = None
             if rollout.revision is not None:
-                existing_id = pipe.hget(keys.workload_revisions(workload.key), rollout.revision)
-                target = self._get_in(pipe, existing_id.decode()) if existing_id else None
+                existing_id = self._rollout_id(pipe, workload, rollout.revision)
+                target = self._get_in(pipe, existing_id) if existing_id else None
             else:
                 target = self._nearest(pipe, workload, rollout.started_at, merge_window)
             if target is None:
@@ -145,8 +149,8 @@ class RolloutStore:
         """Set a rollout's completion time once; True when this call set it."""
 
         def apply(pipe: redis.client.Pipeline) -> bool:
-            existing_id = pipe.hget(keys.workload_revisions(workload.key), revision)
-            stored = self._get_in(pipe, existing_id.decode()) if existing_id else None
+            existing_id = self._rollout_id(pipe, workload, revision)
+            stored = self._get_in(pipe, existing_id) if existing_id else None
             if stored is None or stored.completed_at is not None:
                 return False
             pipe.multi()
@@ -182,7 +186,7 @@ class RolloutStore:
 
     def expected_rollback(self, workload: Workload) -> dict[str, str] | None:
         """What Backstop said it is restoring for `workload`, if anything."""
-        raw = self.redis.hgetall(keys.EXPECTED_ROLLBACK + workload.key)
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(keys.EXPECTED_ROLLBACK + workload.key))
         return {k.decode(): v.decode() for k, v in raw.items()} or None
 
     # -- internals -------------------------------------------------------------------------
@@ -190,6 +194,14 @@ class RolloutStore:
     def _transaction(self, workload: Workload, apply):
         watched = (keys.workload_revisions(workload.key), keys.workload_rollouts(workload.key))
         return self.redis.transaction(apply, *watched, value_from_callable=True)
+
+    @staticmethod
+    def _rollout_id(client: redis.Redis, workload: Workload, revision: str) -> str | None:
+        """The id of `workload`'s rollout at `revision`, if one is recorded."""
+        rollout_id = cast(
+            bytes | None, client.hget(keys.workload_revisions(workload.key), revision)
+        )
+        return rollout_id.decode() if rollout_id else None
 
     @staticmethod
     def _get_in(pipe: redis.client.Pipeline, rollout_id: str) -> Rollout | None:

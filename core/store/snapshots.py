@@ -1,6 +1,7 @@
 """Metric snapshots (PNG and CSV) for incident tickets and pages, bounded in size and age."""
 
 from datetime import timedelta
+from typing import cast
 
 import redis
 
@@ -38,11 +39,11 @@ class SnapshotStore:
 
     def png(self, snapshot_id: str) -> bytes | None:
         """The graph of a snapshot."""
-        return self.redis.hget(keys.SNAPSHOT + snapshot_id, "png")
+        return cast(bytes | None, self.redis.hget(keys.SNAPSHOT + snapshot_id, "png"))
 
     def csv(self, snapshot_id: str) -> bytes | None:
         """The raw points of a snapshot."""
-        return self.redis.hget(keys.SNAPSHOT + snapshot_id, "csv")
+        return cast(bytes | None, self.redis.hget(keys.SNAPSHOT + snapshot_id, "csv"))
 
     def meta(self, snapshot_id: str) -> dict | None:
         """A snapshot's name, expr, points and error."""
@@ -50,6 +51,9 @@ class SnapshotStore:
         values = self.redis.hmget(keys.SNAPSHOT + snapshot_id, fields)
         if values[0] is None:
             return None
-        meta = {field: value.decode() for field, value in zip(fields, values, strict=True)}
+        # Written and expiring as a whole: with its first field there, every field is.
+        meta: dict[str, str | int] = {
+            field: cast(bytes, value).decode() for field, value in zip(fields, values, strict=True)
+        }
         meta["points"] = int(meta["points"])
         return meta
