@@ -16,7 +16,8 @@ from collections.abc import Callable
 from config.policy import ClusterAccess, Policy
 from config.settings import Settings
 from core.errors import PermanentError
-from core.integrations.kubernetes import ApiClient, Kube, api_client, configuration
+from core.integrations.kubeconfig import api_client, configuration
+from core.integrations.kubernetes import ApiClient, Kube
 
 UNKNOWN_CLUSTER = "unknown_cluster"
 
@@ -75,7 +76,7 @@ class Clusters:
         """Parse every guarded cluster's kubeconfig now, again when it is older than
         `max_age` seconds (None: CONFIGURATION_MAX_AGE), opening no connection: an RQ worker
         does this before it forks, so that its work horses find them parsed (see
-        core.integrations.kubernetes.configuration). Returns the configurations, None
+        core.integrations.kubeconfig.configuration). Returns the configurations, None
         for a cluster that cannot be configured: its first use reports why."""
         found: list[object] = []  # opaque to callers, who compare them by identity
         for name in self.names:

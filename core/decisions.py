@@ -19,9 +19,9 @@ import redis
 from config.policy import Policy
 from core import logs, paging, queues, rules, testpoints
 from core.records import AuditEntry, Decision, DecisionStep, Rollback
-from core.rules import Snapshot, Verdict, bad_revision
+from core.rules import Snapshot, Verdict, bad_revision, workload_of
 from core.store import Store
-from core.vocabulary import explain
+from core.vocabulary import Outcome, explain
 
 # Reasons that page a human whatever incidents.pagerduty.page_decisions says: a bug must
 # never stay silent.
@@ -144,9 +144,9 @@ class Engine:
         self, decision: Decision, verdict: Verdict, snapshot: Snapshot, now: datetime
     ) -> Decision:
         """Set in motion what the verdict asks for, and record the decision."""
-        if verdict.act == "defer":
+        if verdict.act == "defer" and verdict.recheck_at is not None:
             queues.schedule_recheck(
-                self.connection, episode_id=decision.episode_id, at=decision.recheck_at
+                self.connection, episode_id=decision.episode_id, at=verdict.recheck_at
             )
         elif verdict.act == "dry_run":
             # The dry-run job runs pre-flight and records the exact patch; it changes nothing.
@@ -169,7 +169,7 @@ class Engine:
         """Claim the rollback atomically (core/store/claim.lua); the reason not to, or None.
         `force` (a human's approval) bypasses pause, cooldown and breaker, still counting."""
         return self.store.automation.claim_rollback(
-            workload=decision.workload.workload(),
+            workload=workload_of(decision),
             revision=bad_revision(decision),
             decision_id=decision.id,
             now=now,
@@ -188,7 +188,12 @@ class Engine:
         return self._finish(decision, now, "rollback", "enqueued", by=by)
 
     def _finish(
-        self, decision: Decision, now: datetime, outcome: str, reason: str, by: str = "backstop"
+        self,
+        decision: Decision,
+        now: datetime,
+        outcome: Outcome,
+        reason: str,
+        by: str = "backstop",
     ) -> Decision:
         decision.outcome, decision.reason = outcome, reason
         decision.detail = _detail(decision)
@@ -256,7 +261,7 @@ def _request(decision: Decision, *, mode: str = "enforce") -> queues.RollbackReq
     """The rollback job a decision asks for."""
     return queues.RollbackRequest.new(
         decision_id=decision.id,
-        workload=decision.workload.workload(),
+        workload=workload_of(decision),
         bad_revision=bad_revision(decision),
         mode=mode,
     )
@@ -274,7 +279,8 @@ def _detail(decision: Decision) -> str:
         return f"waiting for a human to approve rolling back {workload} from revision {revision}"
     if decision.outcome == "deferred":
         return (
-            f"deferred until {decision.recheck_at.isoformat()}: the alert must fire for "
+            f"deferred until {decision.recheck_at.isoformat() if decision.recheck_at else '?'}: "
+            "the alert must fire for "
             f"{decision.policy.get('min_firing')} before Backstop acts"
         )
     if decision.reason == "internal_error":

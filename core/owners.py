@@ -62,10 +62,11 @@ def claims(metadata: dict, workload: Workload, *, argocd_namespace: str = "argoc
     tracked = tracking_claim(annotations.get(TRACKING_ID, ""), workload, argocd_namespace)
     if tracked is not None:
         found.append(tracked)
-    for kind, (name_key, namespace_key) in (
+    flux: tuple[tuple[OwnerKind, tuple[str, str]], ...] = (
         ("kustomization", KUSTOMIZATION_LABELS),
         ("helmrelease", HELMRELEASE_LABELS),
-    ):
+    )
+    for kind, (name_key, namespace_key) in flux:
         if labels.get(name_key):
             namespace = labels.get(namespace_key) or workload.namespace
             found.append(Claim(kind, namespace, labels[name_key], f"labels {name_key}"))

@@ -29,7 +29,8 @@ from typing import Literal
 from config.durations import format_duration
 from config.policy import CircuitBreakerPolicy, DecisionDefaults, Policy, ServicePolicy, matches
 from core.correlation import correlate, workload_for
-from core.records import Decision, WorkloadRecord
+from core.models import Workload
+from core.records import Decision, Rollout, WorkloadRecord
 from core.store import Store
 from core.vocabulary import Outcome
 
@@ -56,6 +57,8 @@ class Verdict:
     outcome: Outcome
     reason: str
     act: Act = "record"
+    # When a deferred decision is checked again.
+    recheck_at: datetime | None = None
 
 
 ENQUEUE = Verdict("rollback", "enqueued", "claim")
@@ -93,16 +96,17 @@ def judge(
     decision: Decision, snapshot: Snapshot, policy: Policy, store: Store, now: datetime
 ) -> Verdict:
     """Run the rules in order on one decision; the verdict of the first that applies."""
-    return (
-        _identify(decision, snapshot, policy)
-        or _correlate(decision, snapshot, store)
-        or _hold(decision, snapshot, store, now)
-        or _by_mode(snapshot)
-    )
+    workload = _identify(decision, snapshot, policy)
+    if isinstance(workload, Verdict):
+        return workload
+    rollout = _correlate(decision, workload, snapshot, store)
+    if isinstance(rollout, Verdict):
+        return rollout
+    return _hold(decision, workload, rollout, snapshot, store, now) or _by_mode(snapshot)
 
 
-def _identify(decision: Decision, snapshot: Snapshot, policy: Policy) -> Verdict | None:
-    """Rules 1 and 2: a kill switch, naming a workload in a guarded cluster."""
+def _identify(decision: Decision, snapshot: Snapshot, policy: Policy) -> Verdict | Workload:
+    """Rules 1 and 2: a kill switch, naming a workload in a guarded cluster (returned)."""
     labels, service = decision.labels, snapshot.service
     if not is_kill_switch(policy, labels, service):
         return Verdict("skipped", "not_kill_switch")
@@ -113,26 +117,34 @@ def _identify(decision: Decision, snapshot: Snapshot, policy: Policy) -> Verdict
     if workload.cluster not in policy.guarded_clusters():
         # Never guess: the same namespace/name may exist in a cluster we do guard.
         return Verdict("skipped", "unknown_cluster")
-    return None
+    return workload
 
 
-def _correlate(decision: Decision, snapshot: Snapshot, store: Store) -> Verdict | None:
-    """Rule 3: one rollout of the workload explains the episode, and it is not ours."""
-    workload = decision.workload.workload()
+def _correlate(
+    decision: Decision, workload: Workload, snapshot: Snapshot, store: Store
+) -> Verdict | Rollout:
+    """Rule 3: one rollout of the workload explains the episode (returned), not ours."""
     found = correlate(decision.starts_at, store.rollouts.for_workload(workload), snapshot.timing)
     decision.evidence, decision.confidence = found.evidence, found.confidence
-    if found.status != "match":
+    if found.status != "match" or found.rollout is None:
         return Verdict("skipped", CORRELATION_REASONS[found.status])
     decision.rollout = found.rollout
     if found.rollout.by_backstop:
         return Verdict("skipped", "rollback_of_rollback")
-    return None
+    return found.rollout
 
 
-def _hold(decision: Decision, snapshot: Snapshot, store: Store, now: datetime) -> Verdict | None:
+def _hold(
+    decision: Decision,
+    workload: Workload,
+    rollout: Rollout,
+    snapshot: Snapshot,
+    store: Store,
+    now: datetime,
+) -> Verdict | None:
     """Rules 4 to 8: what holds a rollback back although a rollout explains the alert."""
-    workload, automation = decision.workload.workload(), store.automation
-    claimed_by = automation.claimed(workload, bad_revision(decision))
+    automation, bad = store.automation, revision_of(rollout)
+    claimed_by = automation.claimed(workload, bad)
     if claimed_by is not None and claimed_by != decision.id:
         return Verdict("skipped", "already_rolled_back")
     if automation.paused(workload) is not None:
@@ -145,7 +157,7 @@ def _hold(decision: Decision, snapshot: Snapshot, store: Store, now: datetime) -
     due = decision.starts_at + snapshot.timing.min_firing
     if now < due:
         decision.recheck_at = due
-        return Verdict("deferred", "min_firing", "defer")
+        return Verdict("deferred", "min_firing", "defer", recheck_at=due)
     held = None
     if automation.cooldown_left(workload, now=now, cooldown=snapshot.timing.cooldown):
         held = "cooldown"
@@ -155,7 +167,7 @@ def _hold(decision: Decision, snapshot: Snapshot, store: Store, now: datetime) -
         # A concurrent receiver may have claimed this very rollback since the claim was
         # read above, setting the cooldown (or tripping the breaker) as it did: then the
         # claim is why nothing happens here, as claim.lua, which checks it first, says.
-        if automation.claimed(workload, bad_revision(decision)) not in (None, decision.id):
+        if automation.claimed(workload, bad) not in (None, decision.id):
             held = "already_rolled_back"
         return Verdict("skipped", held)
     return None
@@ -179,6 +191,19 @@ def is_kill_switch(policy: Policy, labels: dict[str, str], service: ServicePolic
 
 
 def bad_revision(decision: Decision) -> str:
+    """The revision a decision that blamed a rollout rolls back from."""
+    if decision.rollout is None:
+        raise ValueError(f"decision {decision.id} blames no rollout")
+    return revision_of(decision.rollout)
+
+
+def workload_of(decision: Decision) -> Workload:
+    """The workload a decision that named one is about."""
+    if decision.workload is None:
+        raise ValueError(f"decision {decision.id} names no workload")
+    return decision.workload.workload()
+
+
+def revision_of(rollout: Rollout) -> str:
     """The revision to roll back from; a CI-only rollout without revision uses its id."""
-    rollout = decision.rollout
     return rollout.revision or f"rollout-{rollout.id}"

@@ -27,7 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 
-from core.integrations.kubernetes import CONCURRENT_REQUESTS, Kube, latest_events
+from core.integrations.kubeconfig import CONCURRENT_REQUESTS
+from core.integrations.kubernetes import Kube
 from core.models import Workload
 from workers.revert import template_hash
 
@@ -174,3 +175,16 @@ def _event(event: dict) -> dict:
         "message": (event.get("message") or "")[:1000],
         "count": event.get("count"),
     }
+
+
+def latest_events(found: list[list[dict]], limit: int) -> list[dict]:
+    """The `limit` newest of several lists of events, oldest first. Events at the same time
+    keep the API's own order (by name), as in one list of the whole namespace."""
+    events = [event for group in found for event in group]
+    events.sort(
+        key=lambda e: (
+            e.get("lastTimestamp") or e.get("eventTime") or "",
+            e.get("metadata", {}).get("name", ""),
+        )
+    )
+    return events[-limit:]

@@ -14,7 +14,6 @@ failure re-raises (the job retries for hours); a permanent one (e.g. a 400) is r
 """
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,16 +24,14 @@ from core import markup, testpoints
 from core.errors import PermanentError, TimedOut, TransientError
 from core.integrations.jira import Tickets
 from core.integrations.pagerduty import Pager
-from core.integrations.prometheus import Prometheus, expr_from_generator_url
+from core.integrations.prometheus import Prometheus
 from core.records import Decision, Delivery, Incident, Rollback, utcnow
-from core.snapshots import sign
 from core.store import Store
-from workers import snapshots as graphs
 from workers import ticket
+from workers.dossier import Dossier
 
 log = logging.getLogger("backstop.incidents")
 
-SNAPSHOT_LINK_TTL = timedelta(days=7)
 # Jira Cloud's search is eventually consistent, usually by seconds. An issue an attempt that
 # died may have created is waited for this long before it is created (the job's retries
 # come 10 s, 40 s, 100 s, 220 s after the first attempt).
@@ -62,7 +59,7 @@ class Notifier:
     def from_settings(cls, store: Store, policy: Policy, settings: Settings) -> "Notifier":
         """Targets from the environment; those not configured stay None."""
         tickets = pager = prometheus = None
-        if settings.jira_configured:
+        if settings.jira_configured and settings.jira_url:
             tickets = Tickets(
                 url=settings.jira_url,
                 user=settings.jira_user,
@@ -78,6 +75,20 @@ class Notifier:
         if settings.prometheus_url:
             prometheus = Prometheus(settings.prometheus_url)
         return cls(store, policy, settings, tickets, pager, prometheus)
+
+    @property
+    def _ticketing(self) -> Tickets:
+        """Jira, for the deliveries `_deliver` runs only when it is configured."""
+        if self.tickets is None:
+            raise PermanentError("jira is not configured")
+        return self.tickets
+
+    @property
+    def _paging(self) -> Pager:
+        """PagerDuty, for the deliveries `_deliver` runs only when it is configured."""
+        if self.pager is None:
+            raise PermanentError("pagerduty is not configured")
+        return self.pager
 
     # -- rollbacks -------------------------------------------------------------------------
 
@@ -100,7 +111,7 @@ class Notifier:
         if event not in incident.events:
             incident.events.append(event)
         if not incident.snapshots:
-            incident.snapshots = self._snapshots(rollback, decision)
+            incident.snapshots = self.dossier.snapshots(rollback, decision)
         self._save(incident)
         problems = [
             self._deliver(
@@ -126,7 +137,7 @@ class Notifier:
         issue = (
             incident.jira.ref
             or self.store.incidents.jira_issue(incident.key)
-            or self.tickets.find_by_label(project=jira.project, label=incident.key)
+            or self._ticketing.find_by_label(project=jira.project, label=incident.key)
         )
         creating = next((m for m in done if m.startswith(f"creating:{event}@")), None)
         if not issue and creating:
@@ -148,10 +159,10 @@ class Notifier:
         incident.jira.ref = issue
         self._save(incident)
         if f"created:{event}" in done:
-            self._attach(incident, issue, self._attachments(rollback, decision, incident))
+            self._attach(incident, issue, self.dossier.attachments(rollback, decision, incident))
         elif f"comment:{event}" not in done:
             # One issue per workload and bad revision: a later outcome is a comment.
-            self.tickets.comment(
+            self._ticketing.comment(
                 issue_key=issue,
                 body=f"Backstop: {markup.wiki(incident.summary)}\n"
                 f"Reason: {markup.wiki(rollback.reason)}. Steps: "
@@ -160,7 +171,7 @@ class Notifier:
             done.append(f"comment:{event}")
         transition = jira.transition_when_verified
         if transition and rollback.status == "verified" and f"transition:{event}" not in done:
-            self.tickets.transition(issue_key=issue, name=transition)
+            self._ticketing.transition(issue_key=issue, name=transition)
             done.append(f"transition:{event}")
 
     def _attach(self, incident: Incident, issue: str, files: list[tuple[str, bytes]]) -> None:
@@ -173,7 +184,7 @@ class Notifier:
                 continue
             if f"attaching:{name}" in done:
                 if present is None:
-                    present = set(self.tickets.attachment_names(issue_key=issue))
+                    present = set(self._ticketing.attachment_names(issue_key=issue))
                 if name in present:
                     done.append(f"attached:{name}")
                     self._save(incident)
@@ -181,7 +192,7 @@ class Notifier:
             else:
                 done.append(f"attaching:{name}")
                 self._save(incident)
-            self.tickets.attach(issue_key=issue, filename=name, data=data)
+            self._ticketing.attach(issue_key=issue, filename=name, data=data)
             testpoints.reached("after_jira_attach")
             done.append(f"attached:{name}")
             self._save(incident)
@@ -193,14 +204,14 @@ class Notifier:
         was made, so the `creating` mark goes (only a timeout leaves it in doubt)."""
         jira = self.policy.incidents.jira
         try:
-            return self.tickets.create(
+            return self._ticketing.create(
                 project=jira.project,
                 issue_type=jira.issue_type,
                 summary=incident.summary,
                 description=ticket.description(
                     rollback,
                     decision,
-                    links=self._links(rollback, decision, None),
+                    links=self.dossier.links(rollback, decision, None),
                     snapshots=incident.snapshots,
                 ),
                 labels=[*jira.labels, incident.key],
@@ -227,7 +238,7 @@ class Notifier:
     ) -> None:
         done, dedup_key = incident.pagerduty.done, incident.key
         if f"trigger:{event}" not in done:
-            self.pager.trigger(
+            self._paging.trigger(
                 dedup_key=dedup_key,
                 summary=incident.summary,
                 source="backstop",
@@ -236,16 +247,16 @@ class Notifier:
                 component=rollback.workload.name,
                 group=rollback.workload.namespace,
                 class_=f"rollback {rollback.status}",
-                custom_details=self._details(rollback, decision, incident),
-                links=self._pd_links(rollback, decision, incident),
-                images=self._images(incident),
+                custom_details=self.dossier.details(rollback, decision, incident),
+                links=self.dossier.pd_links(rollback, decision, incident),
+                images=self.dossier.images(incident),
             )
             testpoints.reached("after_pagerduty_trigger")
             done.append(f"trigger:{event}")
             self._save(incident)
         resolve = self.policy.incidents.pagerduty.resolve_when_verified
         if rollback.status == "verified" and resolve and f"resolve:{event}" not in done:
-            self.pager.resolve(dedup_key=dedup_key)
+            self._paging.resolve(dedup_key=dedup_key)
             done.append(f"resolve:{event}")
         incident.pagerduty.ref = dedup_key
 
@@ -275,7 +286,7 @@ class Notifier:
 
         def page() -> None:
             if "trigger" not in incident.pagerduty.done:
-                self.pager.trigger(
+                self._paging.trigger(
                     dedup_key=incident.key,
                     summary=incident.summary,
                     source="backstop",
@@ -292,7 +303,9 @@ class Notifier:
                     },
                     links=[
                         link
-                        for link in (self._link("Decision", f"/api/v1/decisions/{decision.id}"),)
+                        for link in (
+                            self.dossier.link("Decision", f"/api/v1/decisions/{decision.id}"),
+                        )
                         if link
                     ],
                 )
@@ -348,141 +361,10 @@ class Notifier:
         if pending:
             raise TransientError("; ".join(pending))
 
-    def _snapshots(self, rollback: Rollback, decision: Decision | None) -> list[dict]:
-        """Graph the kill-switch alert and verify queries around the rollback (once)."""
-        if self.prometheus is None or decision is None:
-            return []
-        settings = self.policy.timing(self.policy.service_for(decision.labels))
-        alerts = []
-        episode = self.store.episodes.episode(decision.episode_id)
-        expr = expr_from_generator_url(episode.event.get("generator_url", "")) if episode else None
-        if expr:
-            alerts.append((decision.alertname, expr))
-        queries = graphs.queries_for(settings.verify.queries, alerts)
-        if not queries:
-            return []
-        since = decision.rollout.started_at if decision.rollout else decision.starts_at
-        markers = [graphs.Marker("alert", decision.starts_at)]
-        if decision.rollout:
-            markers.append(graphs.Marker("deployment", decision.rollout.started_at))
-        if rollback.steps:
-            markers.append(graphs.Marker("rollback", rollback.steps[0].started_at))
-        verify = rollback.step("verify")
-        if verify:
-            markers.append(graphs.Marker("verification", verify.finished_at))
-        taken = graphs.capture(
-            self.prometheus,
-            queries,
-            markers=markers,
-            end=utcnow(),
-            start=since - self.policy.incidents.snapshot_before,
-        )
-        result = []
-        for index, snapshot in enumerate(taken, start=1):
-            self.store.snapshots.save(snapshot)
-            result.append(
-                {
-                    "id": snapshot.id,
-                    "name": snapshot.name,
-                    "expr": snapshot.expr,
-                    "file": f"snapshot-{index}",
-                    "points": snapshot.points,
-                    "error": snapshot.error,
-                }
-            )
-        return result
-
-    def _attachments(
-        self, rollback: Rollback, decision: Decision | None, incident: Incident
-    ) -> list[tuple[str, bytes]]:
-        files = []
-        for snap in incident.snapshots:
-            png, csv = self.store.snapshots.png(snap["id"]), self.store.snapshots.csv(snap["id"])
-            if png:
-                files.append((f"{snap['file']}.png", png))
-            if csv:
-                files.append((f"{snap['file']}.csv", csv))
-        evidence = self.store.rollbacks.evidence(rollback.id)
-        if evidence:
-            files.append(("evidence-logs.txt", _logs_text(evidence).encode()))
-            files.append(("evidence-events.txt", _events_text(evidence).encode()))
-        record = {
-            "rollback": rollback.to_json(),
-            "decision": decision.model_dump(mode="json") if decision else None,
-        }
-        files.append(("rollback.json", json.dumps(record, indent=2).encode()))
-        return files
-
-    def _link(self, name: str, path: str) -> dict | None:
-        base = (self.settings.public_url or "").rstrip("/")
-        return {"href": f"{base}{path}", "text": name} if base else None
-
-    def _links(
-        self, rollback: Rollback, decision: Decision | None, issue: str | None
-    ) -> dict[str, str]:
-        base = (self.settings.public_url or "").rstrip("/")
-        links = {"Backstop rollback": f"{base}/api/v1/rollbacks/{rollback.id}" if base else ""}
-        if issue and self.settings.jira_url:
-            links["Jira"] = f"{self.settings.jira_url.rstrip('/')}/browse/{issue}"
-        episode = self.store.episodes.episode(decision.episode_id) if decision else None
-        if episode:
-            for name, field in (
-                ("Alert source", "generator_url"),
-                ("Grafana dashboard", "dashboard_url"),
-                ("Grafana panel", "panel_url"),
-            ):
-                if episode.event.get(field):
-                    links[name] = episode.event[field]
-        if decision and decision.rollout and decision.rollout.url:
-            links["Pipeline"] = decision.rollout.url
-        return links
-
-    def _pd_links(
-        self, rollback: Rollback, decision: Decision | None, incident: Incident
-    ) -> list[dict]:
-        links = self._links(rollback, decision, incident.jira.ref or None)
-        return [{"href": url, "text": name} for name, url in links.items() if url]
-
-    def _images(self, incident: Incident) -> list[dict]:
-        """Signed snapshot links, only when Backstop's public URL is https (PagerDuty's rule)."""
-        base = (self.settings.public_url or "").rstrip("/")
-        if not base.startswith("https://"):
-            return []
-        expires = int((utcnow() + SNAPSHOT_LINK_TTL).timestamp())
-        key = self.settings.snapshot_key()
-        return [
-            {
-                "src": f"{base}/snapshots/{s['id']}.png?"
-                f"{sign(s['id'], secret=key, expires=expires)}",
-                "alt": s["name"],
-            }
-            for s in incident.snapshots
-            if s.get("points")
-        ]
-
-    def _details(self, rollback: Rollback, decision: Decision | None, incident: Incident) -> dict:
-        rollout = decision.rollout if decision else None
-        return {
-            "decision": decision.summary() if decision else None,
-            "deployment": {
-                "revision": rollout.revision,
-                "images": rollout.images,
-                "change_cause": rollout.change_cause,
-                "commit": rollout.commit,
-                "author": rollout.author,
-            }
-            if rollout
-            else None,
-            "rollback": {
-                "status": rollback.status,
-                "reason": rollback.reason,
-                "from": rollback.bad_revision,
-                "to": rollback.target_revision,
-                "steps": [f"{s.name}: {s.status} ({s.duration_ms} ms)" for s in rollback.steps],
-            },
-            "verification": rollback.verification.get("detail", ""),
-            "jira": incident.jira.ref or None,
-        }
+    @property
+    def dossier(self) -> Dossier:
+        """What this notifier's incidents carry, read from the same store and settings."""
+        return Dossier(self.store, self.policy, self.settings, self.prometheus)
 
 
 def _log_delivery(incident: Incident, name: str, delivery: Delivery) -> None:
@@ -503,25 +385,6 @@ def _log_delivery(incident: Incident, name: str, delivery: Delivery) -> None:
 
 def _secret(value) -> str | None:
     return value.get_secret_value() if value is not None else None
-
-
-def _logs_text(evidence: dict) -> str:
-    lines = []
-    for pod in evidence.get("pods", []):
-        lines.append(f"=== pod {pod['name']} ({pod.get('phase')})")
-        for container, logs in pod.get("logs", {}).items():
-            for when, text in logs.items():
-                lines.append(f"--- {container} ({when} log)")
-                lines.append(text if text is not None else "(no log)")
-    return "\n".join(lines) or "(no pods of the bad revision were found)"
-
-
-def _events_text(evidence: dict) -> str:
-    rows = [
-        f"{e.get('time')} {e.get('type')} {e.get('object')} {e.get('reason')}: {e.get('message')}"
-        for e in evidence.get("events", [])
-    ]
-    return "\n".join(rows) or "(no events)"
 
 
 def _covering(count: int, group: str | None) -> str:

@@ -52,6 +52,8 @@ def recheck(episode_id: str) -> dict:
 def rollback(decision_id: str, workload: str, bad_revision: str, mode: str = "enforce") -> dict:
     """Run (or resume) the rollback of `workload` from `bad_revision`."""
     job = get_current_job()
+    if job is None:
+        raise RuntimeError("a rollback runs only as an RQ job: its id is the job's")
     request = queues.RollbackRequest.from_job(
         job.id, decision_id=decision_id, workload=workload, bad_revision=bad_revision, mode=mode
     )

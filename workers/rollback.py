@@ -18,7 +18,7 @@ import redis
 
 from config.policy import DecisionDefaults, Policy
 from core import queues, testpoints
-from core.errors import TransientError
+from core.errors import PermanentError, TransientError
 from core.integrations.kubernetes import Conflict, Kube
 from core.integrations.prometheus import Prometheus
 from core.models import Workload
@@ -26,6 +26,7 @@ from core.queues import RollbackRequest
 from core.records import AuditEntry, Decision, Rollback, RollbackStep, Rollout, WorkloadRecord
 from core.revisions import images
 from core.store import Store
+from core.vocabulary import RollbackStatus
 from workers.evidence import capture, events_read_ahead
 from workers.preflight import PreflightContext, Revisions, read_revisions, run_preflight
 from workers.revert import Patch, pod_template, revert_patches, template_hash
@@ -120,7 +121,7 @@ class Executor:
             started = self.clock()
             testpoints.reached("during_wait")
             complete, data = wait_for_rollout(
-                self.kube, workload, timeout=settings.rollout_timeout, waiting=waiting
+                self.cluster, workload, timeout=settings.rollout_timeout, waiting=waiting
             )
             self._record_created_revision(rollback, workload)
             if not complete:
@@ -177,7 +178,7 @@ class Executor:
         """Pre-flight, evidence and the patch; a Rollback when it ends here, else None."""
         # The evidence's events are read while pre-flight runs: they depend on neither.
         wanted = rollback.step("evidence") is None
-        with events_read_ahead(self.kube, workload.namespace, wanted=wanted) as events:
+        with events_read_ahead(self.cluster, workload.namespace, wanted=wanted) as events:
             return self._revert_checked(rollback, decision, workload, settings, events)
 
     def _revert_checked(
@@ -190,7 +191,7 @@ class Executor:
     ) -> Rollback | None:
         started = self.clock()
         context = PreflightContext(self.store, settings, started, self.sleep)
-        check = run_preflight(self.kube, context, workload, decision, rollback.bad_revision)
+        check = run_preflight(self.cluster, context, workload, decision, rollback.bad_revision)
         rollback.preflight = check.checks
         if check.blocked:
             if self._applied_earlier(rollback, workload, check.revisions):
@@ -204,19 +205,17 @@ class Executor:
                 return None
             self._step(rollback, "preflight", "blocked", started, check.blocked)
             return self.finish(rollback, "blocked", check.blocked)
-        rollback.target_revision = check.target
+        revisions, target = check.revisions, check.target
+        if revisions is None or target is None:
+            raise PermanentError("pre-flight neither blocked nor chose a target (a bug)")
+        rollback.target_revision = target
         self._step(
-            rollback,
-            "preflight",
-            "ok",
-            started,
-            f"revert {rollback.bad_revision} -> {check.target}",
+            rollback, "preflight", "ok", started, f"revert {rollback.bad_revision} -> {target}"
         )
-        revisions = check.revisions
         if rollback.step("evidence") is None:
             started = self.clock()
             bad_child = revisions.children[rollback.bad_revision]
-            evidence = capture(self.kube, workload, revisions.owner, bad_child, events)
+            evidence = capture(self.cluster, workload, revisions.owner, bad_child, events)
             self.store.rollbacks.save_evidence(rollback.id, evidence)
             self._step(
                 rollback,
@@ -227,7 +226,7 @@ class Executor:
             )
             testpoints.reached("after_evidence")
         patches = revert_patches(
-            workload.kind, revisions.owner, revisions.children[check.target], settings.argo_undo
+            workload.kind, revisions.owner, revisions.children[target], settings.argo_undo
         )
         rollback.patch_type = ",".join(p.patch_type for p in patches)
         rollback.patch = [p.body for p in patches] if len(patches) > 1 else patches[0].body
@@ -239,7 +238,7 @@ class Executor:
             workload,
             bad_revision=rollback.bad_revision,
             decision_id=decision.id,
-            template_hash=template_hash(workload.kind, revisions.children[check.target]),
+            template_hash=template_hash(workload.kind, revisions.children[target]),
         )
         self._apply(workload, patches)
         testpoints.reached("after_patch")
@@ -248,7 +247,7 @@ class Executor:
             "revert",
             "ok",
             started,
-            f"{workload.kind} reverted to revision {check.target}",
+            f"{workload.kind} reverted to revision {target}",
         )
         return None
 
@@ -260,7 +259,7 @@ class Executor:
             body = patch.body
             if version and isinstance(body, list) and body[0]["path"] == RESOURCE_VERSION:
                 body = [{**body[0], "value": version}, *body[1:]]
-            result = self.kube.patch(
+            result = self.cluster.patch(
                 workload.kind,
                 workload.namespace,
                 workload.name,
@@ -287,7 +286,7 @@ class Executor:
 
     def _record_created_revision(self, rollback: Rollback, workload: Workload) -> None:
         """Note the revision the revert created, and record it as Backstop's own rollout."""
-        revisions = read_revisions(self.kube, workload)
+        revisions = read_revisions(self.cluster, workload)
         if revisions.current is None or revisions.current == rollback.bad_revision:
             return
         rollback.created_revision = revisions.current
@@ -311,6 +310,13 @@ class Executor:
         return episode is not None and episode.status == "resolved"
 
     # -- recording -------------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> Kube:
+        """The cluster's client; `run` ends a rollback before any step when there is none."""
+        if self.kube is None:
+            raise PermanentError(self.kube_unavailable or "no Kubernetes configured")
+        return self.kube
 
     def _heartbeat(self, workload: Workload):
         def beat() -> None:
@@ -357,7 +363,7 @@ class Executor:
         )
         return self.finish(rollback, "verification_failed", reason)
 
-    def finish(self, rollback: Rollback, status: str, reason: str) -> Rollback:
+    def finish(self, rollback: Rollback, status: RollbackStatus, reason: str) -> Rollback:
         """Record the terminal outcome and, except for a dry run, hand over to incidents."""
         rollback.status, rollback.reason = status, reason
         rollback.finished_at = rollback.updated_at = self.clock()

@@ -11,7 +11,7 @@ from functools import partial
 
 from core.connection import RedisVersionError, VersionCheck
 from core.errors import PermanentError
-from core.integrations.kubernetes import api_client
+from core.integrations.kubeconfig import api_client
 from core.integrations.lease import Lease
 from core.logs import configure_logging
 from core.records import utcnow

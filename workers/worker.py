@@ -12,7 +12,7 @@ from rq.executions import Execution
 from rq.serializers import JSONSerializer
 
 import workers.jobs  # noqa: F401  (loaded once in the worker, so no work horse imports it)
-from core.integrations.kubernetes import (
+from core.integrations.kubeconfig import (
     CONFIGURATION_MAX_AGE,
     load_api_classes,
     warm_validators,

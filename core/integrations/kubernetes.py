@@ -7,23 +7,22 @@ Errors: `ApiException` with status 409, 429 or 5xx, urllib3 timeouts and connect
 errors → TransientError (retry); 410 Gone on a watch → Gone (relist); any other status
 (400, 401, 403, 404, 422, ...) → PermanentError. No network call happens in a constructor.
 
-Time: a call that times out is never repeated inside the client (see BoundedRetry), so a
-hung API server costs a worker one `timeout` per call; the job's retries take it from there.
+Time: a call that times out is never repeated inside the client (see BoundedRetry in
+core/integrations/kubeconfig.py), so a hung API server costs a worker one `timeout` per
+call; the job's retries take it from there.
 """
 
 import json
-import os
-import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, cast
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
+from urllib3 import BaseHTTPResponse as HTTPResponse
 
 from core.errors import PermanentError, TransientError
 
@@ -31,14 +30,6 @@ ApiClient = client.ApiClient  # for modules that hold a client but must not impo
 
 ARGO = ("argoproj.io", "v1alpha1", "rollouts")
 REQUEST_TIMEOUT = 30
-# The API server asks for Retry-After: 1 when it sheds load; anything longer is left to the job.
-RETRY_AFTER_MAX = 5
-# The most requests Backstop sends at once through one client (evidence capture); the
-# client's connection pool keeps at least that many connections, so none is discarded.
-CONCURRENT_REQUESTS = 4
-# A parsed kubeconfig is reused while its file is unchanged, for at most this long: then it
-# is loaded again, as are credentials from exec plugins and the pod's service account token.
-CONFIGURATION_MAX_AGE = 60.0
 
 
 class Gone(TransientError):
@@ -53,173 +44,11 @@ class Conflict(TransientError):
     """409: the object changed under us (retry from a fresh read), or already exists."""
 
 
-class BoundedRetry(urllib3.Retry):
-    """urllib3's retries of a request that never reached the API server (connection refused,
-    a pooled connection found closed), but never of one that timed out: urllib3 repeats a
-    timed-out GET three times, so a hung API server held a worker for four timeouts per
-    call. A timeout is raised at once and the job's own retries, with backoff, take over."""
-
-    def increment(self, method=None, url=None, *args, error=None, **kwargs):
-        """The next retry state, or the error itself when it is a timeout."""
-        if _timed_out(error):
-            raise error
-        return super().increment(method, url, *args, error=error, **kwargs)
-
-
-def _timed_out(error: Exception | None) -> bool:
-    # NewConnectionError (refused, no route) derives from ConnectTimeoutError for history's
-    # sake only; it fails at once and is worth the retry.
-    return isinstance(error, urllib3.exceptions.TimeoutError) and not isinstance(
-        error, urllib3.exceptions.NewConnectionError
-    )
-
-
 PATCH_TYPES = {
     "json": "application/json-patch+json",
     "merge": "application/merge-patch+json",
     "strategic": "application/strategic-merge-patch+json",
 }
-
-
-def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
-    """An API client from a kubeconfig, or in-cluster credentials when running in a pod;
-    PermanentError when neither is usable (no file, no such context, no service account).
-    Each client has its own connection pool; its configuration may be shared (see
-    `configuration`)."""
-    return client.ApiClient(configuration(kubeconfig, context))
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    """A configuration, and what it was loaded from when."""
-
-    source: tuple | None
-    at: float
-    configuration: client.Configuration
-
-
-_loaded: dict[tuple[str | None, str | None], _Loaded] = {}
-_loaded_lock = threading.Lock()
-
-
-def configuration(
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    *,
-    max_age: float | None = None,
-) -> client.Configuration:
-    """The client configuration of a kubeconfig (and context), or of the pod's credentials.
-
-    Parsing a kubeconfig costs a work horse about 2 ms and leaves a temporary file for each
-    embedded certificate behind (the client removes them at exit, which a work horse never
-    reaches). So it is parsed once per process, which an RQ worker does before it forks,
-    and reused while the file's content is unchanged and for at most CONFIGURATION_MAX_AGE:
-    a changed kubeconfig applies to the next job (a spare work horse's worker asks for less
-    than that: see core.queues). A configuration holds no connection, so a work horse
-    may inherit it; PermanentError as for `api_client`.
-    """
-    key, source, now = (kubeconfig, context), _source(kubeconfig), time.monotonic()
-    with _loaded_lock:
-        found = _loaded.get(key)
-    if (
-        found is not None
-        and source is not None
-        and found.source == source
-        and now - found.at < (CONFIGURATION_MAX_AGE if max_age is None else max_age)
-    ):
-        return found.configuration
-    loaded = _load(kubeconfig, context)
-    with _loaded_lock:
-        _loaded[key] = _Loaded(source, now, loaded)
-    return loaded
-
-
-def _source(kubeconfig: str | None) -> tuple | None:
-    """What a configuration is loaded from: the kubeconfig files' bytes (KUBECONFIG may list
-    several), or the in-cluster marker; None when a file cannot be read (never cached)."""
-    if not kubeconfig:
-        return ("in-cluster", os.environ.get("KUBERNETES_SERVICE_HOST"))
-    try:
-        return tuple(
-            (path, Path(path).read_bytes()) for path in kubeconfig.split(os.pathsep) if path
-        )
-    except OSError:
-        return None
-
-
-def _load(kubeconfig: str | None, context: str | None) -> client.Configuration:
-    configuration = client.Configuration()
-    configuration.retries = BoundedRetry(total=3, retry_after_max=RETRY_AFTER_MAX)
-    configuration.connection_pool_maxsize = max(
-        configuration.connection_pool_maxsize, CONCURRENT_REQUESTS
-    )
-    try:
-        if kubeconfig:
-            config.load_kube_config(
-                config_file=kubeconfig, context=context, client_configuration=configuration
-            )
-            return configuration
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=configuration)
-            return configuration
-    except (config.ConfigException, OSError) as exc:
-        raise PermanentError(f"Kubernetes client configuration: {exc}") from exc
-    raise PermanentError("no Kubernetes configured: set KUBECONFIG or run in a cluster")
-
-
-# The client methods Backstop calls ((API class, method) pairs), whose argument validators
-# `warm_validators` builds ahead.
-CALLED = (
-    *(
-        ("AppsV1Api", f"{verb}_namespaced_{kind}")
-        for verb in ("list", "read", "patch")
-        for kind in ("deployment", "stateful_set", "daemon_set")
-    ),
-    ("AppsV1Api", "list_namespaced_replica_set"),
-    ("AppsV1Api", "list_namespaced_controller_revision"),
-    ("CustomObjectsApi", "list_namespaced_custom_object"),
-    ("CustomObjectsApi", "list_cluster_custom_object"),
-    ("CustomObjectsApi", "get_namespaced_custom_object"),
-    ("CustomObjectsApi", "patch_namespaced_custom_object"),
-    ("CustomObjectsApi", "patch_namespaced_custom_object_status"),
-    ("CoreV1Api", "list_namespaced_pod"),
-    ("CoreV1Api", "read_namespaced_pod_log"),
-    ("CoreV1Api", "list_namespaced_event"),
-    ("BatchV1Api", "read_namespaced_job"),
-    ("BatchV1Api", "create_namespaced_job"),
-)
-
-
-# The Kubernetes client loads each API class's module on first use (about 0.3 s apiece).
-KUBE_API_CLASSES = ("AppsV1Api", "CoreV1Api", "CustomObjectsApi", "BatchV1Api")
-
-
-def load_api_classes() -> None:
-    """Load the modules of the API classes Backstop uses now, not on a job's first call."""
-    for name in KUBE_API_CLASSES:
-        getattr(client, name)
-
-
-def warm_validators() -> int:
-    """Build the argument validators of the client methods Backstop calls; return how many.
-
-    The client checks every call's arguments with pydantic's `validate_call`, whose validator
-    is built on a method's first call, about 1.3 ms each: a work horse paid that for every
-    method of a rollback, since a fork only inherits what its parent built. A call whose
-    `self` is a bare object and whose first argument has the wrong type builds the validator
-    and stops there, before any request could be made.
-    """
-    warmed = 0
-    for api, name in CALLED:
-        method = getattr(getattr(client, api), name)
-        if getattr(method, "raw_function", None) is None:
-            continue  # not wrapped by validate_call: nothing to build
-        try:
-            method(object(), object())
-        except Exception:  # noqa: S110 (expected: ValidationError; a bare `self` sends nothing)
-            pass
-        warmed += 1
-    return warmed
 
 
 def classify(exc: Exception) -> Exception:
@@ -444,7 +273,11 @@ class Kube:
         batch = client.BatchV1Api(self.api)
         return self._json(
             lambda: batch.create_namespaced_job(
-                namespace, body, _preload_content=False, _request_timeout=self.timeout
+                # The client sends a dict body as it is; its stubs only name the model class.
+                namespace,
+                cast(Any, body),
+                _preload_content=False,
+                _request_timeout=self.timeout,
             )
         )
 
@@ -475,15 +308,20 @@ class Kube:
     ) -> str | None:
         """The tail of a container's log; None when there is none (not started, no restart)."""
         try:
-            response = self.core.read_namespaced_pod_log(
-                pod,
-                namespace,
-                container=container,
-                previous=previous,
-                tail_lines=tail_lines,
-                limit_bytes=limit_bytes,
-                _preload_content=False,
-                _request_timeout=self.timeout,
+            # With _preload_content=False the client answers the raw urllib3 response, whatever
+            # its stubs say (a str).
+            response = cast(
+                HTTPResponse,
+                self.core.read_namespaced_pod_log(
+                    pod,
+                    namespace,
+                    container=container,
+                    previous=previous,
+                    tail_lines=tail_lines,
+                    limit_bytes=limit_bytes,
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                ),
             )
         except ApiException as exc:
             if exc.status in (400, 404):  # no such (previous) container, or no kubelet
@@ -541,9 +379,10 @@ class Kube:
     def has_argo_rollouts(self) -> bool:
         """True when the Argo Rollouts CRD is served by this cluster."""
         try:
-            self.custom.list_cluster_custom_object(
+            found = self.custom.list_cluster_custom_object(
                 *ARGO, limit=1, _preload_content=False, _request_timeout=self.timeout
-            ).release_conn()
+            )
+            cast(HTTPResponse, found).release_conn()
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -551,16 +390,3 @@ class Kube:
         except Exception as exc:
             raise classify(exc) from exc
         return True
-
-
-def latest_events(found: list[list[dict]], limit: int) -> list[dict]:
-    """The `limit` newest of several lists of events, oldest first. Events at the same time
-    keep the API's own order (by name), as in one list of the whole namespace."""
-    events = [event for group in found for event in group]
-    events.sort(
-        key=lambda e: (
-            e.get("lastTimestamp") or e.get("eventTime") or "",
-            e.get("metadata", {}).get("name", ""),
-        )
-    )
-    return events[-limit:]

@@ -23,7 +23,8 @@ from rq.registry import ScheduledJobRegistry
 
 from core import queues
 from core.errors import TransientError
-from core.integrations.kubernetes import Kube, api_client
+from core.integrations.kubeconfig import api_client
+from core.integrations.kubernetes import Kube
 from core.revisions import TEMPLATE_HASH
 from testbed.faultproxy import FaultProxy
 from testbed.processes import run_burst_worker

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from core.integrations.kubernetes import CONCURRENT_REQUESTS
+from core.integrations.kubeconfig import CONCURRENT_REQUESTS
 from core.models import Workload
 from workers import evidence
 

@@ -12,7 +12,7 @@ from config.policy import Policy, PolicyError
 from config.settings import Settings
 from core.clusters import Clusters
 from core.errors import PermanentError
-from core.integrations import kubernetes
+from core.integrations import kubeconfig as client_config
 from workers import context
 from workers.worker import _driver_info_once
 
@@ -35,39 +35,39 @@ def kubeconfig(path, server: str = "https://127.0.0.1:6443") -> str:
 
 def test_a_kubeconfig_is_parsed_once_while_its_file_is_unchanged(tmp_path):
     path = kubeconfig(tmp_path / "kubeconfig")
-    first = kubernetes.configuration(path, None)
-    assert kubernetes.configuration(path, None) is first
-    one, two = kubernetes.api_client(path), kubernetes.api_client(path)
+    first = client_config.configuration(path, None)
+    assert client_config.configuration(path, None) is first
+    one, two = client_config.api_client(path), client_config.api_client(path)
     assert one is not two  # each client has its own connection pool ...
     assert one.configuration is two.configuration is first  # ... over one parsed config
     assert first.host == "https://127.0.0.1:6443"
-    assert isinstance(first.retries, kubernetes.BoundedRetry)  # R3's retry policy is kept
-    assert first.connection_pool_maxsize >= kubernetes.CONCURRENT_REQUESTS
+    assert isinstance(first.retries, client_config.BoundedRetry)  # R3's retry policy is kept
+    assert first.connection_pool_maxsize >= client_config.CONCURRENT_REQUESTS
 
 
 def test_a_changed_kubeconfig_is_parsed_again(tmp_path):
     path = kubeconfig(tmp_path / "kubeconfig")
-    first = kubernetes.configuration(path, None)
+    first = client_config.configuration(path, None)
     kubeconfig(tmp_path / "kubeconfig", server="https://127.0.0.1:7443")
-    again = kubernetes.configuration(path, None)
+    again = client_config.configuration(path, None)
     assert again is not first and again.host == "https://127.0.0.1:7443"
 
 
 def test_a_kubeconfig_is_parsed_again_once_it_aged(tmp_path, monkeypatch):
     path = kubeconfig(tmp_path / "kubeconfig")
-    first = kubernetes.configuration(path, None)
-    monkeypatch.setattr(kubernetes, "CONFIGURATION_MAX_AGE", 0.0)
-    assert kubernetes.configuration(path, None) is not first
+    first = client_config.configuration(path, None)
+    monkeypatch.setattr(client_config, "CONFIGURATION_MAX_AGE", 0.0)
+    assert client_config.configuration(path, None) is not first
 
 
 def test_a_missing_kubeconfig_is_a_permanent_error_every_time(tmp_path):
     for _ in range(2):
         with pytest.raises(PermanentError, match="Kubernetes client configuration"):
-            kubernetes.configuration(str(tmp_path / "missing"), None)
+            client_config.configuration(str(tmp_path / "missing"), None)
 
 
 def test_every_client_method_backstop_calls_has_its_validator_built_ahead():
-    assert kubernetes.warm_validators() == len(kubernetes.CALLED)
+    assert client_config.warm_validators() == len(client_config.CALLED)
 
 
 def test_clusters_prepare_parses_each_kubeconfig_and_tolerates_a_broken_one(tmp_path):
@@ -83,7 +83,7 @@ def test_clusters_prepare_parses_each_kubeconfig_and_tolerates_a_broken_one(tmp_
     )
     clusters = Clusters(policy, Settings(kubeconfig=None))
     clusters.prepare()  # "b" cannot be configured: left for its first use to report
-    assert kubernetes.configuration(good, "x") is clusters.api("a").configuration
+    assert client_config.configuration(good, "x") is clusters.api("a").configuration
     with pytest.raises(PermanentError, match="cluster 'b'"):
         clusters.api("b")
 
