@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.models import Workload
+from core.owners import Claim
 from core.vocabulary import TERMINAL, Outcome, RollbackStatus
 
 
@@ -51,6 +52,32 @@ class WorkloadRecord(Record):
         return Workload(self.cluster, self.namespace, self.kind, self.name)
 
 
+class OwnerRecord(Record):
+    """The tool that reconciles a workload (core/owners.py), and how it was found."""
+
+    kind: str
+    namespace: str
+    name: str
+    found_by: str
+    # False for a mark that only names a candidate (Argo CD's instance label, Helm's
+    # annotations) until the owner's own objects confirm it.
+    confirmed: bool = True
+
+    @classmethod
+    def of(cls, claim: Claim) -> "OwnerRecord":
+        return cls(
+            kind=claim.kind,
+            namespace=claim.namespace,
+            name=claim.name,
+            found_by=claim.found_by,
+            confirmed=claim.certain,
+        )
+
+    def describe(self) -> str:
+        """`<kind> <namespace>/<name>`, as humans read it."""
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
 class Rollout(Record):
     """One rollout of a workload, from the watcher, from CI, or both merged."""
 
@@ -64,6 +91,8 @@ class Rollout(Record):
     completed_at: datetime | None = None
     by_backstop: bool = False
     rollback_of: str | None = None
+    # Who reconciles the workload, from its marks when the watcher saw this revision.
+    owner: OwnerRecord | None = None
     sources: list[str] = Field(default_factory=list)
     version: str = ""
     commit: str = ""
@@ -155,6 +184,10 @@ class Rollback(Record):
     target_revision: str | None = None
     created_revision: str | None = None
     mode: str = "enforce"
+    # Who reconciles the workload, as pre-flight found it (see core/owners.py).
+    owner: OwnerRecord | None = None
+    # An Argo Rollout aborted without undoing its template (its owner would re-apply it).
+    aborted_only: bool = False
     status: RollbackStatus = "running"
     reason: str = ""
     steps: list[RollbackStep] = Field(default_factory=list)

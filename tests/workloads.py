@@ -151,9 +151,15 @@ def make_stack(kube, kube_namespace, redis_client):
         stack.api.close()
 
 
-def bad_release(stack: Stack, name="checkout", template_annotations=None) -> Workload:
-    """A Deployment at revision 1, healthy, then a bad revision 2, both recorded."""
+def bad_release(
+    stack: Stack, name="checkout", template_annotations=None, marks: dict | None = None
+) -> Workload:
+    """A Deployment at revision 1, healthy, then a bad revision 2, both recorded. `marks`
+    ({"labels": ..., "annotations": ...}) go on the Deployment's own metadata, as an owner
+    (Argo CD, Flux, Helm) leaves them."""
     body = deployment(name, f"shop/{name}:1")
+    for field, values in (marks or {}).items():
+        body["metadata"].setdefault(field, {}).update(values)
     if template_annotations:
         body["spec"]["template"]["metadata"]["annotations"] = template_annotations[0]
     stack.apps.create_namespaced_deployment(stack.namespace, body)

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from config.policy import DecisionDefaults, MigrationGuard
+from core import owners
 from core.integrations.kubernetes import Conflict, Kube, NotFound
 from core.models import Workload
+from core.owners import Claim
 from core.records import Decision, Rollout
 from core.revisions import parse_time
 from core.store import Store
@@ -59,6 +61,10 @@ class Preflight:
     revisions: Revisions | None = None
     target: str | None = None
     blocked: str = ""
+    # The tool that reconciles the workload, when its marks prove one (core/owners.py).
+    owner: Claim | None = None
+    # An Argo Rollout whose template its owner re-applies is aborted, never undone.
+    abort_only: bool = False
     checks: dict = field(default_factory=dict)
 
     def check(self, name: str, ok: bool, detail: str) -> bool:
@@ -125,6 +131,9 @@ def run_preflight(
         result.blocked = "moved_on"
         return result
     result.check("still_bad", True, f"revision {bad} is live")
+    if not _owner_allows(workload, revisions, result):
+        result.blocked = "owner_not_frozen"
+        return result
     target = _known_good_target(ctx, workload, revisions, bad, result)
     if target is None:
         result.blocked = "no_known_good_revision"
@@ -133,6 +142,31 @@ def run_preflight(
     if not _migration_allows(kube, ctx, workload, revisions, bad, target, result):
         result.blocked = "migration_guard"
     return result
+
+
+def _owner_allows(workload: Workload, revisions: Revisions, result: Preflight) -> bool:
+    """Is Backstop the only writer of what it would change? A workload that Argo CD, Flux or
+    Helm reconciles gets its template back from that owner within seconds to minutes, so a
+    direct revert would be undone while Backstop reports it: it is blocked (and paged)
+    until the rollback goes through the owner. One exception: an Argo Rollout's abort lives
+    in its status, which no owner re-applies, so it is aborted and never undone."""
+    marks = owners.claims(revisions.owner.get("metadata", {}), workload)
+    proven = next((claim for claim in marks if claim.certain), None)
+    unproven = ", ".join(f"{c.kind} {c.namespace}/{c.name} ({c.found_by})" for c in marks)
+    if proven is None:
+        detail = "no owner's mark proves one" + (f"; unconfirmed: {unproven}" if marks else "")
+        return result.check("owner", True, detail)
+    result.owner = proven
+    named = f"{proven.kind} {proven.namespace}/{proven.name} (found by {proven.found_by})"
+    if workload.kind == "Rollout" and proven.kind == "argocd":
+        result.abort_only = True
+        return result.check("owner", True, f"{named}: the Rollout is aborted, not undone")
+    return result.check(
+        "owner",
+        False,
+        f"{named} reconciles this workload and would undo a direct revert; roll it back "
+        "through its owner",
+    )
 
 
 def _known_good_target(

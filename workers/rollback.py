@@ -23,13 +23,22 @@ from core.integrations.kubernetes import Conflict, Kube
 from core.integrations.prometheus import Prometheus
 from core.models import Workload
 from core.queues import RollbackRequest
-from core.records import AuditEntry, Decision, Rollback, RollbackStep, Rollout, WorkloadRecord
+from core.records import (
+    AuditEntry,
+    Decision,
+    OwnerRecord,
+    Rollback,
+    RollbackStep,
+    Rollout,
+    WorkloadRecord,
+)
 from core.revisions import images
 from core.store import Store
 from core.vocabulary import RollbackStatus
 from workers.evidence import capture, events_read_ahead
-from workers.preflight import PreflightContext, Revisions, read_revisions, run_preflight
+from workers.preflight import PreflightContext, read_revisions, run_preflight
 from workers.revert import Patch, pod_template, revert_patches, template_hash
+from workers.reverted import applied_earlier, still_reverted
 from workers.verification import Waiting, verify_kpis, wait_for_rollout
 
 log = logging.getLogger("backstop.rollback")
@@ -121,7 +130,11 @@ class Executor:
             started = self.clock()
             testpoints.reached("during_wait")
             complete, data = wait_for_rollout(
-                self.cluster, workload, timeout=settings.rollout_timeout, waiting=waiting
+                self.cluster,
+                workload,
+                timeout=settings.rollout_timeout,
+                waiting=waiting,
+                aborted=rollback.aborted_only,
             )
             self._record_created_revision(rollback, workload)
             if not complete:
@@ -139,7 +152,9 @@ class Executor:
                 "rollout",
                 "ok",
                 started,
-                f"revision {rollback.created_revision} is rolled out",
+                "aborted: back on the stable pods"
+                if rollback.aborted_only
+                else f"revision {rollback.created_revision} is rolled out",
                 **data,
             )
         started = self.clock()
@@ -154,6 +169,10 @@ class Executor:
         if result["held"] is False:
             self._step(rollback, "verify", "failed", started, result["detail"])
             return self._freeze(rollback, workload, "kpis_not_recovered")
+        if not rollback.aborted_only and not still_reverted(self.cluster, self.store, workload):
+            detail = "another writer put a template back since the revert (an owner's reconcile?)"
+            self._step(rollback, "verify", "failed", started, detail)
+            return self._freeze(rollback, workload, "reverted_by_other")
         self._step(rollback, "verify", "ok", started, result["detail"])
         reason = "kpis_recovered" if result["held"] else "rollout_healthy_only"
         return self.finish(rollback, "verified", reason)
@@ -193,8 +212,9 @@ class Executor:
         context = PreflightContext(self.store, settings, started, self.sleep)
         check = run_preflight(self.cluster, context, workload, decision, rollback.bad_revision)
         rollback.preflight = check.checks
+        rollback.owner = OwnerRecord.of(check.owner) if check.owner else None
         if check.blocked:
-            if self._applied_earlier(rollback, workload, check.revisions):
+            if applied_earlier(self.store, rollback, workload, check.revisions):
                 self._step(
                     rollback,
                     "revert",
@@ -225,9 +245,9 @@ class Executor:
                 f"{len(evidence['pods'])} pods, {len(evidence['events'])} events",
             )
             testpoints.reached("after_evidence")
-        patches = revert_patches(
-            workload.kind, revisions.owner, revisions.children[target], settings.argo_undo
-        )
+        undo = settings.argo_undo and not check.abort_only
+        rollback.aborted_only = workload.kind == "Rollout" and not undo
+        patches = revert_patches(workload.kind, revisions.owner, revisions.children[target], undo)
         rollback.patch_type = ",".join(p.patch_type for p in patches)
         rollback.patch = [p.body for p in patches] if len(patches) > 1 else patches[0].body
         started = self.clock()
@@ -269,28 +289,16 @@ class Executor:
             )
             version = result["metadata"]["resourceVersion"]
 
-    def _applied_earlier(
-        self, rollback: Rollback, workload: Workload, revisions: Revisions | None
-    ) -> bool:
-        """Did an earlier attempt of this rollback patch the workload before it died?"""
-        expected = self.store.rollouts.expected_rollback(workload)
-        if revisions is None or expected is None or revisions.current is None:
-            return False
-        current = revisions.children.get(revisions.current)
-        return (
-            expected.get("decision_id") == rollback.decision_id
-            and expected.get("bad_revision") == rollback.bad_revision
-            and current is not None
-            and template_hash(workload.kind, current) == expected.get("template_hash")
-        )
-
     def _record_created_revision(self, rollback: Rollback, workload: Workload) -> None:
         """Note the revision the revert created, and record it as Backstop's own rollout."""
         revisions = read_revisions(self.cluster, workload)
         if revisions.current is None or revisions.current == rollback.bad_revision:
             return
-        rollback.created_revision = revisions.current
         child = revisions.children.get(revisions.current, {})
+        expected = self.store.rollouts.expected_rollback(workload)
+        if child and expected and template_hash(workload.kind, child) != expected["template_hash"]:
+            return  # not the template Backstop restored: someone else's revision
+        rollback.created_revision = revisions.current
         self.store.rollouts.record_observed(
             Rollout(
                 workload=WorkloadRecord.of(workload),

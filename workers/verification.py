@@ -37,14 +37,21 @@ class Waiting:
 
 
 def wait_for_rollout(
-    kube: Kube, workload: Workload, *, timeout: timedelta, waiting: Waiting
+    kube: Kube,
+    workload: Workload,
+    *,
+    timeout: timedelta,
+    waiting: Waiting,
+    aborted: bool = False,
 ) -> tuple[bool, dict]:
-    """Wait until the workload's rollout is complete; False when the deadline passes."""
+    """Wait until the workload's rollout is complete (for an Argo Rollout only `aborted`,
+    until it is back on its stable pods); False when the deadline passes."""
     deadline = waiting.clock() + timeout
     while True:
         obj = kube.get(workload.kind, workload.namespace, workload.name)
         status = obj.get("status", {})
-        if is_complete(workload.kind, obj):
+        done = _back_on_stable(kube, obj) if aborted else is_complete(workload.kind, obj)
+        if done:
             return True, {"workload_status": _brief(status)}
         if waiting.clock() >= deadline:
             return False, {
@@ -52,6 +59,22 @@ def wait_for_rollout(
                 "timeout_s": int(timeout.total_seconds()),
             }
         waiting.pause(POLL_SECONDS)
+
+
+def _back_on_stable(kube: Kube, rollout: dict) -> bool:
+    """An aborted Argo Rollout stays Degraded with its bad template; it is done when its
+    stable ReplicaSet (status.stableRS, by rollouts-pod-template-hash) has every replica
+    the Rollout wants available again."""
+    status = rollout.get("status", {})
+    stable = status.get("stableRS")
+    if not status.get("abort") or not stable:
+        return False
+    wanted = rollout.get("spec", {}).get("replicas", 1)
+    return any(
+        rs["metadata"].get("labels", {}).get("rollouts-pod-template-hash") == stable
+        and rs.get("status", {}).get("availableReplicas", 0) >= wanted
+        for rs in kube.owned("ReplicaSet", rollout)
+    )
 
 
 def _brief(status: dict) -> dict:

@@ -18,11 +18,12 @@ from datetime import datetime
 from redis.exceptions import RedisError
 
 from config.policy import Policy
+from core import owners
 from core.clusters import Clusters
 from core.errors import IntegrationError, PermanentError
 from core.integrations.kubernetes import Gone, Kube
 from core.models import Workload
-from core.records import Rollout, WorkloadRecord
+from core.records import OwnerRecord, Rollout, WorkloadRecord
 from core.revisions import controller_revision, is_complete, replica_set_revision
 from core.store import Store
 
@@ -96,7 +97,7 @@ class Watcher:
         if seen is None:
             return None
         rollout, created = self.store.rollouts.record_observed(
-            self._rollout(workload, seen), merge_window=self.policy.watch.ci_merge_window
+            self._rollout(workload, seen, meta), merge_window=self.policy.watch.ci_merge_window
         )
         if created:
             log.info(
@@ -106,6 +107,7 @@ class Watcher:
                         "workload": workload.key,
                         "revision": seen.revision,
                         "by_backstop": rollout.by_backstop,
+                        "owner": rollout.owner.describe() if rollout.owner else None,
                     }
                 },
             )
@@ -114,8 +116,9 @@ class Watcher:
         self._seen[workload.key] = (seen.revision, seen.complete)
         return rollout
 
-    def _rollout(self, workload: Workload, seen) -> Rollout:
+    def _rollout(self, workload: Workload, seen, metadata: dict) -> Rollout:
         expected = self.store.rollouts.expected_rollback(workload)
+        marks = owners.claims(metadata, workload)
         ours = expected is not None and expected.get("template_hash") == seen.template_hash
         return Rollout(
             workload=WorkloadRecord.of(workload),
@@ -127,6 +130,7 @@ class Watcher:
             sources=["watcher"],
             by_backstop=ours,
             rollback_of=expected["bad_revision"] if expected is not None and ours else None,
+            owner=OwnerRecord.of(marks[0]) if marks else None,
         )
 
     @staticmethod

@@ -44,8 +44,9 @@ def template(image: str) -> dict:
     }
 
 
-def test_rollout_is_aborted_and_reverted(argo_crd, make_stack):
-    stack = make_stack(FAST)
+def bad_rollout(stack, annotations: dict | None = None) -> Workload:
+    """A Rollout `web` at bad revision 2 over its stable revision 1 (both ReplicaSets
+    made as Argo's controller makes them), recorded by the watcher."""
     custom = client.CustomObjectsApi(stack.api)
     ns = stack.namespace
     rollout = custom.create_namespaced_custom_object(
@@ -55,7 +56,10 @@ def test_rollout_is_aborted_and_reverted(argo_crd, make_stack):
         {
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Rollout",
-            "metadata": {"name": "web", "annotations": {"rollout.argoproj.io/revision": "2"}},
+            "metadata": {
+                "name": "web",
+                "annotations": {"rollout.argoproj.io/revision": "2", **(annotations or {})},
+            },
             "spec": {
                 "replicas": 1,
                 "selector": {"matchLabels": {"app": "web"}},
@@ -90,7 +94,14 @@ def test_rollout_is_aborted_and_reverted(argo_crd, make_stack):
             },
         )
     stack.record_history("Rollout")
-    workload = Workload("default", ns, "Rollout", "web")
+    return Workload("default", ns, "Rollout", "web")
+
+
+def test_rollout_is_aborted_and_reverted(argo_crd, make_stack):
+    stack = make_stack(FAST)
+    custom = client.CustomObjectsApi(stack.api)
+    ns = stack.namespace
+    workload = bad_rollout(stack)
     decision = stack.alert(workload)
     assert decision.outcome == "rollback" and decision.rollout.revision == "2"
 
@@ -132,3 +143,45 @@ def test_rollout_is_aborted_and_reverted(argo_crd, make_stack):
     assert current["status"]["abort"] is True
     assert current["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1"
     assert rollback.created_revision == "3"
+
+
+def test_a_rollout_argo_cd_tracks_is_aborted_never_undone(argo_crd, make_stack):
+    # Argo CD would re-apply an undone template (and start a new canary); the abort lives
+    # in the status, which it leaves alone. argo_undo is on (the default): still abort only.
+    stack = make_stack(FAST)
+    custom = client.CustomObjectsApi(stack.api)
+    ns = stack.namespace
+    tracking = {"argocd.argoproj.io/tracking-id": f"web:argoproj.io/Rollout:{ns}/web"}
+    workload = bad_rollout(stack, tracking)
+    decision = stack.alert(workload)
+    assert decision.rollout.owner.kind == "argocd"
+
+    def play_argo():
+        """Aborted: scale the stable ReplicaSet back up, as Argo's controller does."""
+        wait_for(
+            lambda: (
+                custom.get_namespaced_custom_object(*ARGO[:2], ns, ARGO[2], "web")
+                .get("status", {})
+                .get("abort")
+            ),
+            message="abort",
+        )
+        stack.apps.patch_namespaced_replica_set("web-h1", ns, {"spec": {"replicas": 1}})
+        custom.patch_namespaced_custom_object_status(
+            *ARGO[:2],
+            ns,
+            ARGO[2],
+            "web",
+            {"status": {"phase": "Degraded", "stableRS": "h1", "currentPodHash": "h2"}},
+        )
+
+    argo = threading.Thread(target=play_argo, daemon=True)
+    argo.start()
+    rollback = stack.roll_back(decision)
+    argo.join(timeout=30)
+    assert rollback.status == "verified", rollback.reason
+    assert rollback.aborted_only and rollback.owner.kind == "argocd"
+    assert (rollback.patch_type, rollback.patch) == ("merge", {"status": {"abort": True}})
+    current = custom.get_namespaced_custom_object(*ARGO[:2], ns, ARGO[2], "web")
+    assert current["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:2"
+    assert rollback.step("rollout").detail == "aborted: back on the stable pods"

@@ -1,0 +1,97 @@
+"""Workloads another tool reconciles (Argo CD, Flux, Helm): Backstop records the owner,
+never reverts behind its back, and notices when a revert it made was put back.
+
+Acting through the owner (freezing its sync, rolling back in its own history) is not built
+yet: until it is, a rollback of an owned workload is `blocked: owner_not_frozen` (paged),
+the safe outcome the owners' issue prescribes when an owner cannot be frozen.
+"""
+
+import threading
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.workloads import FAST, bad_release, set_image
+
+pytestmark = pytest.mark.integration
+
+TRACKING = "argocd.argoproj.io/tracking-id"
+
+
+def test_a_workload_argo_cd_tracks_is_blocked_not_reverted(make_stack):
+    stack = make_stack(FAST)
+    tracking = f"shop:apps/Deployment:{stack.namespace}/checkout"
+    workload = bad_release(stack, marks={"annotations": {TRACKING: tracking}})
+    decision = stack.alert(workload)
+    assert decision.outcome == "rollback"
+    assert (decision.rollout.owner.kind, decision.rollout.owner.name) == ("argocd", "shop")
+    assert decision.rollout.owner.confirmed
+
+    rollback = stack.roll_back(decision)
+    assert (rollback.status, rollback.reason) == ("blocked", "owner_not_frozen")
+    assert rollback.owner.kind == "argocd" and rollback.owner.found_by == f"annotation {TRACKING}"
+    assert not rollback.preflight["owner"]["ok"]
+    assert "would undo a direct revert" in rollback.preflight["owner"]["detail"]
+    assert stack.image("checkout") == "shop/checkout:2"  # nothing was patched
+    assert rollback.incident_job_id  # a blocked rollback is filed and paged
+
+
+@pytest.mark.parametrize(
+    "marks",
+    [
+        {"labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}},
+        {"labels": {"helm.toolkit.fluxcd.io/name": "shop"}},
+    ],
+    ids=["flux-kustomization", "flux-helmrelease"],
+)
+def test_a_workload_flux_applies_is_blocked(make_stack, marks):
+    stack = make_stack(FAST)
+    workload = bad_release(stack, marks=marks)
+    rollback = stack.roll_back(stack.alert(workload))
+    assert (rollback.status, rollback.reason) == ("blocked", "owner_not_frozen")
+    assert stack.image("checkout") == "shop/checkout:2"
+
+
+def test_a_mark_that_only_names_a_candidate_does_not_block(make_stack):
+    # Helm charts set app.kubernetes.io/instance to the release name: alone, it proves no
+    # Argo CD Application holds the workload.
+    stack = make_stack(FAST)
+    marks = {
+        "labels": {"app.kubernetes.io/instance": "shop", "app.kubernetes.io/managed-by": "Helm"}
+    }
+    workload = bad_release(stack, marks=marks)
+    decision = stack.alert(workload)
+    assert decision.rollout.owner.kind == "argocd" and not decision.rollout.owner.confirmed
+    rollback = stack.roll_back(decision)
+    assert rollback.status == "verified" and rollback.owner is None
+    assert "unconfirmed: argocd" in rollback.preflight["owner"]["detail"]
+
+
+def test_a_revert_put_back_by_another_writer_fails_verification(make_stack):
+    # A reconciler nobody marked the workload for (a pipeline, a script, an unmarked GitOps
+    # tool) re-applies the bad image as soon as Backstop's revert appears.
+    stack = make_stack(FAST)
+    workload = bad_release(stack)
+    decision = stack.alert(workload)
+    stop = threading.Event()
+
+    def reconcile():
+        while not stop.is_set():
+            if stack.image("checkout") == "shop/checkout:1":
+                set_image(stack.apps, stack.namespace, "checkout", "shop/checkout:2")
+                return
+            stop.wait(0.02)
+
+    writer = threading.Thread(target=reconcile, daemon=True)
+    writer.start()
+    try:
+        rollback = stack.roll_back(decision)
+    finally:
+        stop.set()
+        writer.join(timeout=5)
+    assert (rollback.status, rollback.reason) == ("verification_failed", "reverted_by_other")
+    assert rollback.step("verify").status == "failed"
+    assert stack.image("checkout") == "shop/checkout:2"
+    # Frozen for humans, as every failed verification is.
+    assert stack.store.automation.paused(workload) is not None
+    wait_for(lambda: stack.revision("checkout") == "4", message="the writer's revision")
