@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.workloads",
     "tests.prometheus_fixtures",
     "tests.doubles_fixtures",  # Jira and PagerDuty doubles: `jira_server`, `pagerduty_server`
+    "tests.gitops_fixtures",  # Argo CD, Flux and Helm stand-ins: `gitops`, `git_repo`
     "tests.logscan",  # after the run: no secret of tests/secrets.py in any log (R6)
 ]
 

@@ -1,0 +1,131 @@
+"""Pytest fixtures for workloads owned by Argo CD, Flux or Helm (testbed/gitops).
+
+`gitops_crds` installs the owners' CRDs once per session (kept, like the Rollout CRD:
+later modules and reruns on a real cluster use them); `git_repo` is a fresh local Git
+repository; `gitops` starts stand-in controllers on the test namespace and stops every
+one it started, whatever the test did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from testbed.gitops.cluster import Cluster, Controller
+from testbed.gitops.git import GitRepo
+from tests.conftest import wait_for
+from tests.workloads import deployment
+
+CRDS = Path(__file__).resolve().parent / "manifests" / "gitops-crds.yaml"
+SERVED = (
+    ("argoproj.io/v1alpha1", "Application"),
+    ("argoproj.io/v1alpha1", "ApplicationSet"),
+    ("source.toolkit.fluxcd.io/v1", "GitRepository"),
+    ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+    ("image.toolkit.fluxcd.io/v1beta2", "ImageUpdateAutomation"),
+    ("image.toolkit.fluxcd.io/v1", "ImageUpdateAutomation"),
+)
+
+
+@pytest.fixture(scope="session")
+def gitops_crds(kube):
+    """The GitOps owners' CRDs, installed and served."""
+    import yaml
+
+    names = tuple(crd["metadata"]["name"] for crd in yaml.safe_load_all(CRDS.read_text()))
+    with kube.crds(CRDS, keep=names), Cluster(kube.api_client()) as cluster:
+        wait_for(lambda: all(_served(cluster, *kind) for kind in SERVED), message="GitOps APIs")
+        yield names
+
+
+def _served(cluster: Cluster, api_version: str, kind: str) -> bool:
+    """The apiserver serves the kind (it may drop connections while it starts to)."""
+    try:
+        cluster.list(api_version, kind, "default")
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture
+def git_repo(tmp_path) -> GitRepo:
+    """An empty local Git repository (branch main) for the stand-ins to read."""
+    return GitRepo.init(tmp_path / "git")
+
+
+@pytest.fixture
+def gitops(kube, kube_namespace, gitops_crds):
+    """`gitops(ControllerClass, **options)` starts a stand-in on the test namespace; all
+    are stopped (threads joined) after the test, before the namespace goes."""
+    started: list[Controller] = []
+
+    def start(kind: type[Controller], **options) -> Controller:
+        controller = kind(kube.kubeconfig, namespace=kube_namespace, **options)
+        started.append(controller)
+        return controller.start()
+
+    try:
+        yield start
+    finally:
+        for controller in started:
+            controller.stop()
+
+
+def manifest(name: str, image: str, replicas: int = 1) -> dict:
+    """A Deployment as it would sit in Git (apiVersion and kind included)."""
+    return {"apiVersion": "apps/v1", "kind": "Deployment", **deployment(name, image, replicas)}
+
+
+WEB = "apps/web/deployment.yaml"
+# A template in the small subset the Helm stand-in renders (.Values, .Release, .Chart).
+TEMPLATE = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: "{{ .Release.Name }}"}
+  template:
+    metadata:
+      labels: {app: "{{ .Release.Name }}"}
+    spec:
+      containers:
+        - name: web
+          image: "{{ .Values.image }}"
+"""
+
+
+def image(api: Cluster, namespace: str, name: str = "web") -> str | None:
+    """The live image of Deployment name's first container (None when absent)."""
+    live = api.get("apps/v1", "Deployment", namespace, name)
+    return live["spec"]["template"]["spec"]["containers"][0]["image"] if live else None
+
+
+def set_live_image(api: Cluster, namespace: str, value: str, name: str = "web") -> None:
+    """What Backstop's revert does: patch the pod template as field manager backstop."""
+    client.AppsV1Api(api.api).patch_namespaced_deployment(
+        name,
+        namespace,
+        {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": value}]}}}},
+        field_manager="backstop",
+    )
+
+
+def create(api: Cluster, namespace: str, body: dict) -> dict:
+    """Create body in namespace."""
+    body["metadata"]["namespace"] = namespace
+    return api.create(body)
+
+
+def read(api: Cluster, namespace: str, body: dict) -> dict:
+    """The live copy of body in namespace."""
+    return api.get(body["apiVersion"], body["kind"], namespace, body["metadata"]["name"])
+
+
+def patch(api: Cluster, namespace: str, body: dict, change: dict) -> None:
+    """Merge-patch body's live copy in namespace with change."""
+    api.merge_patch({**body, "metadata": {**body["metadata"], "namespace": namespace}}, change)
