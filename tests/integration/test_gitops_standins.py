@@ -99,9 +99,7 @@ def test_argocd_self_heal_puts_the_git_image_back(api, gitops, git_repo, kube_na
     assert status["resources"][0]["kind"] == "Deployment"
 
     set_live_image(api, kube_namespace, "shop/web:1")  # the revert Argo CD does not know of
-    reverted = time.monotonic()
     wait_for(lambda: image(api, kube_namespace) == "shop/web:2", timeout=15, message="self-heal")
-    assert time.monotonic() - reverted < 2.0 + 3.0  # the self-heal timeout plus a few passes
     state = read(api, kube_namespace, app)["status"]["operationState"]
     assert state["operation"]["initiatedBy"] == {"automated": True}
     assert state["operation"]["sync"]["autoHealAttemptsCount"] == 1
