@@ -46,6 +46,14 @@ def summary(rollback: Rollback, decision: Decision | None) -> str:
     )
 
 
+def _owner(rollback: Rollback) -> list[str]:
+    """Who reconciles the workload, when pre-flight found an owner."""
+    owner = rollback.owner
+    if owner is None:
+        return []
+    return [f"*Owner:* {wiki(owner.describe())} (found by {wiki(owner.found_by)})"]
+
+
 def description(
     rollback: Rollback, decision: Decision | None, *, links: dict[str, str], snapshots: list[dict]
 ) -> str:
@@ -54,6 +62,7 @@ def description(
         f"h2. {wiki(summary(rollback, decision))}",
         f"*Outcome:* {wiki(rollback.status)} ({wiki(rollback.reason)}). Backstop reverted the "
         "workload to save the service; the root cause is still to be found.",
+        *_owner(rollback),
         "h3. Timeline",
         _table(["when (UTC)", "what"], _timeline(rollback, decision)),
         "h3. Alert",

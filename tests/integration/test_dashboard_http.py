@@ -426,3 +426,16 @@ def test_a_rollback_page_shows_its_graphs_inline_readable_with_the_session(app, 
     image = client.get("/snapshots/snap1.png")
     assert image.status_code == 200 and image.data == png
     assert app.test_client().get("/snapshots/snap1.png").status_code == 401
+
+
+def test_a_rollback_page_names_the_owner_pre_flight_found_escaped(app, store):
+    from core.records import OwnerRecord
+
+    _, rollback = seed(store)
+    rollback.owner = OwnerRecord(
+        kind="argocd", namespace="argocd", name="<script>app", found_by="annotation x"
+    )
+    store.rollbacks.save(rollback)
+    page = logged_in(app, "alice").get(f"/rollbacks/{rollback.id}").text
+    assert 'data-testid="owner">argocd argocd/&lt;script&gt;app' in page
+    assert "<script>app" not in page

@@ -17,6 +17,7 @@ from core import markup, urls
 from core.records import (
     Decision,
     DecisionStep,
+    OwnerRecord,
     Rollback,
     RollbackStep,
     Rollout,
@@ -158,6 +159,9 @@ def records(
         steps=[step],
         preflight={"paused": {"ok": True, "detail": put("preflight")}},
         verification={"mode": "queries", "detail": put("verification")},
+        owner=OwnerRecord(
+            kind="argocd", namespace="argocd", name=put("owner", "shop"), found_by=put("found_by")
+        ),
         finished_at=NOW + timedelta(seconds=30),
     )
     return rollback, decision
@@ -188,6 +192,8 @@ FIELDS = [
     "reason",
     "preflight",
     "verification",
+    "owner",
+    "found_by",
 ]
 
 
