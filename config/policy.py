@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from config.durations import Duration
+from config.owners import OwnersPolicy
 
 
 class StrictModel(BaseModel):
@@ -286,6 +287,7 @@ class Policy(StrictModel):
     services: list[ServicePolicy] = Field(default_factory=list)
     incidents: IncidentPolicy = IncidentPolicy()
     intake: IntakePolicy = IntakePolicy()
+    owners: OwnersPolicy = OwnersPolicy()
 
     def service_for(self, labels: dict[str, str]) -> ServicePolicy | None:
         """The first service whose `match` labels all equal the alert's."""

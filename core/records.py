@@ -246,3 +246,57 @@ class Incident(Record):
     pagerduty: Delivery = Field(default_factory=Delivery)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+FreezeEnd = Literal["moved_past", "expired", "lifted"]
+
+
+class FrozenOwner(Record):
+    """An owner object Backstop froze so a rollback sticks: an Application's auto-sync, a
+    Kustomization, a HelmRelease, an image automation, or one workload's reconcile.
+
+    `stash` is what thawing puts back (the owner's own settings before the freeze);
+    `source` is the owner's source revision when frozen, so a later one shows the source
+    moved past the bad revision. Ended freezes keep their record, with how they ended.
+    """
+
+    id: str
+    # argoproj.io/Application, argoproj.io/ApplicationSet, kustomize.toolkit.fluxcd.io/
+    # Kustomization, helm.toolkit.fluxcd.io/HelmRelease, image.toolkit.fluxcd.io/
+    # ImageUpdateAutomation, or apps/Deployment (one workload's reconcile disabled).
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    # What was done, in words: "auto-sync disabled", "suspended", "reconcile disabled".
+    how: str
+    owner: OwnerRecord
+    workload: WorkloadRecord
+    rollback_id: str
+    bad_revision: str
+    reason: str
+    stash: dict = Field(default_factory=dict)
+    source: str = ""
+    frozen_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    ended_at: datetime | None = None
+    ended_by: str = ""
+    end: FreezeEnd | None = None
+    end_reason: str = ""
+    # A human asked for the freeze to be lifted; the review job lifts it.
+    lift_requested_by: str = ""
+    lift_reason: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.end is None
+
+    @staticmethod
+    def key(api_version: str, kind: str, namespace: str, name: str) -> str:
+        """The id of a freeze: one per owner object (a second rollback joins the first)."""
+        group = api_version.rpartition("/")[0] or "core"
+        return f"{group}.{kind}.{namespace}.{name}".lower()
+
+    def describe(self) -> str:
+        """`<Kind> <namespace>/<name> (<how>)`, as humans read it."""
+        return f"{self.kind} {self.namespace}/{self.name} ({self.how})"

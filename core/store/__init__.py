@@ -23,6 +23,7 @@ from core.store.episodes import (
     Episode,
     EpisodeStore,
 )
+from core.store.freezes import FreezeStore
 from core.store.incidents import IncidentStore
 from core.store.pages import PageStore
 from core.store.rollbacks import RollbackStore
@@ -47,6 +48,7 @@ class Store:
         self.pages = PageStore(client)
         self.snapshots = SnapshotStore(client)
         self.sessions = SessionStore(client)
+        self.freezes = FreezeStore(client)
 
     def ping(self) -> bool:
         """True when Redis answers."""

@@ -48,6 +48,9 @@ CLAIM = PREFIX + "claim:"  # + workload key + ":" + revision -> decision id
 CIRCUIT = PREFIX + "circuit"  # hash: state, opened_at, reason, reset_by, reset_at
 ROLLBACK_TIMES = PREFIX + "rollback-times"  # zset: decision id -> claimed at (ms)
 AUDIT = PREFIX + "audit"  # stream of audit entries
+FREEZE = PREFIX + "freeze:"  # + freeze id -> JSON: an owner Backstop froze (FrozenOwner)
+FREEZES = PREFIX + "freezes"  # zset: freeze id -> frozen at (ms)
+FREEZES_ACTIVE = PREFIX + "freezes:active"  # set of the ids of freezes not yet ended
 
 # Dashboard sessions and login throttling.
 SESSION = PREFIX + "session:"  # + sha256(session id) -> JSON: user, role, csrf (expiring)
