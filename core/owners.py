@@ -39,6 +39,8 @@ GROUPS = {
     "StatefulSet": "apps",
     "DaemonSet": "apps",
     "Rollout": "argoproj.io",
+    # Not a workload, but tracked the same way by a parent Application (app of apps).
+    "Application": "argoproj.io",
 }
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from config.owners import OwnersPolicy
 from config.policy import DecisionDefaults, MigrationGuard
 from core import owners
 from core.integrations.kubernetes import Conflict, Kube, NotFound
@@ -20,6 +21,7 @@ from core.owners import Claim
 from core.records import Decision, Rollout
 from core.revisions import parse_time
 from core.store import Store
+from workers.owners import Hand
 from workers.revert import pod_template, revision_of
 
 CHILD = {
@@ -104,6 +106,9 @@ class PreflightContext:
     settings: DecisionDefaults
     now: datetime
     sleep: Callable[[float], None] = time.sleep
+    owners: OwnersPolicy = field(default_factory=OwnersPolicy)
+    # The hand for an owner kind, to confirm a mark against the owner's own objects.
+    hand: Callable[[str], Hand | None] | None = None
 
 
 def run_preflight(
@@ -131,7 +136,7 @@ def run_preflight(
         result.blocked = "moved_on"
         return result
     result.check("still_bad", True, f"revision {bad} is live")
-    if not _owner_allows(workload, revisions, result):
+    if not _owner_allows(ctx, workload, revisions, result):
         result.blocked = "owner_not_frozen"
         return result
     target = _known_good_target(ctx, workload, revisions, bad, result)
@@ -144,29 +149,47 @@ def run_preflight(
     return result
 
 
-def _owner_allows(workload: Workload, revisions: Revisions, result: Preflight) -> bool:
-    """Is Backstop the only writer of what it would change? A workload that Argo CD, Flux or
-    Helm reconciles gets its template back from that owner within seconds to minutes, so a
-    direct revert would be undone while Backstop reports it: it is blocked (and paged)
-    until the rollback goes through the owner. One exception: an Argo Rollout's abort lives
-    in its status, which no owner re-applies, so it is aborted and never undone."""
-    marks = owners.claims(revisions.owner.get("metadata", {}), workload)
-    proven = next((claim for claim in marks if claim.certain), None)
-    unproven = ", ".join(f"{c.kind} {c.namespace}/{c.name} ({c.found_by})" for c in marks)
-    if proven is None:
+def _owner_allows(
+    ctx: PreflightContext, workload: Workload, revisions: Revisions, result: Preflight
+) -> bool:
+    """Who else writes this workload, and may Backstop go through it? A workload that Argo
+    CD, Flux or Helm reconciles gets its template back from that owner within seconds to
+    minutes, so the rollback goes through the owner (frozen first, workers/owners/); an
+    owner kind the policy switches off blocks it (paged). An Argo Rollout's abort lives in
+    its status, which no owner re-applies, so such a Rollout is aborted and never undone."""
+    metadata = revisions.owner.get("metadata", {})
+    marks = owners.claims(metadata, workload, argocd_namespace=ctx.owners.argocd.namespace)
+    owner = next((c for c in marks if c.certain), None) or next(
+        (c for c in marks if _confirmed(ctx, c, workload)), None
+    )
+    if owner is None:
+        unproven = ", ".join(f"{c.kind} {c.namespace}/{c.name} ({c.found_by})" for c in marks)
         detail = "no owner's mark proves one" + (f"; unconfirmed: {unproven}" if marks else "")
         return result.check("owner", True, detail)
-    result.owner = proven
-    named = f"{proven.kind} {proven.namespace}/{proven.name} (found by {proven.found_by})"
-    if workload.kind == "Rollout" and proven.kind == "argocd":
+    result.owner = owner
+    named = f"{owner.kind} {owner.namespace}/{owner.name} (found by {owner.found_by})"
+    if workload.kind == "Rollout" and owner.kind == "argocd":
         result.abort_only = True
         return result.check("owner", True, f"{named}: the Rollout is aborted, not undone")
-    return result.check(
-        "owner",
-        False,
-        f"{named} reconciles this workload and would undo a direct revert; roll it back "
-        "through its owner",
-    )
+    if not ctx.owners.allows(owner.kind):
+        detail = f"{named} reconciles this workload, and owners.{owner.kind}.enabled is off"
+        return result.check("owner", False, detail)
+    if ctx.hand is None or ctx.hand(owner.kind) is None:
+        detail = f"{named} reconciles this workload; Backstop cannot roll back through it"
+        return result.check("owner", False, detail)
+    if owner.certain and not _confirmed(ctx, owner, workload):
+        # The mark is sure, the owner's objects are not found: a wrong owners.*.namespace,
+        # or an owner being deleted. Reverting behind a live owner is worse than waiting.
+        detail = f"{named} is named by the workload's mark, but not found holding it"
+        return result.check("owner", False, detail)
+    return result.check("owner", True, f"{named}: rolled back through it, frozen first")
+
+
+def _confirmed(ctx: PreflightContext, claim: Claim, workload: Workload) -> bool:
+    """Do the owner's own objects hold the workload? (With no way to ask, a certain mark
+    counts as proof.)"""
+    hand = ctx.hand(claim.kind) if ctx.hand is not None else None
+    return hand.confirm(claim, workload) if hand is not None else claim.certain
 
 
 def _known_good_target(

@@ -20,8 +20,10 @@ from config.policy import DecisionDefaults, Policy
 from core import queues, testpoints
 from core.errors import PermanentError, TransientError
 from core.integrations.kubernetes import Conflict, Kube
+from core.integrations.objects import Objects
 from core.integrations.prometheus import Prometheus
 from core.models import Workload
+from core.owners import Claim
 from core.queues import RollbackRequest
 from core.records import (
     AuditEntry,
@@ -29,16 +31,16 @@ from core.records import (
     OwnerRecord,
     Rollback,
     RollbackStep,
-    Rollout,
     WorkloadRecord,
 )
-from core.revisions import images
 from core.store import Store
 from core.vocabulary import RollbackStatus
 from workers.evidence import capture, events_read_ahead
-from workers.preflight import PreflightContext, read_revisions, run_preflight
-from workers.revert import Patch, pod_template, revert_patches, template_hash
-from workers.reverted import applied_earlier, still_reverted
+from workers.owners import Hand, Situation, Unfreezable
+from workers.owners.registry import freeze_owner, hand_for
+from workers.preflight import PreflightContext, run_preflight
+from workers.revert import Patch, revert_patches, template_hash
+from workers.reverted import applied_earlier, record_created_revision, still_reverted
 from workers.verification import Waiting, verify_kpis, wait_for_rollout
 
 log = logging.getLogger("backstop.rollback")
@@ -136,7 +138,12 @@ class Executor:
                 waiting=waiting,
                 aborted=rollback.aborted_only,
             )
-            self._record_created_revision(rollback, workload)
+            rollback.created_revision = (
+                record_created_revision(
+                    self.cluster, self.store, workload, rollback, self.clock(), self.policy.watch
+                )
+                or rollback.created_revision
+            )
             if not complete:
                 self._step(
                     rollback,
@@ -209,7 +216,9 @@ class Executor:
         events: Future | None,
     ) -> Rollback | None:
         started = self.clock()
-        context = PreflightContext(self.store, settings, started, self.sleep)
+        context = PreflightContext(
+            self.store, settings, started, self.sleep, self.policy.owners, self._hand
+        )
         check = run_preflight(self.cluster, context, workload, decision, rollback.bad_revision)
         rollback.preflight = check.checks
         rollback.owner = OwnerRecord.of(check.owner) if check.owner else None
@@ -250,26 +259,54 @@ class Executor:
         patches = revert_patches(workload.kind, revisions.owner, revisions.children[target], undo)
         rollback.patch_type = ",".join(p.patch_type for p in patches)
         rollback.patch = [p.body for p in patches] if len(patches) > 1 else patches[0].body
+        claim = check.owner if check.owner is not None and not check.abort_only else None
+        hand = self._hand(claim.kind) if claim is not None else None
         started = self.clock()
         if rollback.mode == "dry-run":
-            self._step(rollback, "revert", "skipped", started, "dry-run: patch recorded, not sent")
+            through = (
+                f"; would freeze {claim.kind} {claim.namespace}/{claim.name} first" if claim else ""
+            )
+            detail = f"dry-run: patch recorded, not sent{through}"
+            self._step(rollback, "revert", "skipped", started, detail)
             return self.finish(rollback, "dry_run", "dry_run")
+        if hand is not None and claim is not None:
+            try:
+                self._freeze_owner(rollback, hand, claim, workload)
+            except Unfreezable as exc:
+                self._step(rollback, "owner", "blocked", started, str(exc))
+                return self.finish(rollback, "blocked", "owner_not_frozen")
+        started = self.clock()
         self.store.rollouts.expect_rollback(
             workload,
             bad_revision=rollback.bad_revision,
             decision_id=decision.id,
             template_hash=template_hash(workload.kind, revisions.children[target]),
         )
-        self._apply(workload, patches)
+        if hand is not None and claim is not None and hand.reverts:
+            detail = hand.revert(claim, workload, rollback, target)
+        else:
+            self._apply(workload, patches)
+            detail = f"{workload.kind} reverted to revision {target}"
+            if hand is not None and claim is not None:
+                detail = "; ".join(
+                    filter(None, [detail, hand.recorded(claim, workload, rollback, target)])
+                )
         testpoints.reached("after_patch")
-        self._step(
-            rollback,
-            "revert",
-            "ok",
-            started,
-            f"{workload.kind} reverted to revision {target}",
-        )
+        self._step(rollback, "revert", "ok", started, detail)
         return None
+
+    def _hand(self, kind: str) -> Hand | None:
+        """The hand that acts through an owner of `kind` on this cluster."""
+        objects = Objects(self.cluster.api)
+        situation = Situation(
+            self.cluster, objects, self.store, self.policy.owners, self.clock, self.sleep
+        )
+        return hand_for(kind, situation)
+
+    def _freeze_owner(self, rollback: Rollback, hand: Hand, claim: Claim, workload: Workload):
+        started = self.clock()
+        detail = freeze_owner(self.store, self.connection, hand, claim, workload, rollback)
+        self._step(rollback, "owner", "ok", started, detail)
 
     def _apply(self, workload: Workload, patches: list[Patch]) -> None:
         """Send the patches in order. A later patch carries the resourceVersion the earlier
@@ -288,30 +325,6 @@ class Executor:
                 status=patch.status,
             )
             version = result["metadata"]["resourceVersion"]
-
-    def _record_created_revision(self, rollback: Rollback, workload: Workload) -> None:
-        """Note the revision the revert created, and record it as Backstop's own rollout."""
-        revisions = read_revisions(self.cluster, workload)
-        if revisions.current is None or revisions.current == rollback.bad_revision:
-            return
-        child = revisions.children.get(revisions.current, {})
-        expected = self.store.rollouts.expected_rollback(workload)
-        if child and expected and template_hash(workload.kind, child) != expected["template_hash"]:
-            return  # not the template Backstop restored: someone else's revision
-        rollback.created_revision = revisions.current
-        self.store.rollouts.record_observed(
-            Rollout(
-                workload=WorkloadRecord.of(workload),
-                revision=revisions.current,
-                previous_revision=rollback.bad_revision,
-                by_backstop=True,
-                rollback_of=rollback.bad_revision,
-                started_at=self.clock(),
-                images=images(pod_template(workload.kind, child)) if child else [],
-                sources=["backstop"],
-            ),
-            merge_window=self.policy.watch.ci_merge_window,
-        )
 
     def _episode_resolved(self, decision: Decision) -> bool:
         episode = self.store.episodes.episode(decision.episode_id)

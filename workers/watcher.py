@@ -118,7 +118,9 @@ class Watcher:
 
     def _rollout(self, workload: Workload, seen, metadata: dict) -> Rollout:
         expected = self.store.rollouts.expected_rollback(workload)
-        marks = owners.claims(metadata, workload)
+        marks = owners.claims(
+            metadata, workload, argocd_namespace=self.policy.owners.argocd.namespace
+        )
         ours = expected is not None and expected.get("template_hash") == seen.template_hash
         return Rollout(
             workload=WorkloadRecord.of(workload),

@@ -5,16 +5,22 @@ reported it verified. Until rollbacks go through the owner, such a rollback is
 `blocked: owner_not_frozen` (filed and paged) and the owner's state is left as it was.
 """
 
+import time
+
 import pytest
 
 from core.models import Workload
 from testbed.gitops import argocd, flux
+from testbed.gitops.appset import ApplicationSets, application_set
 from testbed.gitops.cluster import Cluster
 from tests.conftest import wait_for
 from tests.gitops_fixtures import WEB, create, image, manifest
 from tests.workloads import FAST
 
 pytestmark = pytest.mark.integration
+
+# How long the good version must survive the owner's reconcile loops after a rollback.
+SETTLE = 60.0
 
 
 @pytest.fixture
@@ -42,8 +48,23 @@ def assert_blocked_and_untouched(stack, api, namespace, workload, owner_kind):
     assert image(api, namespace) == "shop/web:2" and stack.revision("web") == "2"
 
 
+def argo_stack(make_stack, namespace):
+    """A stack whose Argo CD lives in the test namespace (the stand-in's Applications)."""
+    return make_stack({**FAST, "owners": {"argocd": {"namespace": namespace}}})
+
+
+def holds(controller, api, namespace, wanted: str, seconds: float = SETTLE) -> None:
+    """The workload keeps running `wanted` through `seconds` of the owner's reconcile
+    passes (each pass re-reads Git and would put the bad version back if it could)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        controller.wait_passes(3)
+        assert image(api, namespace) == wanted
+    assert not controller.errors
+
+
 def test_argo_cd_with_self_heal(make_stack, api, gitops, git_repo, kube_namespace):
-    stack = make_stack(FAST)
+    stack = argo_stack(make_stack, kube_namespace)
     git_repo.commit({WEB: manifest("web", "shop/web:1")}, "web 1")
     argo = gitops(argocd.ArgoCD, self_heal_timeout=2.0)
     create(
@@ -55,8 +76,28 @@ def test_argo_cd_with_self_heal(make_stack, api, gitops, git_repo, kube_namespac
     wait_for(lambda: stack.revision("web") == "1", message="revision 1")
     git_repo.set_image(WEB, "web", "shop/web:2")
     workload = released(stack, api, kube_namespace)
-    assert_blocked_and_untouched(stack, api, kube_namespace, workload, "argocd")
-    assert not argo.errors
+    decision = stack.alert(workload)
+    assert decision.rollout.owner.kind == "argocd"
+    rollback = stack.roll_back(decision)
+    assert rollback.status == "verified", (rollback.reason, rollback.steps[-1].detail)
+    assert [s.name for s in rollback.steps][:5] == [
+        "lock",
+        "preflight",
+        "evidence",
+        "owner",
+        "revert",
+    ]
+    assert "auto-sync disabled" in rollback.step("owner").detail
+    assert "Argo CD synced" in rollback.step("revert").detail
+    app = api.get(argocd.API, "Application", kube_namespace, "web")
+    assert app["spec"]["syncPolicy"]["automated"]["enabled"] is False
+    last = app["status"]["history"][-1]
+    assert last["initiatedBy"] == {"username": "backstop"}
+    assert last["revision"] == app["status"]["history"][0]["revision"]  # web 1's commit
+    (freeze,) = stack.store.freezes.active()
+    assert (freeze.kind, freeze.name, freeze.rollback_id) == ("Application", "web", rollback.id)
+    assert freeze.source == app["status"]["sync"]["revision"]  # Git's head: the bad commit
+    holds(argo, api, kube_namespace, "shop/web:1")
 
 
 def test_flux_kustomization(make_stack, api, gitops, git_repo, kube_namespace):
@@ -71,3 +112,76 @@ def test_flux_kustomization(make_stack, api, gitops, git_repo, kube_namespace):
     workload = released(stack, api, kube_namespace)
     assert_blocked_and_untouched(stack, api, kube_namespace, workload, "kustomization")
     assert not controller.errors
+
+
+def appset_child(api, gitops, git_repo, namespace):
+    """web 1 then web 2 deployed by the Application `web` that the ApplicationSet `apps`
+    generates with automated sync and self-heal; both controllers running."""
+    git_repo.commit({WEB: manifest("web", "shop/web:1")}, "web 1")
+    argo, sets = gitops(argocd.ArgoCD, self_heal_timeout=2.0), gitops(ApplicationSets)
+    child = argocd.application("{{name}}", git_repo.url, path="apps/{{name}}", namespace=namespace)
+    template = {"metadata": child["metadata"], "spec": child["spec"]}
+    create(api, namespace, application_set("apps", [{"name": "web"}], template))
+    wait_for(lambda: image(api, namespace) == "shop/web:1", message="web 1 synced")
+    return argo, sets
+
+
+def test_applicationset_child(make_stack, api, gitops, git_repo, kube_namespace):
+    stack = argo_stack(make_stack, kube_namespace)
+    argo, sets = appset_child(api, gitops, git_repo, kube_namespace)
+    wait_for(lambda: stack.revision("web") == "1", message="revision 1")
+    git_repo.set_image(WEB, "web", "shop/web:2")
+    workload = released(stack, api, kube_namespace)
+    rollback = stack.roll_back(stack.alert(workload))
+    assert rollback.status == "verified", (rollback.reason, rollback.steps[-1].detail)
+    frozen = {f.kind: f for f in stack.store.freezes.active()}
+    assert set(frozen) == {"ApplicationSet", "Application"}
+    assert frozen["ApplicationSet"].how == "child's syncPolicy ignored"
+    appset = api.get(argocd.API, "ApplicationSet", kube_namespace, "apps")
+    assert {"name": "web", "jsonPointers": ["/spec/syncPolicy"]} in appset["spec"][
+        "ignoreApplicationDifferences"
+    ]
+    holds(argo, api, kube_namespace, "shop/web:1")
+    app = api.get(argocd.API, "Application", kube_namespace, "web")
+    assert app["spec"]["syncPolicy"]["automated"]["enabled"] is False  # sets did not undo it
+    assert not sets.errors
+
+
+def test_unfreezable_owner_blocks(make_stack, api, gitops, git_repo, kube_namespace):
+    """Told not to freeze parents, Backstop cannot stop the ApplicationSet re-enabling the
+    child's auto-sync: blocked and paged, nothing frozen, the workload untouched."""
+    stack = make_stack(
+        {**FAST, "owners": {"argocd": {"namespace": kube_namespace, "freeze_parents": False}}}
+    )
+    appset_child(api, gitops, git_repo, kube_namespace)
+    wait_for(lambda: stack.revision("web") == "1", message="revision 1")
+    git_repo.set_image(WEB, "web", "shop/web:2")
+    workload = released(stack, api, kube_namespace)
+    rollback = stack.roll_back(stack.alert(workload))
+    assert (rollback.status, rollback.reason) == ("blocked", "owner_not_frozen")
+    assert "freeze_parents is off" in rollback.step("owner").detail
+    assert rollback.incident_job_id  # filed and paged like every blocked rollback
+    assert stack.store.freezes.active() == []
+    app = api.get(argocd.API, "Application", kube_namespace, "web")
+    assert app["spec"]["syncPolicy"]["automated"].get("enabled") is not False
+    assert image(api, kube_namespace) == "shop/web:2" and stack.revision("web") == "2"
+
+
+def test_owner_kind_switched_off_blocks(make_stack, api, gitops, git_repo, kube_namespace):
+    stack = make_stack(
+        {**FAST, "owners": {"argocd": {"namespace": kube_namespace, "enabled": False}}}
+    )
+    git_repo.commit({WEB: manifest("web", "shop/web:1")}, "web 1")
+    gitops(argocd.ArgoCD, self_heal_timeout=2.0)
+    create(
+        api,
+        kube_namespace,
+        argocd.application("web", git_repo.url, path="apps/web", namespace=kube_namespace),
+    )
+    wait_for(lambda: image(api, kube_namespace) == "shop/web:1", message="web 1 synced")
+    wait_for(lambda: stack.revision("web") == "1", message="revision 1")
+    git_repo.set_image(WEB, "web", "shop/web:2")
+    workload = released(stack, api, kube_namespace)
+    assert_blocked_and_untouched(stack, api, kube_namespace, workload, "argocd")
+    rollback = stack.store.rollbacks.recent(limit=1)[0]
+    assert "owners.argocd.enabled is off" in rollback.preflight["owner"]["detail"]

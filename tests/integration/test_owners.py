@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 TRACKING = "argocd.argoproj.io/tracking-id"
 
 
-def test_a_workload_argo_cd_tracks_is_blocked_not_reverted(make_stack):
+def test_a_sure_mark_whose_owner_is_not_found_blocks_not_reverts(make_stack):
     stack = make_stack(FAST)
     tracking = f"shop:apps/Deployment:{stack.namespace}/checkout"
     workload = bad_release(stack, marks={"annotations": {TRACKING: tracking}})
@@ -31,7 +31,9 @@ def test_a_workload_argo_cd_tracks_is_blocked_not_reverted(make_stack):
     assert (rollback.status, rollback.reason) == ("blocked", "owner_not_frozen")
     assert rollback.owner.kind == "argocd" and rollback.owner.found_by == f"annotation {TRACKING}"
     assert not rollback.preflight["owner"]["ok"]
-    assert "would undo a direct revert" in rollback.preflight["owner"]["detail"]
+    # No Application argocd/shop exists: a sure mark whose owner cannot be found blocks
+    # rather than reverting behind an owner Backstop may merely be looking for wrongly.
+    assert "not found holding it" in rollback.preflight["owner"]["detail"]
     assert stack.image("checkout") == "shop/checkout:2"  # nothing was patched
     assert rollback.incident_job_id  # a blocked rollback is filed and paged
 

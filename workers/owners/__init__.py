@@ -22,7 +22,7 @@ lifts it. Every step is idempotent: a rollback job re-run after a crash repeats 
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from config.owners import OwnersPolicy
 from core.integrations.kubernetes import Kube
@@ -47,6 +47,8 @@ class Situation:
     policy: OwnersPolicy
     clock: Callable[[], datetime]
     sleep: Callable[[float], None]
+    # How long an owner may take to run the rollback it was asked for (Argo CD's sync).
+    operation_timeout: timedelta = timedelta(minutes=5)
 
     def frozen(
         self,
