@@ -270,3 +270,10 @@ def test_a_review_leaves_the_freezes_to_one_already_running(job_context, redis_c
     assert jobs.review_freezes() == {"skipped": "another freeze review is running"}
     assert job_context.store.freezes.get(frozen().id).active
     assert len(scheduled(redis_client)) == 1  # the running one may have missed a change
+
+
+def test_the_worker_accepts_a_scheduled_review(redis_client):
+    from workers.allowlist import refusal
+
+    job_id = queues.schedule_freeze_review(redis_client)
+    assert refusal(redis_client.hgetall(f"rq:job:{job_id}")) is None
