@@ -5,9 +5,10 @@ concurrent receivers never create two jobs for the same thing. Jobs are referenc
 their import path, so the receiver never imports the job bodies.
 """
 
+import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import redis
 from rq import Queue, Retry
@@ -98,12 +99,23 @@ def recheck_job_id(episode_id: str) -> str:
     return f"recheck-{episode_id}"
 
 
+def freeze_review_job_id(due: datetime) -> str:
+    """One freeze review per due second: `freeze-review-<unix seconds>`."""
+    return f"freeze-review-{int(due.timestamp())}"
+
+
 # A rollback is retried three times over a minute and a half (transient API errors); an
 # outage of Jira or PagerDuty for hours (20 retries, the last ones 15 minutes apart), on its
 # own queue, never in a rollback's way.
 ROLLBACK_RETRY = Retry(max=3, interval=[10, 30, 60])
 INCIDENT_RETRY = Retry(max=20, interval=[10, 30, 60, 120, 300, 600, 900])
 RECHECK_RETRY = Retry(max=5, interval=[5, 15, 30, 60, 120])
+# A review that failed as a whole (Redis away) is retried; its freezes wait for it.
+FREEZE_REVIEW_RETRY = Retry(max=5, interval=[10, 30, 60, 120, 300])
+FREEZE_REVIEW_TIMEOUT = int(timedelta(minutes=10).total_seconds())
+# A review runs every review_interval while freezes are active: keeping each one's result
+# for a week, like other jobs, would keep tens of thousands of them.
+FREEZE_REVIEW_RESULT_TTL = int(timedelta(hours=1).total_seconds())
 
 
 def _enqueue_once(
@@ -203,6 +215,32 @@ def schedule_recheck(connection: redis.Redis, *, episode_id: str, at: datetime) 
         kwargs={"episode_id": episode_id},
         retry=RECHECK_RETRY,
         description=f"re-check deferred episode {episode_id}",
+    )
+
+
+def schedule_freeze_review(connection: redis.Redis, at: datetime | None = None) -> str:
+    """Schedule `workers.jobs.review_freezes` (workers/freezes.py) for the first whole
+    second after `at` (default: now, so within a second); return its job id.
+
+    The id is that second (`freeze_review_job_id`), so every caller asking for the same
+    second (rollbacks that froze owners, lifts, the review scheduling its successor on its
+    interval's grid) collapses into one pending review. Always a second still to come: a
+    review due now may already be running under that second's id, and a second job under
+    a known id is never made, so it would otherwise be lost (RQ keeps whole seconds).
+    """
+    at = at or datetime.now(UTC)
+    due = datetime.fromtimestamp(math.floor(at.timestamp()) + 1, UTC)
+    return _enqueue_once(
+        connection,
+        DECISIONS,
+        "workers.jobs.review_freezes",
+        at=due,
+        job_id=freeze_review_job_id(due),
+        kwargs={},
+        retry=FREEZE_REVIEW_RETRY,
+        timeout=FREEZE_REVIEW_TIMEOUT,
+        result_ttl=FREEZE_REVIEW_RESULT_TTL,
+        description="review frozen owners: lift requests, expiries, sources moved past",
     )
 
 

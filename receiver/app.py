@@ -15,7 +15,7 @@ from config.users import UsersError, load_users
 from core import logs
 from core.assembly import assemble
 from core.connection import RedisUrlError, RedisVersionError, VersionCheck, connect
-from receiver import api, dashboard, gates, health, login, snapshots, webhooks
+from receiver import api, dashboard, gates, health, login, owners, snapshots, webhooks
 from receiver.bodies import CappedRequest
 from receiver.errors import register_error_handlers
 from receiver.state import EXTENSION, AppState
@@ -75,7 +75,16 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     app.teardown_request(release_request_id)
     register_error_handlers(app)
     dashboard.register_template_helpers(app)
-    blueprints = (webhooks.bp, api.bp, gates.bp, health.bp, snapshots.bp, login.bp, dashboard.bp)
+    blueprints = (
+        webhooks.bp,
+        api.bp,
+        owners.bp,
+        gates.bp,
+        health.bp,
+        snapshots.bp,
+        login.bp,
+        dashboard.bp,
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return app

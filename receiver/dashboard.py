@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, abort, g, redirect, render_template, request
 from core import markup, queues, registries, urls
 from core.records import Decision, utcnow
 from core.vocabulary import OUTCOMES, REASONS, ROLLBACK_STATUSES
-from receiver import access
+from receiver import access, owners
 from receiver.state import app_state
 
 bp = Blueprint("dashboard", __name__)
@@ -347,6 +347,22 @@ def jobs():
         jobs=registries.jobs(store.redis, registry=registry, queue_name=queue_name, limit=limit),
         cancellable=("queued", "scheduled", "deferred"),
     )
+
+
+@bp.get("/owners/frozen")
+def frozen_owners():
+    """Owners frozen so that rollbacks stick: the active ones (operators can lift them),
+    newest first, then those ended lately."""
+    state = app_state()
+    store = state.store
+    active = sorted(store.freezes.active(), key=lambda f: f.frozen_at, reverse=True)[:MAX_PAGE]
+    ended = [f for f in store.freezes.recent(limit=_limit() * 2) if not f.active][: _limit()]
+    jira = {}
+    for freeze in active + ended:
+        if freeze.rollback_id not in jira:
+            key = owners.jira_key(store, freeze.rollback_id)
+            jira[freeze.rollback_id] = (key, owners.jira_url(state.settings.jira_url, key))
+    return page("frozen.html", active=active, ended=ended, jira=jira)
 
 
 @bp.get("/approvals")

@@ -28,6 +28,7 @@ JOB_FUNCTIONS = frozenset(
         "workers.jobs.incident",
         "workers.jobs.page",
         "workers.jobs.recheck",
+        "workers.jobs.review_freezes",
     }
 )
 # Fields of a job's hash naming what RQ would import or call besides the job's function.

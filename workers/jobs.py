@@ -5,13 +5,20 @@ The contracts (job ids, arguments) are defined in core/queues.py.
 
 import functools
 import logging
+import time
 
+from redis.exceptions import LockError
 from rq import get_current_job
 
 from core import logs, queues
 from core.errors import PermanentError, TransientError
-from workers.context import process_context
+from core.integrations.objects import Objects
+from core.records import FrozenOwner, utcnow
+from core.store import keys
+from workers import freezes
+from workers.context import Context, process_context
 from workers.incidents import Notifier
+from workers.owners import Hand, Situation
 
 log = logging.getLogger("backstop.jobs")
 
@@ -100,3 +107,64 @@ def _incident_summary(incident, ref: str) -> dict:
         "jira": incident.jira.state,
         "pagerduty": incident.pagerduty.state,
     }
+
+
+# Longer than a review may run (its job timeout): a review that died holding the lock holds
+# the next ones up no longer than that.
+REVIEW_LOCK_SECONDS = queues.FREEZE_REVIEW_TIMEOUT + 60
+
+
+@traced
+def review_freezes() -> dict:
+    """Review the active freezes (workers/freezes.py) and, while any remain, schedule the
+    next review on the policy's `owners.review_interval`. One review runs at a time: one
+    that finds another running leaves the freezes to it."""
+    context = process_context()
+    # Scheduled before the work too, so that a review that crashes or times out does not
+    # end the chain; the later call collapses into this one (same due second).
+    _schedule_next_review(context)
+    lock = context.connection.lock(keys.FREEZE_REVIEW_LOCK, timeout=REVIEW_LOCK_SECONDS)
+    if not lock.acquire(blocking=False):
+        return {"skipped": "another freeze review is running"}
+    try:
+        summary = freezes.review_freezes(context.store, _hand_for(context))
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("the freeze review outlived its lock")
+    # Again after the work: a freeze made while the review ran, when none was active
+    # before, still gets its review.
+    _schedule_next_review(context)
+    return summary
+
+
+def _schedule_next_review(context: Context) -> None:
+    if context.store.freezes.active():
+        due = freezes.next_review(utcnow(), context.policy.owners.review_interval)
+        queues.schedule_freeze_review(context.connection, at=due)
+
+
+def _hand_for(context: Context) -> freezes.HandFor:
+    """The hand that thaws a freeze, on its workload's cluster (one Situation each)."""
+    # Imported here, not at the top: the hands' registry is another part of the owners
+    # work (workers/owners/registry.py) and lands with the hands.
+    from workers.owners import registry
+
+    situations: dict[str, Situation] = {}
+
+    def hand_for(freeze: FrozenOwner) -> Hand:
+        cluster = freeze.workload.cluster
+        if cluster not in situations:
+            kube = context.clusters.kube(cluster)  # PermanentError for an unknown cluster
+            situations[cluster] = Situation(
+                kube=kube,
+                objects=Objects(kube.api),
+                store=context.store,
+                policy=context.policy.owners,
+                clock=utcnow,
+                sleep=time.sleep,
+            )
+        return registry.thawing_hand(freeze, situations[cluster])
+
+    return hand_for

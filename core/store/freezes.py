@@ -1,5 +1,6 @@
 """Owners Backstop froze (FrozenOwner): the active ones, and the ended ones for a while."""
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import cast
 
@@ -22,6 +23,10 @@ class FreezeStore:
     def save(self, freeze: FrozenOwner) -> None:
         """Write a freeze (new, joined by another rollback, or ended)."""
         pipe = self.redis.pipeline(transaction=True)
+        self._write(pipe, freeze)
+        pipe.execute()
+
+    def _write(self, pipe: redis.client.Pipeline, freeze: FrozenOwner) -> None:
         records.save(
             self.redis,
             keys.FREEZE,
@@ -37,7 +42,33 @@ class FreezeStore:
             pipe.sadd(keys.FREEZES_ACTIVE, freeze.id)
         else:
             pipe.srem(keys.FREEZES_ACTIVE, freeze.id)
-        pipe.execute()
+
+    def change_active(
+        self, freeze_id: str, change: Callable[[FrozenOwner], None]
+    ) -> tuple[FrozenOwner | None, bool]:
+        """Apply `change` to a freeze and save it, only while it is active: (the freeze as
+        it now is, whether it was changed); (None, False) for an unknown id.
+
+        Optimistic (WATCH): a human's lift request must never write back, as active, a
+        freeze the review ended meanwhile; a concurrent write makes this read again."""
+        key = keys.FREEZE + freeze_id
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = cast(bytes | None, pipe.get(key))
+                    if raw is None:
+                        return None, False
+                    freeze = FrozenOwner.model_validate_json(raw)
+                    if not freeze.active:
+                        return freeze, False
+                    change(freeze)
+                    pipe.multi()
+                    self._write(pipe, freeze)
+                    pipe.execute()
+                    return freeze, True
+                except redis.WatchError:
+                    continue
 
     def get(self, freeze_id: str) -> FrozenOwner | None:
         """One freeze by id, or None."""

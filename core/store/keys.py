@@ -51,6 +51,7 @@ AUDIT = PREFIX + "audit"  # stream of audit entries
 FREEZE = PREFIX + "freeze:"  # + freeze id -> JSON: an owner Backstop froze (FrozenOwner)
 FREEZES = PREFIX + "freezes"  # zset: freeze id -> frozen at (ms)
 FREEZES_ACTIVE = PREFIX + "freezes:active"  # set of the ids of freezes not yet ended
+FREEZE_REVIEW_LOCK = PREFIX + "freeze-review-lock"  # token of the review running now (expiring)
 
 # Dashboard sessions and login throttling.
 SESSION = PREFIX + "session:"  # + sha256(session id) -> JSON: user, role, csrf (expiring)

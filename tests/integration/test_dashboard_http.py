@@ -28,7 +28,16 @@ from tests.conftest import API_TOKEN
 from tests.secrets import DASHBOARD_PASSWORDS
 
 PASSWORDS = DASHBOARD_PASSWORDS
-PAGES = ["/", "/alerts", "/rollbacks", "/deployments", "/jobs", "/approvals", "/audit"]
+PAGES = [
+    "/",
+    "/alerts",
+    "/rollbacks",
+    "/deployments",
+    "/jobs",
+    "/approvals",
+    "/audit",
+    "/owners/frozen",
+]
 CHECKOUT = Workload("default", "shop", "Deployment", "checkout")
 
 
@@ -202,6 +211,7 @@ def test_a_viewer_reads_everything_and_changes_nothing(app, store):
         ("/api/v1/automation/circuit/reset", {}),
         ("/api/v1/jobs/any/retry", {}),
         ("/api/v1/decisions/any/approve", {}),
+        ("/api/v1/owners/frozen/any/lift", {"reason": "x"}),
     ):
         answer = client.post(path, json=body, headers=headers)
         assert answer.status_code == 403, path

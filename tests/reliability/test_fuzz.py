@@ -79,6 +79,8 @@ FUZZED = {
     "api.pause": "test_api_actions",
     "api.resume": "test_api_actions",
     "api.reset_circuit": "test_api_actions",
+    "owners.frozen": "test_api_reads",
+    "owners.lift": "test_api_actions",
     "gates.gate": "test_gates",
     "health.healthz": "test_public_routes",
     "health.readyz": "test_public_routes",
@@ -97,6 +99,7 @@ FUZZED = {
     "dashboard.jobs": "test_dashboard_pages",
     "dashboard.approvals": "test_dashboard_pages",
     "dashboard.audit": "test_dashboard_pages",
+    "dashboard.frozen_owners": "test_dashboard_pages",
 }
 
 pytestmark = pytest.mark.integration
@@ -854,7 +857,8 @@ def known_ids(store, redis_client) -> dict[str, list[str]]:
     for queue in queues.queues(redis_client):
         jobs += queue.get_job_ids()[:10]
         jobs += FailedJobRegistry(queue=queue).get_job_ids()[:10]
-    return {"decision": decisions, "rollback": rollbacks, "job": jobs}
+    freezes = [f.id for f in store.freezes.recent(limit=20)]
+    return {"decision": decisions, "rollback": rollbacks, "job": jobs, "freeze": freezes}
 
 
 def an_id(data, existing: list[str]) -> str:
@@ -876,8 +880,18 @@ API_LISTS = [
     "/api/v1/jobs",
     "/api/v1/automation",
     "/api/v1/audit",
+    "/api/v1/owners/frozen",
 ]
-PAGES = ["/", "/alerts", "/rollbacks", "/deployments", "/jobs", "/approvals", "/audit"]
+PAGES = [
+    "/",
+    "/alerts",
+    "/rollbacks",
+    "/deployments",
+    "/jobs",
+    "/approvals",
+    "/audit",
+    "/owners/frozen",
+]
 QUERY_NAMES = [
     "limit",
     "status",
@@ -891,9 +905,11 @@ QUERY_NAMES = [
     "next",
     "sig",
     "exp",
+    "all",
 ]
 QUERY_VALUES = [
     "1",
+    "true",
     "0",
     "1000",
     "1001",
@@ -1062,6 +1078,7 @@ ACTIONS = [
     (None, "/api/v1/automation/pause"),
     (None, "/api/v1/automation/resume"),
     (None, "/api/v1/automation/circuit/reset"),
+    ("freeze", "/api/v1/owners/frozen/{}/lift"),
 ]
 CSRF = ["right", "wrong", "missing", "other session's"]
 WELL_FORMED_ACTION = st.fixed_dictionaries({}, optional={"reason": odd_text})

@@ -104,6 +104,7 @@ def state(app, store, redis_client, webhook_headers):
     SimpleWorker([incidents], connection=redis_client, serializer=JSONSerializer).work(burst=True)
     incidents.enqueue_call("workers.jobs.page", kwargs={"decision_id": "x"}, job_id="waiting")
     store.automation.pause(workload=None, actor="test", reason="seeded", now=samples_now())
+    store.freezes.save(seeded_freeze())
     return {
         "decision_id": decision["id"],
         "rollback_id": "rollback-seeded",
@@ -112,7 +113,34 @@ def state(app, store, redis_client, webhook_headers):
         "snapshot_id": "seeded",
         "ext": "png",
         "filename": "backstop.css",
+        "freeze_id": seeded_freeze().id,
     }
+
+
+def seeded_freeze():
+    """An active freeze, which an unguarded lift would change."""
+    from datetime import timedelta
+
+    from core.records import FrozenOwner, OwnerRecord, WorkloadRecord
+
+    now = samples_now()
+    return FrozenOwner(
+        id="argoproj.io.application.argocd.shop",
+        api_version="argoproj.io/v1alpha1",
+        kind="Application",
+        namespace="argocd",
+        name="shop",
+        how="auto-sync disabled",
+        owner=OwnerRecord(kind="argocd", namespace="argocd", name="shop", found_by="seeded"),
+        workload=WorkloadRecord(
+            cluster="default", namespace="shop", kind="Deployment", name="checkout"
+        ),
+        rollback_id="rollback-seeded",
+        bad_revision="7",
+        reason="seeded",
+        frozen_at=now,
+        expires_at=now + timedelta(days=1),
+    )
 
 
 def samples_now():

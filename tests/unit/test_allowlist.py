@@ -22,6 +22,7 @@ def test_the_allowlist_is_every_function_backstop_enqueues():
         "incident",
         "page",
         "recheck",
+        "review_freezes",
     }
     for name in JOB_FUNCTIONS:
         assert callable(getattr(workers.jobs, name.rpartition(".")[2]))
