@@ -158,12 +158,12 @@ def cluster(kube, kubectl):
             if created_namespace:
                 core.delete_namespace(NAMESPACE)
                 # Gone before other modules (test_rbac) create it again.
-                wait_for(lambda: _gone(core), timeout=120, message="namespace deleted")
+                wait_for(lambda: _gone(core, NAMESPACE), timeout=120, message="namespace deleted")
 
 
-def _gone(core: client.CoreV1Api) -> bool:
+def _gone(core: client.CoreV1Api, namespace: str) -> bool:
     try:
-        core.read_namespace(NAMESPACE)
+        core.read_namespace(namespace)
     except client.ApiException as error:
         if error.status == 404:
             return True
@@ -784,6 +784,8 @@ def owner_namespaces(cluster, kube):
         finally:
             for name in created:
                 core.delete_namespace(name)
+            for name in created:
+                wait_for(lambda n=name: _gone(core, n), timeout=120, message=f"{name} deleted")
 
 
 def test_owner_roles_server_side_dry_run(built, owner_namespaces, kubectl):

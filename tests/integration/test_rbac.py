@@ -149,6 +149,18 @@ def owner_rights(kube, tokens, gitops_crds):
                         raise
             if created_namespace:
                 core.delete_namespace(ARGOCD)
+                # Gone before other modules (test_manifests) create it again.
+                wait_for(lambda: gone(core, ARGOCD), timeout=120, message="argocd deleted")
+
+
+def gone(core: client.CoreV1Api, namespace: str) -> bool:
+    try:
+        core.read_namespace(namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
 
 
 def bind_helm_secrets(api: client.ApiClient, namespace: str) -> None:
