@@ -8,6 +8,7 @@ overwriting it (the job then retries from a fresh read).
 import copy
 from dataclasses import dataclass
 
+from core.owners import HELM_ANNOTATIONS, TRACKING_ID
 from core.revisions import REVISION_ANNOTATION, TEMPLATE_HASH
 
 # Annotations that belong to the Deployment itself, never copied from a ReplicaSet (kubectl's
@@ -21,6 +22,12 @@ OWN_ANNOTATIONS = frozenset(
         "deployment.kubernetes.io/max-replicas",
         "rollout.argoproj.io/revision",
     }
+)
+# The owners' marks (core/owners.py) and Flux's per-object off switch describe the workload
+# as it is now, not a revision: a revert keeps the live ones (never copies a ReplicaSet's),
+# so the owner still knows its workload and a freeze put on just before holds.
+OWNER_ANNOTATIONS = frozenset(
+    {TRACKING_ID, *HELM_ANNOTATIONS, "kustomize.toolkit.fluxcd.io/reconcile"}
 )
 
 
@@ -50,8 +57,9 @@ def template_revert(kind: str, owner: dict, target_rs: dict) -> Patch:
     template.get("metadata", {}).get("labels", {}).pop(TEMPLATE_HASH[kind], None)
     own = owner["metadata"].get("annotations") or {}
     copied = target_rs["metadata"].get("annotations") or {}
-    annotations = {k: v for k, v in own.items() if k in OWN_ANNOTATIONS}
-    annotations.update({k: v for k, v in copied.items() if k not in OWN_ANNOTATIONS})
+    live = OWN_ANNOTATIONS | OWNER_ANNOTATIONS
+    annotations = {k: v for k, v in own.items() if k in live}
+    annotations.update({k: v for k, v in copied.items() if k not in live})
     return Patch(
         "json",
         [

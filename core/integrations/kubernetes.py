@@ -30,6 +30,7 @@ ApiClient = client.ApiClient  # for modules that hold a client but must not impo
 
 ARGO = ("argoproj.io", "v1alpha1", "rollouts")
 REQUEST_TIMEOUT = 30
+FIELD_MANAGER = "backstop"  # on every write: managedFields say which fields Backstop set
 
 
 class Gone(TransientError):
@@ -262,6 +263,7 @@ class Kube:
                 name,
                 namespace,
                 body,
+                field_manager=FIELD_MANAGER,
                 _preload_content=False,
                 _content_type=PATCH_TYPES[patch_type],
                 _request_timeout=self.timeout,
@@ -276,6 +278,7 @@ class Kube:
                 # The client sends a dict body as it is; its stubs only name the model class.
                 namespace,
                 cast(Any, body),
+                field_manager=FIELD_MANAGER,
                 _preload_content=False,
                 _request_timeout=self.timeout,
             )

@@ -14,9 +14,8 @@ from typing import Any, cast
 
 from kubernetes import client
 
-from core.integrations.kubernetes import PATCH_TYPES, ApiClient, classify
+from core.integrations.kubernetes import FIELD_MANAGER, PATCH_TYPES, ApiClient, classify
 
-FIELD_MANAGER = "backstop"
 TIMEOUT = 30
 
 

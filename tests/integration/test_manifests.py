@@ -35,6 +35,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 BUILDS = ("base", "overlays/with-redis", "overlays/production")
+# The worker's rights over owners (Argo CD, Flux, Helm): built and applied on their own,
+# after a build above; the example binds the Helm Secrets role in one namespace.
+OWNERS = "owners"
+OWNER_EXAMPLES = ("examples/helm-release-secrets.yaml",)
 # Applied as they are, never through kustomize (a placeholder Secret must not overwrite the
 # real one on `kubectl apply -k`).
 PLAIN = ("base/secret.example.yaml",)
@@ -114,7 +118,7 @@ def built(kubectl) -> dict[str, list[dict]]:
     """Each kustomization's output, as objects."""
     return {
         name: [doc for doc in yaml.safe_load_all(kubectl("kustomize", str(DEPLOY / name))) if doc]
-        for name in BUILDS
+        for name in (*BUILDS, OWNERS)
     }
 
 
@@ -154,12 +158,12 @@ def cluster(kube, kubectl):
             if created_namespace:
                 core.delete_namespace(NAMESPACE)
                 # Gone before other modules (test_rbac) create it again.
-                wait_for(lambda: _gone(core), timeout=120, message="namespace deleted")
+                wait_for(lambda: _gone(core, NAMESPACE), timeout=120, message="namespace deleted")
 
 
-def _gone(core: client.CoreV1Api) -> bool:
+def _gone(core: client.CoreV1Api, namespace: str) -> bool:
     try:
-        core.read_namespace(NAMESPACE)
+        core.read_namespace(namespace)
     except client.ApiException as error:
         if error.status == 404:
             return True
@@ -286,8 +290,8 @@ def exported_metrics() -> set[str]:
 
 def test_every_manifest_is_built_or_applied():
     """No file under deploy/ escapes validation; no kustomization uses deprecated fields."""
-    covered = set().union(*(kustomization_files(DEPLOY / build) for build in BUILDS))
-    covered |= {(DEPLOY / path).resolve() for path in (*PLAIN, *EXAMPLES)}
+    covered = set().union(*(kustomization_files(DEPLOY / build) for build in (*BUILDS, OWNERS)))
+    covered |= {(DEPLOY / path).resolve() for path in (*PLAIN, *EXAMPLES, *OWNER_EXAMPLES)}
     manifests = {p.resolve() for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml")}
     assert manifests - covered == set()
 
@@ -660,3 +664,139 @@ def _granted(call) -> bool:
         if error.status == 403:
             return False
         raise
+
+
+# --- the worker's rights over owners (deploy/owners) ---------------------------------------
+
+WORKER = {"kind": "ServiceAccount", "name": "backstop-worker", "namespace": NAMESPACE}
+# Role or ClusterRole -> (kind, namespace or None, the rules as (group, resource, verbs)):
+# exactly what deploy/README.md ("Owners") promises, one object per policy switch.
+OWNER_ROLES = {
+    "backstop-worker-argocd": (
+        "Role",
+        "argocd",
+        {("argoproj.io", "applications", ("get", "list", "patch"))},
+    ),
+    "backstop-worker-argocd-parents": (
+        "Role",
+        "argocd",
+        {("argoproj.io", "applicationsets", ("get", "list", "patch"))},
+    ),
+    "backstop-worker-flux-kustomizations": (
+        "ClusterRole",
+        None,
+        {
+            ("kustomize.toolkit.fluxcd.io", "kustomizations", ("get", "list", "patch")),
+            ("source.toolkit.fluxcd.io", "gitrepositories", ("get", "list")),
+        },
+    ),
+    "backstop-worker-flux-helmreleases": (
+        "ClusterRole",
+        None,
+        {
+            ("helm.toolkit.fluxcd.io", "helmreleases", ("get", "list", "patch")),
+            ("source.toolkit.fluxcd.io", "gitrepositories", ("get", "list")),
+        },
+    ),
+    "backstop-worker-flux-image-automation": (
+        "ClusterRole",
+        None,
+        {("image.toolkit.fluxcd.io", "imageupdateautomations", ("get", "list", "patch"))},
+    ),
+    "backstop-worker-helm-release-secrets": (
+        "ClusterRole",
+        None,
+        {("", "secrets", ("create", "get", "list", "patch"))},
+    ),
+}
+SECRETS_ROLE = "backstop-worker-helm-release-secrets"
+
+
+def rule_set(role: dict) -> set[tuple[str, str, tuple[str, ...]]]:
+    return {
+        (group, resource, tuple(sorted(rule["verbs"])))
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+
+
+def owner_documents(built) -> list[dict]:
+    examples = [yaml.safe_load((DEPLOY / path).read_text()) for path in OWNER_EXAMPLES]
+    return built[OWNERS] + examples
+
+
+def test_owner_roles_grant_exactly_what_the_readme_says(built):
+    documents = owner_documents(built)
+    roles = objects(documents, "Role") + objects(documents, "ClusterRole")
+    found = {
+        role["metadata"]["name"]: (
+            role["kind"],
+            role["metadata"].get("namespace"),
+            rule_set(role),
+        )
+        for role in roles
+    }
+    assert found == OWNER_ROLES
+    for role in roles:
+        for rule in role["rules"]:
+            assert not rule.get("resourceNames") and not rule.get("nonResourceURLs"), role
+            assert not any("*" in v for f in ("apiGroups", "resources", "verbs") for v in rule[f])
+    readme = (DEPLOY / "README.md").read_text()
+    assert all(name in readme for name in OWNER_ROLES)
+
+
+def test_owner_bindings_name_the_worker_only_and_secrets_never_cluster_wide(built):
+    documents = owner_documents(built)
+    bindings = objects(documents, "RoleBinding") + objects(documents, "ClusterRoleBinding")
+    bound = {}
+    for binding in bindings:
+        assert binding["subjects"] == [WORKER], binding
+        name = binding["roleRef"]["name"]
+        kind, namespace, _ = OWNER_ROLES[name]
+        assert binding["roleRef"]["kind"] == kind
+        if kind == "Role":  # a Role is bound where it lives
+            assert (binding["kind"], binding["metadata"]["namespace"]) == ("RoleBinding", namespace)
+        bound.setdefault(name, []).append(binding["kind"])
+    assert set(bound) == set(OWNER_ROLES)
+    # The Secrets role: bound per namespace by the example, never by deploy/owners itself.
+    assert bound[SECRETS_ROLE] == ["RoleBinding"]
+    assert all(
+        b["roleRef"]["name"] != SECRETS_ROLE for b in built[OWNERS] if "Binding" in b["kind"]
+    )
+
+
+@pytest.fixture
+def owner_namespaces(cluster, kube):
+    """Argo CD's namespace and the example's `shop`, where missing (removed afterwards)."""
+    created = []
+    with kube.api_client() as api:
+        core = client.CoreV1Api(api)
+        for name in ("argocd", "shop"):
+            try:
+                core.create_namespace({"metadata": {"name": name}})
+                created.append(name)
+            except client.ApiException as error:
+                if error.status != 409:
+                    raise
+        try:
+            yield cluster
+        finally:
+            for name in created:
+                core.delete_namespace(name)
+            for name in created:
+                wait_for(lambda n=name: _gone(core, n), timeout=120, message=f"{name} deleted")
+
+
+def test_owner_roles_server_side_dry_run(built, owner_namespaces, kubectl):
+    documents = owner_documents(built)
+    output = kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(documents),
+        kubeconfig=owner_namespaces.kubeconfig,
+    )
+    applied = [line for line in output.splitlines() if line.endswith("(server dry run)")]
+    assert len(applied) == len(documents), output
