@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from gameday import report
-from gameday.scenarios import BY_NAME, SCENARIOS, Run, play, prepare, services
+from gameday.catalog import BY_NAME, SCENARIOS
+from gameday.scenarios import Run, play, prepare, services
 from gameday.stack import Stack, Targets
 
 

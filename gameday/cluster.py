@@ -8,6 +8,25 @@ SERVICE_LABEL = "demo.backstop.io/service"
 SCHEMA_ANNOTATION = "backstop.io/schema-version"
 
 
+def deployment(name: str, image: str, *, replicas: int = 2, service: str | None = None) -> dict:
+    """A demo Deployment: pods labelled with their service (the demo counts their traffic)
+    and the schema marker the migration guard reads."""
+    labels = {"app": name, SERVICE_LABEL: service or name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {SCHEMA_ANNOTATION: "1"}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
+
+
 class Cluster:
     """Deployments of the demo service in one namespace."""
 
@@ -19,21 +38,7 @@ class Cluster:
         self, name: str, image: str, *, replicas: int = 2, service: str | None = None
     ) -> None:
         """Create (or replace the template of) a demo Deployment."""
-        labels = {"app": name, SERVICE_LABEL: service or name}
-        body = {
-            "metadata": {"name": name, "labels": {"app": name}},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {
-                        "labels": labels,
-                        "annotations": {SCHEMA_ANNOTATION: "1"},
-                    },
-                    "spec": {"containers": [{"name": "app", "image": image}]},
-                },
-            },
-        }
+        body = deployment(name, image, replicas=replicas, service=service)
         try:
             self.apps.create_namespaced_deployment(self.namespace, body)
         except client.ApiException as error:

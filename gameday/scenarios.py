@@ -81,6 +81,7 @@ class Run:
     def __init__(self, stack: Stack):
         self.stack = stack
         self.cluster = Cluster(stack.api_client(), stack.namespace)
+        self.parts: dict[str, object] = {}  # what a scenario's setup started, by scenario
 
     def key(self, name: str) -> str:
         return f"default/{self.stack.namespace}/Deployment/{name}"
@@ -196,6 +197,8 @@ class Scenario:
     play: Callable[[Run, Result], None]
     replicas: dict[str, int] = field(default_factory=dict)
     mode: str = "enforce"
+    # Deploys the first version itself (e.g. through Argo CD) instead of `prepare`.
+    setup: Callable[["Run"], None] | None = None
 
     @property
     def workloads(self) -> list[str]:
@@ -522,6 +525,9 @@ def services(chosen: list[Scenario]) -> list[Service]:
 def prepare(run: Run, chosen: list[Scenario]) -> None:
     """Deploy each workload's healthy first version, and wait until it is known good."""
     for scenario in chosen:
+        if scenario.setup is not None:
+            scenario.setup(run)
+            continue
         for name in scenario.workloads:
             service = "cart" if name.startswith("cart") else name
             run.cluster.create(

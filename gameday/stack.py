@@ -105,6 +105,8 @@ def backstop_policy(namespace: str, services: list[Service], mode: str = "enforc
         "watch": {"namespaces": [namespace], "ci_merge_window": "1m"},
         "incidents": {"snapshot_before": "2m"},
         "services": [service.policy() for service in services],
+        # The Argo CD stand-in's Applications live beside the workloads (gameday/gitops.py).
+        "owners": {"argocd": {"namespace": namespace}},
     }
 
 
@@ -176,6 +178,11 @@ class Stack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def add(self, part) -> None:
+        """Stop `part` (anything with stop()) with the stack, before the parts started
+        earlier (a scenario's own controllers go before the cluster they act on)."""
+        self._keep(part)
 
     def _keep(self, part):
         self._stack.append(part)

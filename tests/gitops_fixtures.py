@@ -8,46 +8,26 @@ one it started, whatever the test did.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from kubernetes import client
 
+from testbed.gitops import crds
 from testbed.gitops.cluster import Cluster, Controller
 from testbed.gitops.git import GitRepo
 from tests.conftest import wait_for
 from tests.workloads import deployment
 
-CRDS = Path(__file__).resolve().parent / "manifests" / "gitops-crds.yaml"
-SERVED = (
-    ("argoproj.io/v1alpha1", "Application"),
-    ("argoproj.io/v1alpha1", "ApplicationSet"),
-    ("source.toolkit.fluxcd.io/v1", "GitRepository"),
-    ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
-    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
-    ("image.toolkit.fluxcd.io/v1beta2", "ImageUpdateAutomation"),
-    ("image.toolkit.fluxcd.io/v1", "ImageUpdateAutomation"),
-)
-
 
 @pytest.fixture(scope="session")
 def gitops_crds(kube):
     """The GitOps owners' CRDs, installed and served."""
-    import yaml
-
-    names = tuple(crd["metadata"]["name"] for crd in yaml.safe_load_all(CRDS.read_text()))
-    with kube.crds(CRDS, keep=names), Cluster(kube.api_client()) as cluster:
-        wait_for(lambda: all(_served(cluster, *kind) for kind in SERVED), message="GitOps APIs")
+    names = crds.names()
+    with kube.crds(crds.CRDS, keep=names), Cluster(kube.api_client()) as cluster:
+        wait_for(
+            lambda: all(crds.served(cluster, *kind) for kind in crds.SERVED),
+            message="GitOps APIs",
+        )
         yield names
-
-
-def _served(cluster: Cluster, api_version: str, kind: str) -> bool:
-    """The apiserver serves the kind (it may drop connections while it starts to)."""
-    try:
-        cluster.list(api_version, kind, "default")
-    except Exception:
-        return False
-    return True
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import uuid
 import pytest
 
 from gameday import report
-from gameday.scenarios import SCENARIOS, Run, play, prepare, services
+from gameday.catalog import SCENARIOS
+from gameday.scenarios import Run, play, prepare, services
 from gameday.stack import Stack, Targets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
