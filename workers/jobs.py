@@ -18,7 +18,7 @@ from core.store import keys
 from workers import freezes
 from workers.context import Context, process_context
 from workers.incidents import Notifier
-from workers.owners import Hand, Situation
+from workers.owners import Hand, Situation, registry
 
 log = logging.getLogger("backstop.jobs")
 
@@ -147,10 +147,6 @@ def _schedule_next_review(context: Context) -> None:
 
 def _hand_for(context: Context) -> freezes.HandFor:
     """The hand that thaws a freeze, on its workload's cluster (one Situation each)."""
-    # Imported here, not at the top: the hands' registry is another part of the owners
-    # work (workers/owners/registry.py) and lands with the hands.
-    from workers.owners import registry
-
     situations: dict[str, Situation] = {}
 
     def hand_for(freeze: FrozenOwner) -> Hand:

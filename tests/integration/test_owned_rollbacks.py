@@ -9,13 +9,17 @@ import time
 
 import pytest
 
+from core.integrations.objects import Objects
 from core.models import Workload
+from core.records import utcnow
 from testbed.gitops import argocd, flux
 from testbed.gitops.appset import ApplicationSets, application_set
 from testbed.gitops.cluster import Cluster
 from tests.conftest import wait_for
 from tests.gitops_fixtures import WEB, create, image, manifest
 from tests.workloads import FAST
+from workers import freezes
+from workers.owners import Situation, registry
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +189,47 @@ def test_owner_kind_switched_off_blocks(make_stack, api, gitops, git_repo, kube_
     assert_blocked_and_untouched(stack, api, kube_namespace, workload, "argocd")
     rollback = stack.store.rollbacks.recent(limit=1)[0]
     assert "owners.argocd.enabled is off" in rollback.preflight["owner"]["detail"]
+
+
+def test_the_freeze_ends_once_git_moves_past_the_bad_commit(
+    make_stack, api, gitops, git_repo, kube_namespace
+):
+    """The freeze review with the real Argo CD hand: nothing ends while Git's head is still
+    the bad commit; a new commit ends the freeze (moved_past), auto-sync comes back as it
+    was, and Argo CD deploys the new commit."""
+    stack = argo_stack(make_stack, kube_namespace)
+    git_repo.commit({WEB: manifest("web", "shop/web:1")}, "web 1")
+    argo = gitops(argocd.ArgoCD, self_heal_timeout=2.0)
+    create(
+        api,
+        kube_namespace,
+        argocd.application("web", git_repo.url, path="apps/web", namespace=kube_namespace),
+    )
+    wait_for(lambda: image(api, kube_namespace) == "shop/web:1", message="web 1 synced")
+    wait_for(lambda: stack.revision("web") == "1", message="revision 1")
+    git_repo.set_image(WEB, "web", "shop/web:2")
+    workload = released(stack, api, kube_namespace)
+    rollback = stack.roll_back(stack.alert(workload))
+    assert rollback.status == "verified", (rollback.reason, rollback.steps[-1].detail)
+    situation = Situation(
+        stack.kube, Objects(stack.api), stack.store, stack.policy.owners, utcnow, time.sleep
+    )
+
+    def hand_for(freeze):
+        return registry.thawing_hand(freeze, situation)
+
+    argo.wait_passes(3)
+    assert freezes.review_freezes(stack.store, hand_for, clock=utcnow)["kept"] == 1
+    git_repo.set_image(WEB, "web", "shop/web:3")
+    wait_for(
+        lambda: freezes.review_freezes(stack.store, hand_for, clock=utcnow)["moved_past"] == 1,
+        message="the review seeing Git's new head",
+    )
+    assert stack.store.freezes.active() == []
+    (ended,) = stack.store.freezes.recent(limit=1)
+    assert ended.end == "moved_past" and "Git moved from" in ended.end_reason
+    app = api.get(argocd.API, "Application", kube_namespace, "web")
+    assert app["spec"]["syncPolicy"]["automated"] == {"prune": False, "selfHeal": True}
+    assert "backstop.io/frozen-automated" not in app["metadata"].get("annotations", {})
+    wait_for(lambda: image(api, kube_namespace) == "shop/web:3", message="web 3 synced")
+    assert not argo.errors

@@ -3,6 +3,7 @@ that opens a rollback through an owner."""
 
 import redis
 
+from core import queues
 from core.models import Workload
 from core.owners import Claim
 from core.records import FrozenOwner, Rollback
@@ -43,5 +44,7 @@ def freeze_owner(
     frozen = hand.freeze(claim, workload, rollback)
     for freeze in frozen:
         store.freezes.save(freeze)
+    if frozen:
+        queues.schedule_freeze_review(connection)
     what = ", ".join(f.describe() for f in frozen) or "nothing (it re-applies nothing by itself)"
     return f"{claim.kind} {claim.namespace}/{claim.name}: froze {what}"
