@@ -283,10 +283,19 @@ def test_helmrelease_honours_suspend_and_leaves_drift(api, gitops, git_repo, kub
     wait_for(lambda: len(statuses(api, kube_namespace)) == 2, message="upgrade once resumed")
     assert image(api, kube_namespace) == "shop/web:3"
     assert statuses(api, kube_namespace)[0][1] == "superseded"
-    hr_status = read(api, kube_namespace, hr)["status"]
-    assert hr_status["history"][0]["version"] == 2
+    # The controller writes the release Secret first and the HelmRelease status after it.
+    hr_status = wait_for(
+        lambda: recorded(read(api, kube_namespace, hr).get("status") or {}, 2),
+        message="status.history to record release 2",
+    )
     assert hr_status["lastAttemptedReleaseAction"] == "upgrade"
     assert not controller.errors
+
+
+def recorded(status: dict, version: int) -> dict | None:
+    """`status` once its newest history entry is release `version`, else None."""
+    history = status.get("history") or []
+    return status if history and history[0]["version"] == version else None
 
 
 def test_helmrelease_upgrades_over_a_rollback_it_did_not_make(
