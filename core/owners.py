@@ -32,6 +32,10 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 KUSTOMIZATION_LABELS = ("kustomize.toolkit.fluxcd.io/name", "kustomize.toolkit.fluxcd.io/namespace")
 HELMRELEASE_LABELS = ("helm.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/namespace")
 HELM_ANNOTATIONS = ("meta.helm.sh/release-name", "meta.helm.sh/release-namespace")
+# Flux's per-object off switch: kustomize-controller skips an in-cluster object carrying it.
+FLUX_RECONCILE = "kustomize.toolkit.fluxcd.io/reconcile"
+# Backstop's mark on what it froze: the rollback that froze it (workers/owners/).
+FROZEN_BY = "backstop.io/frozen-by"
 
 # The API group of each workload kind, as a tracking id writes it.
 GROUPS = {

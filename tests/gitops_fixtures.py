@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from testbed.gitops import crds
+from testbed.gitops import crds, flux, helm
 from testbed.gitops.cluster import Cluster, Controller
 from testbed.gitops.git import GitRepo
 from tests.conftest import wait_for
@@ -28,6 +28,13 @@ def gitops_crds(kube):
             message="GitOps APIs",
         )
         yield names
+
+
+@pytest.fixture
+def api(kube, gitops_crds):
+    """The test cluster, as the stand-ins see it (owner objects as plain JSON dicts)."""
+    with Cluster(kube.api_client()) as cluster:
+        yield cluster
 
 
 @pytest.fixture
@@ -109,3 +116,23 @@ def read(api: Cluster, namespace: str, body: dict) -> dict:
 def patch(api: Cluster, namespace: str, body: dict, change: dict) -> None:
     """Merge-patch body's live copy in namespace with change."""
     api.merge_patch({**body, "metadata": {**body["metadata"], "namespace": namespace}}, change)
+
+
+def chart_setup(api: Cluster, gitops, git_repo: GitRepo, namespace: str, values: dict, **spec):
+    """The chart `charts/web` committed to `git_repo`, its GitRepository `repo`, a running
+    helm-controller and the HelmRelease `web` (extra spec fields) installed from it; the
+    controller and the HelmRelease's body."""
+    git_repo.commit(
+        {
+            "charts/web/Chart.yaml": {"apiVersion": "v2", "name": "web", "version": "1.0.0"},
+            "charts/web/values.yaml": {"image": "shop/web:1"},
+            "charts/web/templates/deployment.yaml": TEMPLATE,
+        },
+        "chart",
+    )
+    create(api, namespace, flux.git_repository("repo", git_repo.url))
+    controller = gitops(flux.HelmController)
+    body = flux.helm_release("web", "repo", "charts/web", "1s", values=values, **spec)
+    hr = create(api, namespace, body)
+    wait_for(lambda: helm.history(api, namespace, "web"), message="install")
+    return controller, hr

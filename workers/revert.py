@@ -8,7 +8,7 @@ overwriting it (the job then retries from a fresh read).
 import copy
 from dataclasses import dataclass
 
-from core.owners import HELM_ANNOTATIONS, TRACKING_ID
+from core.owners import FLUX_RECONCILE, FROZEN_BY, HELM_ANNOTATIONS, TRACKING_ID
 from core.revisions import REVISION_ANNOTATION, TEMPLATE_HASH
 
 # Annotations that belong to the Deployment itself, never copied from a ReplicaSet (kubectl's
@@ -23,12 +23,11 @@ OWN_ANNOTATIONS = frozenset(
         "rollout.argoproj.io/revision",
     }
 )
-# The owners' marks (core/owners.py) and Flux's per-object off switch describe the workload
-# as it is now, not a revision: a revert keeps the live ones (never copies a ReplicaSet's),
-# so the owner still knows its workload and a freeze put on just before holds.
-OWNER_ANNOTATIONS = frozenset(
-    {TRACKING_ID, *HELM_ANNOTATIONS, "kustomize.toolkit.fluxcd.io/reconcile"}
-)
+# The owners' marks (core/owners.py), Flux's per-object off switch and Backstop's own freeze
+# mark describe the workload as it is now, not a revision: a revert keeps the live ones
+# (never copies a ReplicaSet's), so the owner still knows its workload and a freeze put on
+# just before holds.
+OWNER_ANNOTATIONS = frozenset({TRACKING_ID, *HELM_ANNOTATIONS, FLUX_RECONCILE, FROZEN_BY})
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The rollback job's body: lock → pre-flight → evidence → revert → rollout → verify.
+"""The rollback job's body: lock → pre-flight → evidence → (owner) → revert → verify.
 
 Each step is recorded with its timing in the Rollback record, which doubles as a
 checkpoint: a re-run after a crash skips what is done, and detects a revert that an
@@ -23,7 +23,6 @@ from core.integrations.kubernetes import Conflict, Kube
 from core.integrations.objects import Objects
 from core.integrations.prometheus import Prometheus
 from core.models import Workload
-from core.owners import Claim
 from core.queues import RollbackRequest
 from core.records import (
     AuditEntry,
@@ -271,10 +270,15 @@ class Executor:
             return self.finish(rollback, "dry_run", "dry_run")
         if hand is not None and claim is not None:
             try:
-                self._freeze_owner(rollback, hand, claim, workload)
+                detail = freeze_owner(self.store, self.connection, hand, claim, workload, rollback)
             except Unfreezable as exc:
                 self._step(rollback, "owner", "blocked", started, str(exc))
                 return self.finish(rollback, "blocked", "owner_not_frozen")
+            self._step(rollback, "owner", "ok", started, detail)
+            # A freeze may mark the workload itself (Flux's `reconcile: disabled`): the
+            # revert is made against the workload as it is now, its marks kept.
+            live = self.cluster.get(workload.kind, workload.namespace, workload.name)
+            patches = revert_patches(workload.kind, live, revisions.children[target], undo)
         started = self.clock()
         self.store.rollouts.expect_rollback(
             workload,
@@ -302,11 +306,6 @@ class Executor:
             self.cluster, objects, self.store, self.policy.owners, self.clock, self.sleep
         )
         return hand_for(kind, situation)
-
-    def _freeze_owner(self, rollback: Rollback, hand: Hand, claim: Claim, workload: Workload):
-        started = self.clock()
-        detail = freeze_owner(self.store, self.connection, hand, claim, workload, rollback)
-        self._step(rollback, "owner", "ok", started, detail)
 
     def _apply(self, workload: Workload, patches: list[Patch]) -> None:
         """Send the patches in order. A later patch carries the resourceVersion the earlier

@@ -5,7 +5,8 @@ last reconcile, when its generation changes, or when `reconcile.fluxcd.io/reques
 changes (`flux reconcile`); never while `spec.suspend` is true (its status then stays as
 it was). Sources are GitRepository objects (source.toolkit.fluxcd.io/v1): the stand-in
 plays source-controller's part only so far as to resolve `spec.url` (file://) and
-`spec.ref.branch` to a sha, which it writes as the artifact revision `<branch>@sha1:<sha>`.
+`spec.ref.branch` to a sha, which it writes as the artifact revision `<branch>@sha1:<sha>`
+(SourceController on its own interval, and each consumer as it reconciles).
 
 kustomize-controller (kustomize.toolkit.fluxcd.io/v1 Kustomization): applies the YAML
 under `spec.path` at the source revision server-side, forcing conflicts (Flux's SSA
@@ -118,6 +119,20 @@ class FluxLoop(Controller):
             status = {"artifact": artifact, "conditions": [ready(True, "Succeeded", message)]}
             self.cluster.merge_patch(source, {"status": status}, "status")
         return repo, sha, revision
+
+
+class SourceController(FluxLoop):
+    """source-controller for the GitRepositories in `namespace`: every `spec.interval` it
+    resolves the branch and records the artifact revision, whether or not anything that
+    consumes the source is suspended (consumers also refresh it as they reconcile)."""
+
+    name = "source-controller"
+    api, kind = SOURCE_API, "GitRepository"
+
+    def sync(self, repo: dict) -> dict:
+        meta = repo["metadata"]
+        self.source(repo, {"name": meta["name"], "namespace": meta["namespace"]})
+        return {}
 
 
 class KustomizeController(FluxLoop):

@@ -22,12 +22,12 @@ from kubernetes import client
 
 from testbed.gitops import argocd, flux, helm
 from testbed.gitops.appset import ApplicationSets, application_set
-from testbed.gitops.cluster import Cluster
 from testbed.gitops.imageautomation import ImageAutomation, image_update_automation
 from tests.conftest import wait_for
 from tests.gitops_fixtures import (
     TEMPLATE,
     WEB,
+    chart_setup,
     create,
     image,
     manifest,
@@ -37,13 +37,6 @@ from tests.gitops_fixtures import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def api(kube, gitops_crds):
-    """A client for unstructured objects (testbed/gitops/cluster.py), GitOps APIs served."""
-    with Cluster(kube.api_client()) as cluster:
-        yield cluster
 
 
 def test_crds_keep_the_upstream_fields(api, kube_namespace):
@@ -243,22 +236,6 @@ def test_kustomization_leaves_drift_when_told(api, gitops, git_repo, kube_namesp
     controller.wait_passes(3)
     assert image(api, kube_namespace) == "shop/web:1"
     assert not controller.errors
-
-
-def chart_setup(api, gitops, git_repo, namespace, values):
-    git_repo.commit(
-        {
-            "charts/web/Chart.yaml": {"apiVersion": "v2", "name": "web", "version": "1.0.0"},
-            "charts/web/values.yaml": {"image": "shop/web:1"},
-            "charts/web/templates/deployment.yaml": TEMPLATE,
-        },
-        "chart",
-    )
-    create(api, namespace, flux.git_repository("repo", git_repo.url))
-    controller = gitops(flux.HelmController)
-    hr = create(api, namespace, flux.helm_release("web", "repo", "charts/web", "1s", values=values))
-    wait_for(lambda: helm.history(api, namespace, "web"), message="install")
-    return controller, hr
 
 
 def statuses(api, namespace) -> list[tuple[int, str, str]]:

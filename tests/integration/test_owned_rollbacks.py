@@ -1,70 +1,26 @@
-"""Rollbacks of workloads an owner reconciles, with the owners' stand-ins running
-(testbed/gitops): Backstop finds the owner from the marks the owner itself left, and does
-not revert behind its back — the revert would be undone within seconds while Backstop
-reported it verified. Until rollbacks go through the owner, such a rollback is
-`blocked: owner_not_frozen` (filed and paged) and the owner's state is left as it was.
+"""Rollbacks of workloads Argo CD reconciles, with the owners' stand-ins running
+(testbed/gitops): Backstop finds the owner from the marks the owner itself left and rolls
+back through it, frozen first — a revert behind its back would be undone within seconds
+while Backstop reported it verified. An owner that cannot be frozen blocks the rollback
+(`blocked: owner_not_frozen`, filed and paged) and is left as it was. Flux and Helm:
+test_flux_rollbacks.py and test_helm_rollbacks.py.
 """
-
-import time
 
 import pytest
 
-from core.integrations.objects import Objects
-from core.models import Workload
-from core.records import utcnow
-from testbed.gitops import argocd, flux
+from testbed.gitops import argocd
 from testbed.gitops.appset import ApplicationSets, application_set
-from testbed.gitops.cluster import Cluster
 from tests.conftest import wait_for
 from tests.gitops_fixtures import WEB, create, image, manifest
+from tests.owned import assert_blocked_and_untouched, holds, released, review
 from tests.workloads import FAST
-from workers import freezes
-from workers.owners import Situation, registry
 
 pytestmark = pytest.mark.integration
-
-# How long the good version must survive the owner's reconcile loops after a rollback.
-SETTLE = 60.0
-
-
-@pytest.fixture
-def api(kube, gitops_crds):
-    with Cluster(kube.api_client()) as cluster:
-        yield cluster
-
-
-def released(stack, api, namespace) -> Workload:
-    """Revision 2 (shop/web:2, the bad one) live and recorded; the workload."""
-    wait_for(lambda: image(api, namespace) == "shop/web:2", message="the bad release applied")
-    wait_for(lambda: stack.revision("web") == "2", message="revision 2")
-    stack.record_history("Deployment")
-    return Workload("default", namespace, "Deployment", "web")
-
-
-def assert_blocked_and_untouched(stack, api, namespace, workload, owner_kind):
-    decision = stack.alert(workload)
-    assert decision.outcome == "rollback"
-    assert decision.rollout.owner.kind == owner_kind and decision.rollout.owner.confirmed
-    rollback = stack.roll_back(decision)
-    assert (rollback.status, rollback.reason) == ("blocked", "owner_not_frozen")
-    assert rollback.owner.kind == owner_kind
-    assert [s.name for s in rollback.steps] == ["lock", "preflight"]
-    assert image(api, namespace) == "shop/web:2" and stack.revision("web") == "2"
 
 
 def argo_stack(make_stack, namespace):
     """A stack whose Argo CD lives in the test namespace (the stand-in's Applications)."""
     return make_stack({**FAST, "owners": {"argocd": {"namespace": namespace}}})
-
-
-def holds(controller, api, namespace, wanted: str, seconds: float = SETTLE) -> None:
-    """The workload keeps running `wanted` through `seconds` of the owner's reconcile
-    passes (each pass re-reads Git and would put the bad version back if it could)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        controller.wait_passes(3)
-        assert image(api, namespace) == wanted
-    assert not controller.errors
 
 
 def test_argo_cd_with_self_heal(make_stack, api, gitops, git_repo, kube_namespace):
@@ -102,20 +58,6 @@ def test_argo_cd_with_self_heal(make_stack, api, gitops, git_repo, kube_namespac
     assert (freeze.kind, freeze.name, freeze.rollback_id) == ("Application", "web", rollback.id)
     assert freeze.source == app["status"]["sync"]["revision"]  # Git's head: the bad commit
     holds(argo, api, kube_namespace, "shop/web:1")
-
-
-def test_flux_kustomization(make_stack, api, gitops, git_repo, kube_namespace):
-    stack = make_stack(FAST)
-    git_repo.commit({WEB: manifest("web", "shop/web:1")}, "web 1")
-    create(api, kube_namespace, flux.git_repository("repo", git_repo.url))
-    controller = gitops(flux.KustomizeController)
-    create(api, kube_namespace, flux.kustomization("apps", "repo", "apps/web", interval="1s"))
-    wait_for(lambda: image(api, kube_namespace) == "shop/web:1", message="web 1 applied")
-    wait_for(lambda: stack.revision("web") == "1", message="revision 1")
-    git_repo.set_image(WEB, "web", "shop/web:2")
-    workload = released(stack, api, kube_namespace)
-    assert_blocked_and_untouched(stack, api, kube_namespace, workload, "kustomization")
-    assert not controller.errors
 
 
 def appset_child(api, gitops, git_repo, namespace):
@@ -186,8 +128,8 @@ def test_owner_kind_switched_off_blocks(make_stack, api, gitops, git_repo, kube_
     wait_for(lambda: stack.revision("web") == "1", message="revision 1")
     git_repo.set_image(WEB, "web", "shop/web:2")
     workload = released(stack, api, kube_namespace)
-    assert_blocked_and_untouched(stack, api, kube_namespace, workload, "argocd")
-    rollback = stack.store.rollbacks.recent(limit=1)[0]
+    rollback = assert_blocked_and_untouched(stack, api, kube_namespace, workload, "argocd")
+    assert [s.name for s in rollback.steps] == ["lock", "preflight"]
     assert "owners.argocd.enabled is off" in rollback.preflight["owner"]["detail"]
 
 
@@ -211,18 +153,11 @@ def test_the_freeze_ends_once_git_moves_past_the_bad_commit(
     workload = released(stack, api, kube_namespace)
     rollback = stack.roll_back(stack.alert(workload))
     assert rollback.status == "verified", (rollback.reason, rollback.steps[-1].detail)
-    situation = Situation(
-        stack.kube, Objects(stack.api), stack.store, stack.policy.owners, utcnow, time.sleep
-    )
-
-    def hand_for(freeze):
-        return registry.thawing_hand(freeze, situation)
-
     argo.wait_passes(3)
-    assert freezes.review_freezes(stack.store, hand_for, clock=utcnow)["kept"] == 1
+    assert review(stack)["kept"] == 1
     git_repo.set_image(WEB, "web", "shop/web:3")
     wait_for(
-        lambda: freezes.review_freezes(stack.store, hand_for, clock=utcnow)["moved_past"] == 1,
+        lambda: review(stack)["moved_past"] == 1,
         message="the review seeing Git's new head",
     )
     assert stack.store.freezes.active() == []

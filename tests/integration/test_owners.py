@@ -1,9 +1,10 @@
 """Workloads another tool reconciles (Argo CD, Flux, Helm): Backstop records the owner,
 never reverts behind its back, and notices when a revert it made was put back.
 
-Acting through the owner (freezing its sync, rolling back in its own history) is not built
-yet: until it is, a rollback of an owned workload is `blocked: owner_not_frozen` (paged),
-the safe outcome the owners' issue prescribes when an owner cannot be frozen.
+Here no owner runs: a mark that proves an owner which cannot be found blocks the rollback
+(`blocked: owner_not_frozen`, paged) rather than reverting behind an owner Backstop may be
+looking for in the wrong place. Rolling back through running owners: test_owned_rollbacks,
+test_flux_rollbacks and test_helm_rollbacks.
 """
 
 import threading
@@ -46,11 +47,12 @@ def test_a_sure_mark_whose_owner_is_not_found_blocks_not_reverts(make_stack):
     ],
     ids=["flux-kustomization", "flux-helmrelease"],
 )
-def test_a_workload_flux_applies_is_blocked(make_stack, marks):
+def test_a_flux_owner_that_is_not_found_blocks(make_stack, marks):
     stack = make_stack(FAST)
     workload = bad_release(stack, marks=marks)
     rollback = stack.roll_back(stack.alert(workload))
     assert (rollback.status, rollback.reason) == ("blocked", "owner_not_frozen")
+    assert "not found holding it" in rollback.preflight["owner"]["detail"]
     assert stack.image("checkout") == "shop/checkout:2"
 
 

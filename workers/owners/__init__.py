@@ -25,12 +25,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from config.owners import OwnersPolicy
-from core.integrations.kubernetes import Kube
-from core.integrations.objects import Objects
+from core.integrations.kubernetes import Conflict, Kube
+from core.integrations.objects import Objects, Ref
 from core.models import Workload
 from core.owners import Claim
 from core.records import FrozenOwner, OwnerRecord, Rollback
 from core.store import Store
+
+# Owners write their own status all the time: a conditional write is tried this often.
+CONFLICT_ATTEMPTS = 5
 
 
 class Unfreezable(Exception):
@@ -119,3 +122,31 @@ class Hand:
     def thaw(self, freeze: FrozenOwner) -> None:
         """Undo a freeze: put back what `stash` holds. Idempotent."""
         raise NotImplementedError
+
+    # -- access, shared by the hands ---------------------------------------------------------
+
+    def get(self, ref: Ref, namespace: str, name: str) -> dict:
+        """One owner object; NotFound when it does not exist."""
+        return self.situation.objects.get(ref, namespace, name)
+
+    def merge(self, ref: Ref, obj: dict, body: dict) -> dict:
+        """A JSON merge patch of `obj`; the object as patched."""
+        meta = obj["metadata"]
+        return self.situation.objects.merge(ref, meta["namespace"], meta["name"], body)
+
+    def update(self, ref: Ref, obj: dict, change: Callable[[dict], dict | None]) -> dict | None:
+        """Read-modify-write: `change(live)` gives a merge patch (None: nothing to do), sent
+        conditional on the version read; an owner writing its status meanwhile is met by
+        reading again. The object as patched, or None when there was nothing to do."""
+        meta = obj["metadata"]
+        for _ in range(CONFLICT_ATTEMPTS):
+            live = self.get(ref, meta["namespace"], meta["name"])
+            body = change(live)
+            if body is None:
+                return None
+            body.setdefault("metadata", {})["resourceVersion"] = live["metadata"]["resourceVersion"]
+            try:
+                return self.merge(ref, live, body)
+            except Conflict:
+                continue
+        raise Conflict(f"{obj['kind']} {meta['namespace']}/{meta['name']} kept changing")

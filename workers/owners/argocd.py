@@ -25,8 +25,8 @@ from datetime import datetime
 
 from core import owners
 from core.errors import PermanentError, TransientError
-from core.integrations.kubernetes import Conflict, NotFound
-from core.integrations.objects import APPLICATION, APPLICATION_SET, Ref
+from core.integrations.kubernetes import NotFound
+from core.integrations.objects import APPLICATION, APPLICATION_SET
 from core.models import Workload
 from core.owners import Claim
 from core.records import FrozenOwner, Rollback
@@ -38,7 +38,6 @@ STASH = "backstop.io/frozen-automated"
 # Up the app-of-apps chain, at most this far (a loop of parents would otherwise not end).
 MAX_PARENTS = 3
 POLL_SECONDS = 1.0
-CONFLICT_ATTEMPTS = 5
 FINISHED = {"Succeeded", "Failed", "Error"}
 
 
@@ -54,7 +53,7 @@ class ArgoCDHand(Hand):
         """The Application exists and lists the workload among its resources (a tracking
         id naming this very object is enough while Argo CD has not refreshed yet)."""
         try:
-            app = self._get(APPLICATION, claim.namespace, claim.name)
+            app = self.get(APPLICATION, claim.namespace, claim.name)
         except NotFound:
             return False
         return claim.certain or listed(app, workload)
@@ -62,7 +61,7 @@ class ArgoCDHand(Hand):
     # -- freeze -----------------------------------------------------------------------------
 
     def freeze(self, claim: Claim, workload: Workload, rollback: Rollback) -> list[FrozenOwner]:
-        app = self._get(APPLICATION, claim.namespace, claim.name)
+        app = self.get(APPLICATION, claim.namespace, claim.name)
         source = (app.get("status") or {}).get("sync", {}).get("revision", "")
         chain = self._writers(app)
         if len(chain) > 1 and not self.situation.policy.argocd.freeze_parents:
@@ -94,7 +93,7 @@ class ArgoCDHand(Hand):
         meta = obj["metadata"]
         for ref in meta.get("ownerReferences") or []:
             if ref.get("kind") == "ApplicationSet" and ref.get("controller"):
-                return self._get(APPLICATION_SET, meta["namespace"], ref["name"])
+                return self.get(APPLICATION_SET, meta["namespace"], ref["name"])
         if obj["kind"] != "Application":
             return None
         child = Workload("", meta["namespace"], "Application", meta["name"])
@@ -103,7 +102,7 @@ class ArgoCDHand(Hand):
         if claim is None:
             return None
         try:
-            return self._get(APPLICATION, claim.namespace, claim.name)
+            return self.get(APPLICATION, claim.namespace, claim.name)
         except NotFound:
             return None  # the parent is gone: nothing re-applies the child
 
@@ -148,14 +147,14 @@ class ArgoCDHand(Hand):
                 "spec": {"syncPolicy": {"automated": {"enabled": False}}},
             }
 
-        patched = self._update(APPLICATION, app, disable)
+        patched = self.update(APPLICATION, app, disable)
         if patched is None:
             return "", {}
         kept = (patched["spec"].get("syncPolicy") or {}).get("automated") or {}
         if kept.get("enabled") is False:
             return "auto-sync disabled", {"automated": original}
         # This Argo CD's CRD pruned `enabled`: remove `automated` itself.
-        self._merge(APPLICATION, patched, {"spec": {"syncPolicy": {"automated": None}}})
+        self.merge(APPLICATION, patched, {"spec": {"syncPolicy": {"automated": None}}})
         return "auto-sync removed", {"automated": original}
 
     def _freeze_set(self, appset: dict, app: dict) -> tuple[str, dict]:
@@ -171,13 +170,13 @@ class ArgoCDHand(Hand):
                 return None
             return {"spec": {"ignoreApplicationDifferences": [*ignored, entry]}}
 
-        self._update(APPLICATION_SET, appset, ignore)
+        self.update(APPLICATION_SET, appset, ignore)
         return "child's syncPolicy ignored", {"ignore": entry}
 
     # -- revert -----------------------------------------------------------------------------
 
     def revert(self, claim: Claim, workload: Workload, rollback: Rollback, target: str) -> str:
-        app = self._get(APPLICATION, claim.namespace, claim.name)
+        app = self.get(APPLICATION, claim.namespace, claim.name)
         reason = f"Backstop rollback {rollback.id}: revision {rollback.bad_revision} -> {target}"
         if not _ours(app.get("operation"), rollback.id) and not _ours(
             _state(app).get("operation"), rollback.id
@@ -189,7 +188,7 @@ class ArgoCDHand(Hand):
                 "info": [{"name": "Reason", "value": reason}],
             }
             self._wait_idle(claim)
-            self._update(APPLICATION, app, lambda live: {"operation": operation})
+            self.update(APPLICATION, app, lambda live: {"operation": operation})
         state = self._wait_operation(claim, rollback.id)
         revision = (state.get("syncResult") or {}).get("revision", "")
         if state.get("phase") != "Succeeded":
@@ -235,7 +234,7 @@ class ArgoCDHand(Hand):
         situation = self.situation
         deadline = situation.clock().timestamp() + situation.operation_timeout.total_seconds()
         while True:
-            app = self._get(APPLICATION, claim.namespace, claim.name)
+            app = self.get(APPLICATION, claim.namespace, claim.name)
             if done(app):
                 return app
             if situation.clock().timestamp() > deadline:
@@ -247,7 +246,7 @@ class ArgoCDHand(Hand):
     def moved_past(self, freeze: FrozenOwner) -> str:
         namespace, name = freeze.stash.get("application") or [freeze.namespace, freeze.name]
         try:
-            app = self._get(APPLICATION, namespace, name)
+            app = self.get(APPLICATION, namespace, name)
         except NotFound:
             return f"Application {namespace}/{name} no longer exists"
         revision = (app.get("status") or {}).get("sync", {}).get("revision", "")
@@ -257,16 +256,16 @@ class ArgoCDHand(Hand):
 
     def thaw(self, freeze: FrozenOwner) -> None:
         ref = APPLICATION_SET if freeze.kind == "ApplicationSet" else APPLICATION
-        obj = self._get(ref, freeze.namespace, freeze.name)
+        obj = self.get(ref, freeze.namespace, freeze.name)
         if freeze.kind == "ApplicationSet":
             ignored = obj["spec"].get("ignoreApplicationDifferences") or []
             kept = [entry for entry in ignored if entry != freeze.stash.get("ignore")]
             if kept != ignored:
-                self._merge(ref, obj, {"spec": {"ignoreApplicationDifferences": kept or None}})
+                self.merge(ref, obj, {"spec": {"ignoreApplicationDifferences": kept or None}})
             return
         automated = dict(freeze.stash.get("automated") or {})
         automated.setdefault("enabled", None)  # null deletes the `enabled: false` we set
-        self._merge(
+        self.merge(
             ref,
             obj,
             {
@@ -274,32 +273,6 @@ class ArgoCDHand(Hand):
                 "spec": {"syncPolicy": {"automated": automated}},
             },
         )
-
-    # -- access -----------------------------------------------------------------------------
-
-    def _get(self, ref: Ref, namespace: str, name: str) -> dict:
-        return self.situation.objects.get(ref, namespace, name)
-
-    def _update(self, ref: Ref, obj: dict, change) -> dict | None:
-        """Read-modify-write: `change(live)` gives a merge patch (None: nothing to do),
-        sent conditional on the version read; Argo CD writes its status all the time, so a
-        conflict is met by reading again."""
-        meta = obj["metadata"]
-        for _ in range(CONFLICT_ATTEMPTS):
-            live = self._get(ref, meta["namespace"], meta["name"])
-            body = change(live)
-            if body is None:
-                return None
-            body.setdefault("metadata", {})["resourceVersion"] = live["metadata"]["resourceVersion"]
-            try:
-                return self._merge(ref, live, body)
-            except Conflict:
-                continue
-        raise Conflict(f"{obj['kind']} {meta['namespace']}/{meta['name']} kept changing")
-
-    def _merge(self, ref: Ref, obj: dict, body: dict) -> dict:
-        meta = obj["metadata"]
-        return self.situation.objects.merge(ref, meta["namespace"], meta["name"], body)
 
 
 def listed(app: dict, workload: Workload) -> bool:

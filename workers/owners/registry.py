@@ -10,9 +10,12 @@ from core.records import FrozenOwner, Rollback
 from core.store import Store
 from workers.owners import Hand, Situation
 from workers.owners.argocd import ArgoCDHand
+from workers.owners.flux import HelmReleaseHand, KustomizationHand
 
 HANDS: dict[str, type[Hand]] = {
     "argocd": ArgoCDHand,
+    "kustomization": KustomizationHand,
+    "helmrelease": HelmReleaseHand,
 }
 
 
