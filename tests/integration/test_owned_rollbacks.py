@@ -168,3 +168,31 @@ def test_the_freeze_ends_once_git_moves_past_the_bad_commit(
     assert "backstop.io/frozen-automated" not in app["metadata"].get("annotations", {})
     wait_for(lambda: image(api, kube_namespace) == "shop/web:3", message="web 3 synced")
     assert not argo.errors
+
+
+def test_app_of_apps_child(make_stack, api, gitops, git_repo, kube_namespace):
+    """The Application `web` is itself synced from Git by the parent `root` (app of apps,
+    both self-healing): the parent is frozen first, then the child, and the good version
+    holds."""
+    stack = argo_stack(make_stack, kube_namespace)
+    child = argocd.application("web", git_repo.url, path="apps/web", namespace=kube_namespace)
+    child["metadata"]["namespace"] = kube_namespace
+    git_repo.commit(
+        {WEB: manifest("web", "shop/web:1"), "apps/root/web.yaml": child}, "web 1, app of apps"
+    )
+    argo = gitops(argocd.ArgoCD, self_heal_timeout=2.0)
+    root = argocd.application("root", git_repo.url, path="apps/root", namespace=kube_namespace)
+    create(api, kube_namespace, root)
+    wait_for(lambda: image(api, kube_namespace) == "shop/web:1", message="web 1 synced")
+    wait_for(lambda: stack.revision("web") == "1", message="revision 1")
+    git_repo.set_image(WEB, "web", "shop/web:2")
+    rollback = stack.roll_back(stack.alert(released(stack, api, kube_namespace)))
+    assert rollback.status == "verified", (rollback.reason, rollback.steps[-1].detail)
+    assert sorted(f.name for f in stack.store.freezes.active()) == ["root", "web"]
+    detail = rollback.step("owner").detail
+    froze = [f"Application {kube_namespace}/{name}" for name in ("root", "web")]
+    assert detail.index(froze[0]) < detail.index(froze[1])  # the parent first
+    holds(argo, api, kube_namespace, "shop/web:1")
+    for name in ("root", "web"):
+        app = api.get(argocd.API, "Application", kube_namespace, name)
+        assert app["spec"]["syncPolicy"]["automated"]["enabled"] is False, name
