@@ -6,12 +6,12 @@ them as they are.
 
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.models import Workload
-from core.owners import Claim
+from core.owners import Claim, OwnerKind
 from core.vocabulary import TERMINAL, Outcome, RollbackStatus
 
 
@@ -72,6 +72,11 @@ class OwnerRecord(Record):
             found_by=claim.found_by,
             confirmed=claim.certain,
         )
+
+    def claim(self) -> Claim:
+        """The mark this record was made of, to act through the owner again."""
+        kind = cast(OwnerKind, self.kind)
+        return Claim(kind, self.namespace, self.name, self.found_by, self.confirmed)
 
     def describe(self) -> str:
         """`<kind> <namespace>/<name>`, as humans read it."""

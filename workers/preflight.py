@@ -9,7 +9,7 @@ revisions (the migration guard), unless a down-migration Job ran first and succe
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from config.owners import OwnersPolicy
@@ -159,15 +159,30 @@ def _owner_allows(
     its status, which no owner re-applies, so such a Rollout is aborted and never undone."""
     metadata = revisions.owner.get("metadata", {})
     marks = owners.claims(metadata, workload, argocd_namespace=ctx.owners.argocd.namespace)
-    owner = next((c for c in marks if c.certain), None) or next(
-        (c for c in marks if _confirmed(ctx, c, workload)), None
+    # A mark of a kind switched off is not checked against that owner's objects (Backstop
+    # may lack the rights); once confirmed, a mark is recorded as proven.
+    certain = next((c for c in marks if c.certain), None)
+    owner = certain or next(
+        (
+            replace(c, certain=True)
+            for c in marks
+            if ctx.owners.allows(c.kind) and _confirmed(ctx, c, workload)
+        ),
+        None,
     )
     if owner is None:
+        unchecked = [c for c in marks if c.kind == "helm" and not ctx.owners.allows("helm")]
+        if unchecked:
+            # Helm's annotations are most often a live release's, and a revert behind a
+            # live release is undone by its next upgrade: unchecked, they block.
+            result.owner = unchecked[0]
+            detail = f"{_named(unchecked[0])} may own this workload; owners.helm.enabled is off"
+            return result.check("owner", False, detail)
         unproven = ", ".join(f"{c.kind} {c.namespace}/{c.name} ({c.found_by})" for c in marks)
         detail = "no owner's mark proves one" + (f"; unconfirmed: {unproven}" if marks else "")
         return result.check("owner", True, detail)
     result.owner = owner
-    named = f"{owner.kind} {owner.namespace}/{owner.name} (found by {owner.found_by})"
+    named = _named(owner)
     if workload.kind == "Rollout" and owner.kind == "argocd":
         result.abort_only = True
         return result.check("owner", True, f"{named}: the Rollout is aborted, not undone")
@@ -177,12 +192,16 @@ def _owner_allows(
     if ctx.hand is None or ctx.hand(owner.kind) is None:
         detail = f"{named} reconciles this workload; Backstop cannot roll back through it"
         return result.check("owner", False, detail)
-    if owner.certain and not _confirmed(ctx, owner, workload):
+    if owner is certain and not _confirmed(ctx, owner, workload):
         # The mark is sure, the owner's objects are not found: a wrong owners.*.namespace,
         # or an owner being deleted. Reverting behind a live owner is worse than waiting.
         detail = f"{named} is named by the workload's mark, but not found holding it"
         return result.check("owner", False, detail)
     return result.check("owner", True, f"{named}: rolled back through it, frozen first")
+
+
+def _named(claim: Claim) -> str:
+    return f"{claim.kind} {claim.namespace}/{claim.name} (found by {claim.found_by})"
 
 
 def _confirmed(ctx: PreflightContext, claim: Claim, workload: Workload) -> bool:
@@ -232,22 +251,24 @@ def _blamed_revisions(store: Store, workload: Workload) -> dict[str, str]:
     return blamed
 
 
+def started_at(revision: str, revisions: Revisions, history: dict[str, Rollout]) -> datetime | None:
+    """When `revision` went live: Backstop's record of its rollout, else the creation of its
+    ReplicaSet (or ControllerRevision); None when neither is known."""
+    if revision in history:
+        return history[revision].started_at
+    child = revisions.children.get(revision)
+    return parse_time(child["metadata"].get("creationTimestamp")) if child else None
+
+
 def _live_for(
     revision: str, revisions: Revisions, history: dict[str, Rollout], now: datetime
 ) -> timedelta | None:
     """How long `revision` was the live one: from its start to the next revision's start."""
-
-    def started(rev: str) -> datetime | None:
-        if rev in history:
-            return history[rev].started_at
-        child = revisions.children.get(rev)
-        return parse_time(child["metadata"].get("creationTimestamp")) if child else None
-
-    start = started(revision)
+    start = started_at(revision, revisions, history)
     if start is None:
         return None
     later = [n for n in revisions.numbers() if n > int(revision)]
-    end = started(str(min(later))) if later else now
+    end = started_at(str(min(later)), revisions, history) if later else now
     return (end or now) - start
 
 

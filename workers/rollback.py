@@ -1,4 +1,4 @@
-"""The rollback job's body: lock → pre-flight → evidence → (owner) → revert → verify.
+"""The rollback job's body: lock → pre-flight → evidence → (judgment) → (owner) → revert → verify.
 
 Each step is recorded with its timing in the Rollback record, which doubles as a
 checkpoint: a re-run after a crash skips what is done, and detects a revert that an
@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import redis
 
 from config.policy import DecisionDefaults, Policy
-from core import queues, testpoints
+from core import testpoints
 from core.errors import PermanentError, TransientError
 from core.integrations.kubernetes import Conflict, Kube
 from core.integrations.objects import Objects
@@ -25,19 +25,17 @@ from core.integrations.prometheus import Prometheus
 from core.models import Workload
 from core.queues import RollbackRequest
 from core.records import (
-    AuditEntry,
     Decision,
     OwnerRecord,
     Rollback,
-    RollbackStep,
     WorkloadRecord,
 )
 from core.store import Store
-from core.vocabulary import RollbackStatus
 from workers.evidence import capture, events_read_ahead
 from workers.owners import Hand, Situation, Unfreezable
 from workers.owners.registry import freeze_owner, hand_for
 from workers.preflight import PreflightContext, run_preflight
+from workers.recording import Recorder
 from workers.revert import Patch, revert_patches, template_hash
 from workers.reverted import applied_earlier, record_created_revision, still_reverted
 from workers.verification import Waiting, verify_kpis, wait_for_rollout
@@ -54,7 +52,7 @@ class LockLost(TransientError):
 
 
 @dataclass
-class Executor:
+class Executor(Recorder):
     """Runs one rollback against one cluster."""
 
     store: Store
@@ -220,15 +218,14 @@ class Executor:
         )
         check = run_preflight(self.cluster, context, workload, decision, rollback.bad_revision)
         rollback.preflight = check.checks
-        rollback.owner = OwnerRecord.of(check.owner) if check.owner else None
+        # A re-run's pre-flight may stop before the owner check: the first one's stays.
+        rollback.owner = OwnerRecord.of(check.owner) if check.owner else rollback.owner
         if check.blocked:
             if applied_earlier(self.store, rollback, workload, check.revisions):
+                detail = "an earlier attempt applied the revert before it stopped"
+                recorded = self._owner_record(rollback, workload)
                 self._step(
-                    rollback,
-                    "revert",
-                    "ok",
-                    started,
-                    "an earlier attempt applied the revert before it stopped",
+                    rollback, "revert", "ok", started, "; ".join(filter(None, [detail, recorded]))
                 )
                 return None
             self._step(rollback, "preflight", "blocked", started, check.blocked)
@@ -299,6 +296,15 @@ class Executor:
         self._step(rollback, "revert", "ok", started, detail)
         return None
 
+    def _owner_record(self, rollback: Rollback, workload: Workload) -> str:
+        """After a revert an earlier attempt applied but did not record: the owner's own
+        record of it (Helm's release N+1), which that attempt may not have written."""
+        owner, target = rollback.owner, rollback.target_revision
+        hand = self._hand(owner.kind) if owner and target and not rollback.aborted_only else None
+        if owner is None or hand is None or hand.reverts or target is None:
+            return ""
+        return hand.recorded(owner.claim(), workload, rollback, target)
+
     def _hand(self, kind: str) -> Hand | None:
         """The hand that acts through an owner of `kind` on this cluster."""
         objects = Objects(self.cluster.api)
@@ -329,7 +335,7 @@ class Executor:
         episode = self.store.episodes.episode(decision.episode_id)
         return episode is not None and episode.status == "resolved"
 
-    # -- recording -------------------------------------------------------------------------
+    # -- access ----------------------------------------------------------------------------
 
     @property
     def cluster(self) -> Kube:
@@ -344,55 +350,3 @@ class Executor:
                 raise LockLost(f"lost the lock on {workload.key} while waiting")
 
         return beat
-
-    def _step(
-        self,
-        rollback: Rollback,
-        name: str,
-        status: str,
-        started: datetime,
-        detail: str = "",
-        **data,
-    ) -> None:
-        rollback.steps.append(
-            RollbackStep(
-                name=name,
-                status=status,
-                started_at=started,
-                finished_at=self.clock(),
-                detail=detail,
-                data=data,
-            )
-        )
-        rollback.updated_at = self.clock()
-        self.store.rollbacks.save(rollback)
-        step = rollback.steps[-1]
-        fields = {"step": name, "status": status, "duration_ms": step.duration_ms}
-        log.info("rollback step %s %s: %s", name, status, detail, extra={"fields": fields})
-
-    def _freeze(self, rollback: Rollback, workload: Workload, reason: str) -> Rollback:
-        """The prior version is not healthy either: stop automating this workload."""
-        why = f"rollback {rollback.id} ended in verification_failed ({reason})"
-        self.store.automation.pause(
-            workload=workload, actor="backstop", reason=why, now=self.clock()
-        )
-        self.store.automation.audit(
-            AuditEntry(
-                at=self.clock(), actor="backstop", action="freeze", target=workload.key, reason=why
-            )
-        )
-        return self.finish(rollback, "verification_failed", reason)
-
-    def finish(self, rollback: Rollback, status: RollbackStatus, reason: str) -> Rollback:
-        """Record the terminal outcome and, except for a dry run, hand over to incidents."""
-        rollback.status, rollback.reason = status, reason
-        rollback.finished_at = rollback.updated_at = self.clock()
-        if status != "dry_run":
-            rollback.incident_job_id = queues.enqueue_incident(
-                self.connection, rollback_id=rollback.id, attempt=rollback.attempts
-            )
-        self.store.rollbacks.save(rollback)
-        fields = {"status": status, "reason": reason, "workload": rollback.workload.workload().key}
-        level = logging.INFO if status in ("verified", "dry_run") else logging.WARNING
-        log.log(level, "rollback %s: %s", status, reason, extra={"fields": fields})
-        return rollback

@@ -98,4 +98,6 @@ def test_a_revert_put_back_by_another_writer_fails_verification(make_stack):
     assert stack.image("checkout") == "shop/checkout:2"
     # Frozen for humans, as every failed verification is.
     assert stack.store.automation.paused(workload) is not None
-    wait_for(lambda: stack.revision("checkout") == "4", message="the writer's revision")
+    # The writer's template is revision 4, or still 2 when it put the bad image back before
+    # the Deployment controller ever saw the revert (a race the writer may win).
+    wait_for(lambda: stack.revision("checkout") in ("2", "4"), message="the writer's revision")

@@ -11,11 +11,13 @@ from core.store import Store
 from workers.owners import Hand, Situation
 from workers.owners.argocd import ArgoCDHand
 from workers.owners.flux import HelmReleaseHand, KustomizationHand
+from workers.owners.helm import HelmHand
 
 HANDS: dict[str, type[Hand]] = {
     "argocd": ArgoCDHand,
     "kustomization": KustomizationHand,
     "helmrelease": HelmReleaseHand,
+    "helm": HelmHand,
 }
 
 

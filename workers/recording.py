@@ -1,0 +1,78 @@
+"""Recording a rollback as it goes: each step with its timing, the terminal outcome, and
+the hand-over to incidents. The rollback record doubles as the job's checkpoint, so every
+step is saved as soon as it ends (workers/rollback.py runs the steps)."""
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import redis
+
+from core import queues
+from core.models import Workload
+from core.records import AuditEntry, Rollback, RollbackStep
+from core.store import Store
+from core.vocabulary import RollbackStatus
+
+log = logging.getLogger("backstop.rollback")
+
+
+class Recorder:
+    """What the rollback executor records with; it supplies the store, the connection and
+    the clock."""
+
+    store: Store
+    connection: redis.Redis
+    clock: Callable[[], datetime]
+
+    def _step(
+        self,
+        rollback: Rollback,
+        name: str,
+        status: str,
+        started: datetime,
+        detail: str = "",
+        **data,
+    ) -> None:
+        rollback.steps.append(
+            RollbackStep(
+                name=name,
+                status=status,
+                started_at=started,
+                finished_at=self.clock(),
+                detail=detail,
+                data=data,
+            )
+        )
+        rollback.updated_at = self.clock()
+        self.store.rollbacks.save(rollback)
+        step = rollback.steps[-1]
+        fields = {"step": name, "status": status, "duration_ms": step.duration_ms}
+        log.info("rollback step %s %s: %s", name, status, detail, extra={"fields": fields})
+
+    def _freeze(self, rollback: Rollback, workload: Workload, reason: str) -> Rollback:
+        """The prior version is not healthy either: stop automating this workload."""
+        why = f"rollback {rollback.id} ended in verification_failed ({reason})"
+        self.store.automation.pause(
+            workload=workload, actor="backstop", reason=why, now=self.clock()
+        )
+        self.store.automation.audit(
+            AuditEntry(
+                at=self.clock(), actor="backstop", action="freeze", target=workload.key, reason=why
+            )
+        )
+        return self.finish(rollback, "verification_failed", reason)
+
+    def finish(self, rollback: Rollback, status: RollbackStatus, reason: str) -> Rollback:
+        """Record the terminal outcome and, except for a dry run, hand over to incidents."""
+        rollback.status, rollback.reason = status, reason
+        rollback.finished_at = rollback.updated_at = self.clock()
+        if status != "dry_run":
+            rollback.incident_job_id = queues.enqueue_incident(
+                self.connection, rollback_id=rollback.id, attempt=rollback.attempts
+            )
+        self.store.rollbacks.save(rollback)
+        fields = {"status": status, "reason": reason, "workload": rollback.workload.workload().key}
+        level = logging.INFO if status in ("verified", "dry_run") else logging.WARNING
+        log.log(level, "rollback %s: %s", status, reason, extra={"fields": fields})
+        return rollback
