@@ -18,8 +18,11 @@ tens of ms on a real cluster), the rest of its kind run at most CONCURRENT_REQUE
 once over the same client (its connection pool is thread-safe and keeps that many
 connections). The events come from one request for the whole namespace when it holds at
 most EVENT_PAGE, filtered here; in a busier namespace, from one field-selected request per
-object, so that its other events are neither sent nor parsed. Either way the same events,
-and the error raised, if any, is the first in the order pods, logs, events."""
+object, so that its other events are neither sent nor parsed, and only after the revert
+(`late_events`): each such request makes the API server read the whole namespace's events
+(events have no watch cache), ~100 ms with a few hundred, and events, unlike the pods'
+logs, outlive the revert. Either way the same events, and the error raised, if any, is the
+first in the order pods, logs, events."""
 
 import time
 from collections.abc import Callable, Iterator
@@ -90,13 +93,31 @@ def capture(
             bad_child["metadata"]["name"],
             *(p["metadata"]["name"] for p in pods),
         ]
-        events = _events(kube, namespace, names, page.result())
-    return {
+        events = page.result()
+    captured = {
         "pods": [_pod(pod, logs) for pod in pods],
-        "events": [_event(e) for e in events],
+        "events": [],
         "selector": labels,
         "limits": {"pods": MAX_PODS, "tail_lines": TAIL_LINES, "log_bytes": LOG_BYTES},
     }
+    if events is None:
+        # A busy namespace: one request per object, each of which makes the API server read
+        # every event of the namespace (~100 ms past a few hundred). Events outlive the
+        # revert by an hour, logs do not: they are read after the PATCH (`late_events`).
+        captured["events_pending"] = names
+    else:
+        captured["events"] = [_event(e) for e in _events(kube, namespace, names, events)]
+    return captured
+
+
+def late_events(kube: Kube, namespace: str, evidence: dict) -> bool:
+    """Read the events `capture` left for after the revert into `evidence`; True when it
+    read any (the caller saves it)."""
+    names = evidence.pop("events_pending", None)
+    if not names:
+        return False
+    evidence["events"] = [_event(e) for e in _events(kube, namespace, names, None)]
+    return True
 
 
 def gather(calls: list[Callable]) -> list:

@@ -13,6 +13,7 @@ A spare lives only while the worker does: it exits when its pipe closes (the wor
 replaced it, stopped, or died) or when its parent is no longer the worker that forked it.
 """
 
+import gc
 import json
 import logging
 import os
@@ -54,6 +55,9 @@ class Spare:
         """Fork a spare that runs `serve` (which never returns: it ends in os._exit)."""
         read, write = os.pipe()
         parent = os.getpid()
+        # What the worker holds is the spare's too: frozen out of the collector, so the
+        # spare's collections never walk it (a pause in the job) nor write its pages.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # the spare
             os.close(write)

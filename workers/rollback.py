@@ -31,7 +31,7 @@ from core.records import (
     WorkloadRecord,
 )
 from core.store import Store
-from workers.evidence import capture, events_read_ahead
+from workers.evidence import capture, events_read_ahead, late_events
 from workers.owners import Hand, Situation, Unfreezable
 from workers.owners.registry import freeze_owner, hand_for
 from workers.preflight import PreflightContext, run_preflight
@@ -123,6 +123,9 @@ class Executor(Recorder):
             outcome = self._revert_with_retries(rollback, decision, workload, settings)
             if outcome is not None:
                 return outcome
+        evidence = self.store.rollbacks.evidence(rollback.id)
+        if evidence and late_events(self.cluster, workload.namespace, evidence):
+            self.store.rollbacks.save_evidence(rollback.id, evidence)
         waiting = Waiting(self.clock, self.sleep, self._heartbeat(workload))
         rolled_out = rollback.step("rollout")
         if rolled_out is None or rolled_out.status != "ok":
@@ -247,7 +250,12 @@ class Executor(Recorder):
                 "evidence",
                 "ok",
                 started,
-                f"{len(evidence['pods'])} pods, {len(evidence['events'])} events",
+                f"{len(evidence['pods'])} pods, "
+                + (
+                    "events after the revert"
+                    if "events_pending" in evidence
+                    else f"{len(evidence['events'])} events"
+                ),
             )
             testpoints.reached("after_evidence")
         undo = settings.argo_undo and not check.abort_only

@@ -83,3 +83,28 @@ def test_a_busy_namespace_is_asked_per_object(kube, kube_namespace, monkeypatch)
         monkeypatch.setattr(evidence, "EVENT_PAGE", 7)
         evidence._events(cluster, kube_namespace, [*ABOUT, "web"])
     assert asked == ABOUT  # each object once
+
+
+def test_a_busy_namespaces_events_are_read_after_the_revert(make_stack, monkeypatch):
+    """Per-object requests cost the API server a read of every event in the namespace, so
+    in a busy one they wait until the PATCH is sent; the evidence has them all the same."""
+    from tests.workloads import FAST, bad_release
+
+    stack = make_stack(FAST)
+    workload = bad_release(stack)
+    monkeypatch.setattr(evidence, "EVENT_PAGE", 1)  # every namespace is busy now
+    asked_at = []
+    real = stack.kube.events_about
+
+    def about(namespace, name):
+        asked_at.append(stack.image("checkout"))
+        return real(namespace, name)
+
+    monkeypatch.setattr(stack.kube, "events_about", about)
+    rollback = stack.roll_back(stack.alert(workload))
+    assert rollback.status == "verified", rollback.reason
+    assert rollback.step("evidence").detail.endswith("events after the revert")
+    assert asked_at and set(asked_at) == {"shop/checkout:1"}  # asked once reverted
+    saved = stack.store.rollbacks.evidence(rollback.id)
+    assert "events_pending" not in saved
+    assert "Deployment/checkout" in {e["object"] for e in saved["events"]}
