@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from config.durations import Duration
+from config.judgment import JudgmentPolicy
 from config.owners import OwnersPolicy
 
 
@@ -142,6 +143,7 @@ class ServicePolicy(StrictModel):
     argo_undo: bool | None = None
     verify: VerifyPolicy | None = None
     migration_guard: MigrationGuard | None = None
+    judgment: JudgmentPolicy | None = None
 
     @field_validator("kill_switches")
     @classmethod

@@ -26,6 +26,8 @@ from core.vocabulary import Outcome, explain
 # Reasons that page a human whatever incidents.pagerduty.page_decisions says: a bug must
 # never stay silent.
 ALWAYS_PAGE = frozenset({"internal_error"})
+# The judgment could not tell: the rollback waits for a human (workers/judging.py).
+INCONCLUSIVE = "judgment_inconclusive"
 
 
 log = logging.getLogger("backstop.decisions")
@@ -107,6 +109,18 @@ class Engine:
         self._audit(actor, "deny", decision, reason)
         return self._finish(decision, self.clock(), "skipped", "denied", by=actor)
 
+    def judged(self, decision: Decision, reason: str) -> Decision:
+        """The rollback job's judgment: the bad revision is no worse (`not_caused_by_rollout`:
+        skipped) or it could not tell (`judgment_inconclusive`: a human approves or denies).
+        Either way nothing was rolled back, so the claim on the revision is given back."""
+        now = self.clock()
+        self.store.automation.release_claim(
+            workload_of(decision), bad_revision(decision), decision.id
+        )
+        if reason == INCONCLUSIVE:
+            return self._finish(decision, now, "awaiting_approval", reason)
+        return self._finish(decision, now, "skipped", reason)
+
     def retry_rollback(self, rollback_id: str, *, actor: str) -> Rollback:
         """A human runs a blocked, failed or verification-failed rollback again."""
         found = self.store.rollbacks.get(rollback_id)
@@ -184,7 +198,16 @@ class Engine:
     def _enqueue(self, decision: Decision, now: datetime, by: str = "backstop") -> Decision:
         # The claim is ours (keyed by this decision's id, which is the episode's), so a retry
         # after a failure here re-enqueues; the unique job id keeps it to one job.
-        decision.job_id = queues.enqueue_rollback(self.connection, _request(decision))
+        request = _request(decision)
+        held = self.store.rollbacks.get(request.id)
+        if held is not None and held.reason == INCONCLUSIVE:
+            # A human approves what the judgment could not decide: the same rollback goes
+            # on from its judgment step (workers/rollback.py does not judge it again).
+            held.status, held.reason, held.finished_at = "running", f"approved by {by}", None
+            self.store.rollbacks.save(held)
+            decision.job_id = queues.retry_rollback(self.connection, request)
+        else:
+            decision.job_id = queues.enqueue_rollback(self.connection, request)
         return self._finish(decision, now, "rollback", "enqueued", by=by)
 
     def _finish(

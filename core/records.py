@@ -199,6 +199,8 @@ class Rollback(Record):
     preflight: dict = Field(default_factory=dict)
     patch_type: str = ""
     patch: dict | list | None = None
+    # Was the bad revision really worse than the target? (workers/judging.py)
+    judgment: dict = Field(default_factory=dict)
     verification: dict = Field(default_factory=dict)
     attempts: int = 0
     incident_job_id: str | None = None

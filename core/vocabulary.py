@@ -36,6 +36,8 @@ SKIP_REASONS: dict[str, str] = {
     "circuit_open": "the circuit breaker is open; a human must reset it",
     "resolved": "the alert resolved before it had fired for min_firing",
     "denied": "a human denied the rollback",
+    "not_caused_by_rollout": "the judgment found the new revision no worse than the one "
+    "before it: the cause lies elsewhere; a human is paged with the evidence",
     "internal_error": "Backstop failed while deciding (a bug, logged with its traceback); "
     "a human decides",
 }
@@ -46,6 +48,8 @@ REASONS: dict[str, str] = {
     "enqueued": "a rollback job was enqueued",
     "would_roll_back": "dry run: Backstop would have rolled back",
     "approval_required": "waiting for a human to approve the rollback",
+    "judgment_inconclusive": "the judgment could not tell whether the new revision is worse "
+    "(too little data, or not significant on small samples); a human approves or denies",
     "min_firing": "waiting until the alert has fired long enough",
 }
 
@@ -58,8 +62,8 @@ ROLLBACK_STATUSES: dict[str, str] = {
     "verified": "the workload was reverted and the previous revision proved healthy",
     "verification_failed": "the workload was reverted but the previous revision did not "
     "prove healthy; the workload is frozen for humans",
-    "blocked": "pre-flight refused to revert (for example a migration or a broken target); "
-    "nothing was changed",
+    "blocked": "pre-flight or the judgment refused to revert (for example a migration, a "
+    "broken target, or a new revision no worse than the old); nothing was changed",
     "failed": "the rollback could not be carried out (a permanent error or retries spent)",
     "dry_run": "dry-run mode: pre-flight ran and the exact patch was recorded, not applied",
 }

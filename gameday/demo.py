@@ -11,8 +11,13 @@ and their rates are flat rather than jumping by whole requests (a 10 request/s c
 0.1% would otherwise show a 1% ratio whenever its one failure per 100 s is in the window).
 
 HTTP on 127.0.0.1 only, without authentication (a loopback test service):
-  GET  /metrics  demo_requests_total{namespace,deployment,service,code} (code "200"/"500")
-                 and the histogram demo_request_duration_seconds{namespace,deployment,service}
+  GET  /metrics  demo_requests_total{namespace,deployment,service,pod_template_hash,code}
+                 (code "200"/"500") and the histogram
+                 demo_request_duration_seconds{namespace,deployment,service,pod_template_hash};
+                 `pod_template_hash` is the revision of the pods that answered (their
+                 pod-template-hash, controller-revision-hash or rollouts-pod-template-hash
+                 label), so a revision can be told from another; sums over it are the
+                 workload's
   POST /control  {"deployment": "checkout", "error_ratio": 0.5, "seconds": 5}: that
                  Deployment's pods fail at that ratio for that long (a fault without a rollout)
   GET  /control  the active faults
@@ -50,6 +55,9 @@ from cli.localredis import free_port
 from testbed.processes import launch, terminate, wait_ready
 
 SERVICE_LABEL = "demo.backstop.io/service"
+# A pod's revision, by the label its controller gives it (Deployment, StatefulSet or
+# DaemonSet, Argo Rollout).
+REVISION_LABELS = ("pod-template-hash", "controller-revision-hash", "rollouts-pod-template-hash")
 DEPLOYMENT_LABEL = "app"
 POLL_SECONDS = 0.5
 TICK_SECONDS = 0.25
@@ -100,6 +108,7 @@ class Pod:
     deployment: str
     service: str
     image: str
+    revision: str = ""
 
 
 def serving_pods(pods: Iterable[client.V1Pod]) -> list[Pod]:
@@ -119,6 +128,7 @@ def serving_pods(pods: Iterable[client.V1Pod]) -> list[Pod]:
                     deployment=labels[DEPLOYMENT_LABEL],
                     service=labels[SERVICE_LABEL],
                     image=pod.spec.containers[0].image,
+                    revision=next((labels[k] for k in REVISION_LABELS if labels.get(k)), ""),
                 )
             )
     return serving
@@ -138,7 +148,7 @@ class Traffic:
     def __init__(self, namespace: str, rate: float):
         self.namespace = namespace
         self.rate = rate
-        self.series: dict[tuple[str, str], Series] = {}
+        self.series: dict[tuple[str, str, str], Series] = {}
         self.faults: dict[str, tuple[float, float]] = {}  # deployment → (ratio, until)
         self.lock = threading.Lock()
 
@@ -151,7 +161,8 @@ class Traffic:
                 requests = self.rate * seconds / per_service[pod.service]
                 behaviour = behaviour_for(pod.image)
                 ratio = self._error_ratio(pod.deployment, behaviour, now)
-                series = self.series.setdefault((pod.deployment, pod.service), Series())
+                key = (pod.deployment, pod.service, pod.revision)
+                series = self.series.setdefault(key, Series())
                 series.codes["500"] += requests * ratio
                 series.codes["200"] += requests * (1 - ratio)
                 series.durations[behaviour.fast_seconds] += requests * (1 - behaviour.slow_ratio)
@@ -180,16 +191,16 @@ class Traffic:
         requests = CounterMetricFamily(
             "demo_requests",
             "Simulated requests answered, by status code.",
-            labels=["namespace", "deployment", "service", "code"],
+            labels=["namespace", "deployment", "service", "pod_template_hash", "code"],
         )
         latency = HistogramMetricFamily(
             "demo_request_duration_seconds",
             "Simulated request duration.",
-            labels=["namespace", "deployment", "service"],
+            labels=["namespace", "deployment", "service", "pod_template_hash"],
         )
         with self.lock:
-            for (deployment, service), series in sorted(self.series.items()):
-                labels = [self.namespace, deployment, service]
+            for (deployment, service, revision), series in sorted(self.series.items()):
+                labels = [self.namespace, deployment, service, revision]
                 for code, count in sorted(series.codes.items()):
                     requests.add_metric([*labels, code], count)
                 durations = series.durations.items()

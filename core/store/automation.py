@@ -17,6 +17,18 @@ CLAIM_TTL = timedelta(days=30)  # a rolled-back revision stays "already rolled b
 AUDIT_MAX = 10_000
 
 
+# Give a claim back: only the decision that holds it may, and it no longer counts toward
+# the breaker. The cooldown stamp stays (which claim set it is not kept): conservative.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
 def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
@@ -28,6 +40,7 @@ class AutomationStore:
         self.redis = client
         script = resources.files("core.store").joinpath("claim.lua").read_text()
         self._claim = client.register_script(script)
+        self._release = client.register_script(RELEASE)
 
     # -- pauses ----------------------------------------------------------------------------
 
@@ -109,6 +122,15 @@ class AutomationStore:
             ],
         )
         return None if result[0] == b"ok" else result[1].decode()
+
+    def release_claim(self, workload: Workload, revision: str, decision_id: str) -> bool:
+        """Give back the claim `decision_id` holds on rolling back `revision` (the judgment
+        said not to, or could not tell): a later episode, or a human's approval, may claim
+        it again. True when it was held by that decision."""
+        held = self._release(
+            keys=[keys.claim(workload.key, revision), keys.ROLLBACK_TIMES], args=[decision_id]
+        )
+        return bool(held)
 
     def claimed(self, workload: Workload, revision: str) -> str | None:
         """The decision that claimed this rollback, if any."""

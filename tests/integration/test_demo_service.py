@@ -135,15 +135,21 @@ def test_the_error_ratio_follows_the_image(demo):
     demo.set_image("checkout", "demo/checkout:1.0.0")
     demo.value(error_ratio("checkout"), lambda ratio: ratio < LOW)
 
-    # One series across the rollouts, its request counts and histogram in step.
+    # One series per revision (back on 1.0.0, its pods have its hash again), request counts
+    # and histogram in step.
     families = {f.name: f for f in text_string_to_metric_families(demo.get("/metrics").text)}
-    counts = {s.labels["code"]: s.value for s in families["demo_requests"].samples}
+    counts: dict[str, float] = {}
+    revisions = set()
+    for sample in families["demo_requests"].samples:
+        counts[sample.labels["code"]] = counts.get(sample.labels["code"], 0) + sample.value
+        revisions.add(sample.labels["pod_template_hash"])
     assert set(counts) == {"200", "500"}
-    [total] = [
+    assert len(revisions) == 2 and "" not in revisions  # 1.0.0 and 1.1.0-errors, by hash
+    total = sum(
         s.value
         for s in families["demo_request_duration_seconds"].samples
         if s.name.endswith("_count")
-    ]
+    )
     assert counts["200"] + counts["500"] == pytest.approx(total)
 
 
