@@ -37,7 +37,8 @@ def verified(stack, workload):
     rollback = stack.roll_back(stack.alert(workload))
     assert rollback.status == "verified", (rollback.reason, rollback.steps[-1].detail)
     names = [s.name for s in rollback.steps]
-    assert names[names.index("owner") + 1] == "revert"
+    # A 409 on the revert (the workload moved meanwhile) re-runs pre-flight in between.
+    assert names.index("owner") < names.index("revert")
     return rollback
 
 
