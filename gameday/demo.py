@@ -4,54 +4,65 @@ It answers no real requests. Every 0.5 s it lists the Ready pods labelled
 `demo.backstop.io/service` in one namespace; every 0.25 s it counts the requests those pods
 would have answered since the last step. Each service (the label's value) gets `--rate`
 requests per second, split evenly over its Ready pods, so a 1-pod canary beside 9 stable
-pods gets 10%. A pod's 5xx ratio and latency follow its image tag (see BEHAVIOURS); its
-Deployment is its `app` label. Counting is deterministic: each step adds exactly
-rate * seconds requests, of which exactly ratio * requests fail, so counters are fractional
-and their rates are flat rather than jumping by whole requests (a 10 request/s canary at
-0.1% would otherwise show a 1% ratio whenever its one failure per 100 s is in the window).
+pods gets 10%. A pod's 5xx ratio and latency follow its image tag (gameday/behaviours.py);
+its Deployment is its `app` label. By default counting is deterministic: each step adds
+exactly rate * seconds requests, of which exactly ratio * requests fail, so counters are
+fractional and their rates are flat rather than jumping by whole requests (a 10 request/s
+canary at 0.1% would otherwise show a 1% ratio whenever its one failure per 100 s is in
+the window).
+
+`--noise SEED` makes the data look like a real service's instead: each step's requests per
+pod are a Poisson count around the rate, failures (and slow requests) binomial around
+their ratio, and every duration jittered, all from random.Random(SEED); a 0.3% pod then
+scatters from window to window while its long-run ratio stays 0.3%. The same seed and the
+same pods and steps give the same counts.
+
+`--segments ios=0.3,android=0.3,web=0.4` splits every pod's traffic over client segments
+by weight (weights are relative: they are scaled to sum to 1, so a service's total stays
+`--rate`), each its own series with a `segment` label; without it there is no such label.
 
 HTTP on 127.0.0.1 only, without authentication (a loopback test service):
   GET  /metrics  demo_requests_total{namespace,deployment,service,pod_template_hash,code}
                  (code "200"/"500") and the histogram
-                 demo_request_duration_seconds{namespace,deployment,service,pod_template_hash};
+                 demo_request_duration_seconds{namespace,deployment,service,pod_template_hash},
+                 both with `segment` after pod_template_hash if --segments is given;
                  `pod_template_hash` is the revision of the pods that answered (their
                  pod-template-hash, controller-revision-hash or rollouts-pod-template-hash
-                 label), so a revision can be told from another; sums over it are the
-                 workload's
+                 label, else ""), so a revision can be told from another; sums over it
+                 (and over `segment`) are the workload's
   POST /control  {"deployment": "checkout", "error_ratio": 0.5, "seconds": 5}: that
-                 Deployment's pods fail at that ratio for that long (a fault without a rollout)
+                 Deployment's pods fail at that ratio for that long (a fault without a
+                 rollout); with "segment": "ios" only that segment's requests do (a
+                 segment failure; a segment's own fault wins over the Deployment's)
   GET  /control  the active faults
 
-Run: `python -m gameday.demo --kubeconfig PATH --namespace NS --port PORT [--rate 100]`;
-tests and game days start it as a process with DemoProcess.
+Run: `python -m gameday.demoserver --kubeconfig PATH --namespace NS --port PORT
+[--rate 100] [--segments ios=0.3,web=0.7] [--noise SEED]`; tests and game days start it
+as a process with DemoProcess (gameday/demoserver.py is the process: poller, ticker, HTTP).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import math
 import os
-import signal
+import re
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from kubernetes import client, config
+from kubernetes import client
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from cli.localredis import free_port
+from gameday.behaviours import Answered, Flat, Noisy, behaviour_for
 from testbed.processes import launch, terminate, wait_ready
 
 SERVICE_LABEL = "demo.backstop.io/service"
@@ -59,45 +70,9 @@ SERVICE_LABEL = "demo.backstop.io/service"
 # DaemonSet, Argo Rollout).
 REVISION_LABELS = ("pod-template-hash", "controller-revision-hash", "rollouts-pod-template-hash")
 DEPLOYMENT_LABEL = "app"
-POLL_SECONDS = 0.5
-TICK_SECONDS = 0.25
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # seconds; +Inf is added on exposition
-MAX_FAULT_SECONDS = 3600
-MAX_BODY_BYTES = 64 * 1024
+SEGMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-log = logging.getLogger("backstop.gameday.demo")
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """How a pod's requests go: the share answered 500, the share that is slow, durations."""
-
-    error_ratio: float
-    slow_ratio: float = 0.0
-    fast_seconds: float = 0.05
-    slow_seconds: float = 2.5
-
-
-# Image tag suffix → behaviour; the first suffix the tag ends with wins, else DEFAULT_BEHAVIOUR.
-BEHAVIOURS: dict[str, Behaviour] = {
-    "-errors": Behaviour(error_ratio=0.05),
-    "-slow": Behaviour(error_ratio=0.001, slow_ratio=0.10),
-}
-DEFAULT_BEHAVIOUR = Behaviour(error_ratio=0.001)
-
-
-def image_tag(image: str) -> str:
-    """The tag of an image reference, "" if none (a registry's port or a digest is no tag)."""
-    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
-    return last.rsplit(":", 1)[1] if ":" in last else ""
-
-
-def behaviour_for(image: str) -> Behaviour:
-    """The behaviour of pods running `image`."""
-    tag = image_tag(image)
-    found = (b for suffix, b in BEHAVIOURS.items() if tag.endswith(suffix))
-    return next(found, DEFAULT_BEHAVIOUR)
 
 
 @dataclass(frozen=True)
@@ -134,235 +109,145 @@ def serving_pods(pods: Iterable[client.V1Pod]) -> list[Pod]:
     return serving
 
 
+def check_segments(weights: Mapping[str, float]) -> dict[str, float]:
+    """Client segments' weights scaled to sum to 1; ValueError for a bad name or weight."""
+    if not weights:
+        raise ValueError("give at least one segment")
+    for name, weight in weights.items():
+        if not isinstance(name, str) or not SEGMENT_NAME.fullmatch(name):
+            raise ValueError(f"segment {name!r}: a name is letters, digits, '_', '.', '-'")
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ValueError(f"segment {name}: the weight must be a number")
+        if not (math.isfinite(weight) and weight > 0):
+            raise ValueError(f"segment {name}: the weight must be above 0")
+    total = math.fsum(weights.values())
+    return {name: weight / total for name, weight in weights.items()}
+
+
+def parse_segments(text: str) -> dict[str, float]:
+    """`ios=0.3,android=0.3,web=0.4` as check_segments' weights; ValueError if malformed."""
+    weights: dict[str, float] = {}
+    for item in text.split(","):
+        name, equals, weight = (part.strip() for part in item.partition("="))
+        if not equals:
+            raise ValueError(f"{item.strip()!r} is not name=weight")
+        if name in weights:
+            raise ValueError(f"segment {name} is given twice")
+        try:
+            weights[name] = float(weight)
+        except ValueError:
+            raise ValueError(f"segment {name}: {weight!r} is not a number") from None
+    return check_segments(weights)
+
+
 @dataclass
 class Series:
-    """What one (deployment, service) has answered so far; every number only grows."""
+    """What one series has answered so far; every number only grows."""
 
     codes: dict[str, float] = field(default_factory=lambda: {"200": 0.0, "500": 0.0})
-    durations: dict[float, float] = field(default_factory=lambda: defaultdict(float))
+    # Requests per histogram bucket, not cumulative; the last is above every bound.
+    buckets: list[float] = field(default_factory=lambda: [0.0] * (len(BUCKETS) + 1))
+    seconds: float = 0.0
+
+    def add(self, answered: Answered) -> None:
+        self.codes["500"] += answered.failed
+        self.codes["200"] += answered.ok
+        for took, count in answered.durations:
+            self.buckets[bisect_left(BUCKETS, took)] += count
+            self.seconds += took * count
 
 
 class Traffic:
-    """The simulation: serving pods and elapsed time in, Prometheus metrics out. Thread-safe."""
+    """The simulation: serving pods and elapsed time in, Prometheus metrics out. Thread-safe.
 
-    def __init__(self, namespace: str, rate: float):
+    `segments` (name → weight) splits each pod's requests by client segment; `noise` (a
+    seed) draws each step's counts as a real service's would scatter (see the module's
+    docstring)."""
+
+    def __init__(
+        self,
+        namespace: str,
+        rate: float,
+        *,
+        segments: Mapping[str, float] | None = None,
+        noise: int | None = None,
+    ):
         self.namespace = namespace
         self.rate = rate
-        self.series: dict[tuple[str, str, str], Series] = {}
-        self.faults: dict[str, tuple[float, float]] = {}  # deployment → (ratio, until)
+        self.segmented = bool(segments)
+        self.segments = check_segments(segments) if segments else {"": 1.0}
+        self.draw = Flat() if noise is None else Noisy(noise)
+        # (deployment, service, revision, segment) → what it answered
+        self.series: dict[tuple[str, str, str, str], Series] = {}
+        # (deployment, segment or "" for all of them) → (ratio, until)
+        self.faults: dict[tuple[str, str], tuple[float, float]] = {}
         self.lock = threading.Lock()
 
     def advance(self, pods: Iterable[Pod], seconds: float, now: float) -> None:
         """Count what `pods` answered in the last `seconds`; `now` (monotonic) ends faults."""
-        pods = list(pods)
+        pods = sorted(pods, key=lambda pod: pod.name)  # the same draws whatever the order
         per_service = Counter(pod.service for pod in pods)
         with self.lock:
             for pod in pods:
                 requests = self.rate * seconds / per_service[pod.service]
                 behaviour = behaviour_for(pod.image)
-                ratio = self._error_ratio(pod.deployment, behaviour, now)
-                key = (pod.deployment, pod.service, pod.revision)
-                series = self.series.setdefault(key, Series())
-                series.codes["500"] += requests * ratio
-                series.codes["200"] += requests * (1 - ratio)
-                series.durations[behaviour.fast_seconds] += requests * (1 - behaviour.slow_ratio)
-                series.durations[behaviour.slow_seconds] += requests * behaviour.slow_ratio
+                for segment, weight in self.segments.items():
+                    ratio = self._error_ratio(pod.deployment, segment, behaviour.error_ratio, now)
+                    key = (pod.deployment, pod.service, pod.revision, segment)
+                    series = self.series.setdefault(key, Series())
+                    series.add(self.draw.answer(requests * weight, ratio, behaviour))
 
-    def _error_ratio(self, deployment: str, behaviour: Behaviour, now: float) -> float:
-        fault = self.faults.get(deployment)
-        return fault[0] if fault and fault[1] > now else behaviour.error_ratio
+    def _error_ratio(self, deployment: str, segment: str, usual: float, now: float) -> float:
+        for key in ((deployment, segment), (deployment, "")):
+            fault = self.faults.get(key)
+            if fault and fault[1] > now:
+                return fault[0]
+        return usual
 
-    def set_fault(self, deployment: str, error_ratio: float, seconds: float, now: float) -> None:
-        """Make `deployment` fail at `error_ratio` for `seconds` from `now` (monotonic)."""
+    def set_fault(
+        self, deployment: str, error_ratio: float, seconds: float, now: float, segment: str = ""
+    ) -> None:
+        """Make `deployment` (only its `segment`'s requests, if given) fail at `error_ratio`
+        for `seconds` from `now` (monotonic)."""
+        if segment and segment not in self.segments:
+            raise ValueError(f"no segment {segment}")
         with self.lock:
-            self.faults[deployment] = (error_ratio, now + seconds)
+            self.faults[(deployment, segment)] = (error_ratio, now + seconds)
 
     def active_faults(self, now: float) -> list[dict]:
         """The faults still running at `now`, forgetting the others."""
         with self.lock:
-            self.faults = {name: f for name, f in self.faults.items() if f[1] > now}
-            return [
-                {"deployment": name, "error_ratio": ratio, "remaining_seconds": until - now}
-                for name, (ratio, until) in sorted(self.faults.items())
-            ]
+            self.faults = {key: f for key, f in self.faults.items() if f[1] > now}
+            faults = []
+            for (name, segment), (ratio, until) in sorted(self.faults.items()):
+                fault = {"deployment": name, "error_ratio": ratio, "remaining_seconds": until - now}
+                faults.append({**fault, "segment": segment} if segment else fault)
+            return faults
 
     def collect(self):
         """The metric families (prometheus_client's collector protocol)."""
+        names = ["namespace", "deployment", "service", "pod_template_hash"]
+        names += ["segment"] if self.segmented else []
         requests = CounterMetricFamily(
-            "demo_requests",
-            "Simulated requests answered, by status code.",
-            labels=["namespace", "deployment", "service", "pod_template_hash", "code"],
+            "demo_requests", "Simulated requests answered, by status code.", labels=[*names, "code"]
         )
         latency = HistogramMetricFamily(
-            "demo_request_duration_seconds",
-            "Simulated request duration.",
-            labels=["namespace", "deployment", "service", "pod_template_hash"],
+            "demo_request_duration_seconds", "Simulated request duration.", labels=names
         )
         with self.lock:
-            for (deployment, service, revision), series in sorted(self.series.items()):
+            for (deployment, service, revision, segment), series in sorted(self.series.items()):
                 labels = [self.namespace, deployment, service, revision]
+                labels += [segment] if self.segmented else []
                 for code, count in sorted(series.codes.items()):
                     requests.add_metric([*labels, code], count)
-                durations = series.durations.items()
-                buckets = [
-                    (floatToGoString(le), sum(n for took, n in durations if took <= le))
-                    for le in BUCKETS
-                ]
-                buckets.append(("+Inf", sum(n for _, n in durations)))
-                latency.add_metric(labels, buckets, sum(took * n for took, n in durations))
+                buckets, below = [], 0.0
+                for le, count in zip(BUCKETS, series.buckets, strict=False):
+                    below += count
+                    buckets.append((floatToGoString(le), below))
+                buckets.append(("+Inf", below + series.buckets[-1]))
+                latency.add_metric(labels, buckets, series.seconds)
         yield requests
         yield latency
-
-
-def parse_fault(body: bytes) -> tuple[str, float, float]:
-    """Validate a POST /control body into (deployment, error_ratio, seconds); ValueError if bad."""
-    try:
-        data = json.loads(body)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
-        raise ValueError("the body must be JSON") from None
-    if not isinstance(data, dict):
-        raise ValueError("the body must be a JSON object")
-    if unknown := sorted(set(data) - {"deployment", "error_ratio", "seconds"}):
-        raise ValueError(f"unknown fields: {', '.join(unknown)}")
-    deployment, ratio, seconds = (
-        data.get("deployment"),
-        data.get("error_ratio"),
-        data.get("seconds"),
-    )
-    if not isinstance(deployment, str) or not 0 < len(deployment) <= 253:
-        raise ValueError("deployment must be a Deployment name")
-    if not _number(ratio) or not 0 <= ratio <= 1:
-        raise ValueError("error_ratio must be a number from 0 to 1")
-    if not _number(seconds) or not 0 < seconds <= MAX_FAULT_SECONDS:
-        raise ValueError(f"seconds must be a number above 0, at most {MAX_FAULT_SECONDS}")
-    return deployment, float(ratio), float(seconds)
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self):
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_PLAIN_0_0_4)
-        elif path == "/control":
-            self._json(200, {"faults": self.server.traffic.active_faults(time.monotonic())})
-        else:
-            self._json(404, {"error": "not found"})
-
-    def do_POST(self):
-        if self.path.split("?", 1)[0] != "/control":
-            self._json(404, {"error": "not found"})
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if not 0 <= length <= MAX_BODY_BYTES:
-                raise ValueError(f"the body must be at most {MAX_BODY_BYTES} bytes")
-            deployment, ratio, seconds = parse_fault(self.rfile.read(length))
-        except ValueError as error:
-            self._json(400, {"error": str(error)})
-            return
-        now = time.monotonic()
-        self.server.traffic.set_fault(deployment, ratio, seconds, now)
-        log.info("fault: %s answers %g of its requests 500 for %g s", deployment, ratio, seconds)
-        self._json(200, {"faults": self.server.traffic.active_faults(now)})
-
-    def _json(self, status: int, document: dict) -> None:
-        self._send(status, json.dumps(document).encode(), "application/json")
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format, *args):
-        pass  # a line per scrape would drown the log
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    traffic: Traffic
-    registry: CollectorRegistry
-
-
-class DemoService:
-    """The service in this process: a pod poller, a traffic ticker and an HTTP server."""
-
-    def __init__(self, kubeconfig: Path, namespace: str, port: int = 0, rate: float = 100.0):
-        self.kubeconfig = Path(kubeconfig)
-        self.namespace = namespace
-        self.port = port
-        self.traffic = Traffic(namespace, rate)
-        self.pods: tuple[Pod, ...] = ()
-        self.stopping = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.server: _Server | None = None
-        self.api: client.ApiClient | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL (the bound port, once started)."""
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> DemoService:
-        """Bind, then poll, count and serve in background threads."""
-        self.api = config.new_client_from_config(str(self.kubeconfig))  # fails fast if bad
-        self.server = _Server(("127.0.0.1", self.port), _Handler)
-        self.server.traffic = self.traffic
-        self.server.registry = CollectorRegistry()
-        self.server.registry.register(self.traffic)
-        for target in (self._poll, self._tick, self.server.serve_forever):
-            thread = threading.Thread(target=target, name=target.__name__, daemon=True)
-            thread.start()
-            self.threads.append(thread)
-        return self
-
-    def stop(self) -> None:
-        """Stop the threads and close the socket and the API client."""
-        self.stopping.set()
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-        for thread in self.threads:
-            thread.join()
-        if self.api is not None:
-            self.api.close()
-
-    def _poll(self) -> None:
-        """Refresh the serving pods; on an API error keep the last ones (and say so once)."""
-        core = client.CoreV1Api(self.api)
-        failing = ""
-        while True:
-            try:
-                found = core.list_namespaced_pod(
-                    self.namespace, label_selector=SERVICE_LABEL, _request_timeout=5
-                )
-                self.pods = tuple(serving_pods(found.items))
-                failing = ""
-            except Exception as error:  # the service outlives API hiccups, as a real one would
-                text = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
-                if text != failing:
-                    log.warning(
-                        "listing pods failed, keeping the last %d: %s", len(self.pods), text
-                    )
-                failing = text
-            if self.stopping.wait(POLL_SECONDS):
-                return
-
-    def _tick(self) -> None:
-        # The measured time since the last step, not TICK_SECONDS: a late step adds more, so
-        # the rate stays exact.
-        last = time.monotonic()
-        while not self.stopping.wait(TICK_SECONDS):
-            now = time.monotonic()
-            self.traffic.advance(self.pods, now - last, now)
-            last = now
 
 
 class DemoProcess:
@@ -376,12 +261,18 @@ class DemoProcess:
         *,
         rate: float = 100.0,
         port: int | None = None,
+        noise: int | None = None,
+        segments: dict[str, float] | None = None,
     ):
         self.kubeconfig = Path(kubeconfig)
         self.namespace = namespace
         self.workdir = Path(workdir)
         self.rate = rate
         self.port = port or free_port()
+        self.noise = noise
+        self.segments = dict(segments) if segments else None
+        if self.segments:
+            check_segments(self.segments)  # a bad one fails here, not in the child
         self.process: subprocess.Popen | None = None
 
     @property
@@ -404,12 +295,17 @@ class DemoProcess:
         args = [
             sys.executable,
             "-m",
-            "gameday.demo",
+            "gameday.demoserver",
             f"--kubeconfig={self.kubeconfig}",
             f"--namespace={self.namespace}",
             f"--port={self.port}",
             f"--rate={self.rate!r}",
         ]
+        if self.noise is not None:
+            args.append(f"--noise={int(self.noise)}")
+        if self.segments:
+            weights = ",".join(f"{name}={weight!r}" for name, weight in self.segments.items())
+            args.append(f"--segments={weights}")
         # The child imports gameday (and testbed), so it must find the repository.
         path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         self.process = launch(args, self.log, env={**os.environ, "PYTHONPATH": path})
@@ -423,9 +319,14 @@ class DemoProcess:
         except OSError:
             return False
 
-    def fault(self, deployment: str, error_ratio: float, seconds: float) -> list[dict]:
-        """POST /control: fail `deployment` at `error_ratio` for `seconds`; the active faults."""
+    def fault(
+        self, deployment: str, error_ratio: float, seconds: float, segment: str | None = None
+    ) -> list[dict]:
+        """POST /control: fail `deployment` (only its `segment`, if given) at `error_ratio`
+        for `seconds`; the active faults."""
         body = {"deployment": deployment, "error_ratio": error_ratio, "seconds": seconds}
+        if segment is not None:
+            body["segment"] = segment
         request = urllib.request.Request(  # noqa: S310 - our own loopback URL
             f"{self.url}/control",
             data=json.dumps(body).encode(),
@@ -443,43 +344,3 @@ class DemoProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError("must be a positive number")
-    return value
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Process entry point: serve until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(
-        prog="python -m gameday.demo", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--kubeconfig", type=Path, required=True, help="cluster to read pods from")
-    parser.add_argument("--namespace", required=True, help="namespace of the demo pods")
-    parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1")
-    parser.add_argument(
-        "--rate", type=_positive, default=100.0, help="requests per second per service"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    service = DemoService(args.kubeconfig, args.namespace, args.port, args.rate).start()
-    log.info(
-        "demo service on %s: pods of namespace %s, %g requests/s per service",
-        service.url,
-        args.namespace,
-        args.rate,
-    )
-    while not stop.wait(1.0):
-        pass
-    service.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
