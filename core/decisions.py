@@ -26,7 +26,7 @@ from core.vocabulary import Outcome, explain
 # Reasons that page a human whatever incidents.pagerduty.page_decisions says: a bug must
 # never stay silent.
 ALWAYS_PAGE = frozenset({"internal_error"})
-# The judgment could not tell: the rollback waits for a human (workers/judging.py).
+# The judgment could not tell: the rollback waits for a human (core/judging.py).
 INCONCLUSIVE = "judgment_inconclusive"
 
 

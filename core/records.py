@@ -98,6 +98,9 @@ class Rollout(Record):
     rollback_of: str | None = None
     # Who reconciles the workload, from its marks when the watcher saw this revision.
     owner: OwnerRecord | None = None
+    # What labels this revision's pods (their pod-template-hash, rollouts-pod-template-hash
+    # or controller-revision-hash), from the watcher; "" when only CI reported it.
+    template_hash: str = ""
     sources: list[str] = Field(default_factory=list)
     version: str = ""
     commit: str = ""
@@ -199,7 +202,7 @@ class Rollback(Record):
     preflight: dict = Field(default_factory=dict)
     patch_type: str = ""
     patch: dict | list | None = None
-    # Was the bad revision really worse than the target? (workers/judging.py)
+    # Was the bad revision really worse than the target? (core/judging.py)
     judgment: dict = Field(default_factory=dict)
     verification: dict = Field(default_factory=dict)
     attempts: int = 0

@@ -23,6 +23,7 @@ from core.errors import PermanentError, TransientError
 from core.integrations.kubernetes import Conflict, Kube
 from core.integrations.objects import Objects
 from core.integrations.prometheus import Prometheus
+from core.judging import consequence, judge
 from core.models import Workload
 from core.queues import RollbackRequest
 from core.records import (
@@ -33,7 +34,6 @@ from core.records import (
 )
 from core.store import Store
 from workers.evidence import capture, events_read_ahead, late_events
-from workers.judging import consequence, judge
 from workers.owners import Hand, Situation, Unfreezable
 from workers.owners.registry import freeze_owner, hand_for
 from workers.preflight import PreflightContext, Revisions, run_preflight, started_at
@@ -317,7 +317,7 @@ class Executor(Recorder):
         revisions: Revisions,
         target: str,
     ) -> Rollback | None:
-        """Is the bad revision really worse than the target (workers/judging.py)? A
+        """Is the bad revision really worse than the target (core/judging.py)? A
         Rollback when the verdict ends it here; judged once (a human's approval of an
         inconclusive judgment resumes past it)."""
         service = self.policy.service_for(decision.labels)

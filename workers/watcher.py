@@ -129,6 +129,7 @@ class Watcher:
             images=seen.images,
             change_cause=seen.change_cause,
             started_at=seen.started_at,
+            template_hash=seen.template_hash,
             sources=["watcher"],
             by_backstop=ours,
             rollback_of=expected["bad_revision"] if expected is not None and ours else None,

@@ -76,6 +76,11 @@ def test_rollouts_are_recorded_with_revisions_images_and_completion(
     second = wait_for(lambda: store.rollouts.by_revision(workload, "2"), message="revision 2")
     assert second.previous_revision == "1" and second.images == ["shop/checkout:2"]
     assert second.started_at >= first.started_at
+    replica_sets = apps.list_namespaced_replica_set(kube_namespace).items
+    revision = "deployment.kubernetes.io/revision"
+    hashes = {rs.metadata.annotations[revision]: rs for rs in replica_sets}
+    assert first.template_hash == hashes["1"].metadata.labels["pod-template-hash"]
+    assert second.template_hash == hashes["2"].metadata.labels["pod-template-hash"] != ""
     completed = wait_for(lambda: store.rollouts.by_revision(workload, "2").completed_at)
     assert completed >= second.started_at
     assert revisions(store, workload) == ["1", "2"]
@@ -203,6 +208,9 @@ def test_statefulset_revisions_come_from_controller_revisions(
     )
     second = wait_for(lambda: store.rollouts.by_revision(workload, "2"), message="revision 2")
     assert second.previous_revision == "1" and second.images == ["shop/ledger:2"]
+    # A StatefulSet's pods carry their ControllerRevision's name as controller-revision-hash.
+    ledger = apps.read_namespaced_stateful_set("ledger", kube_namespace)
+    assert second.template_hash == ledger.status.update_revision
     assert wait_for(lambda: store.rollouts.by_revision(workload, "2").completed_at)
 
 

@@ -1,4 +1,4 @@
-"""The judgment step (workers/judging.py) against a stand-in of Backstop's own Prometheus
+"""The judgment step (core/judging.py) against a stand-in of Backstop's own Prometheus
 interface: which samples are compared (side by side, before/after, the trend guard), how
 the queries are filled in, and what each verdict does in each mode."""
 
@@ -10,8 +10,8 @@ import pytest
 from config.judgment import JudgmentPolicy
 from core.errors import TransientError
 from core.integrations.prometheus import Series
+from core.judging import consequence, judge, render
 from core.models import Workload
-from workers.judging import consequence, judge, render
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 DEPLOYED = NOW - timedelta(minutes=5)
@@ -164,3 +164,21 @@ def test_a_revision_that_no_longer_serves_is_no_side_by_side_sample():
     )
     (kpi,) = run(prom)["kpis"]
     assert kpi["how"] == "before_after" and kpi["verdict"] == "confirmed"
+
+
+def test_the_points_judged_are_kept_for_drawing_on_one_time_axis():
+    prom = Prometheus({"bad1": flat(0.03, since=DEPLOYED), "good1": flat(0.003, until=DEPLOYED)})
+    (kpi,) = run(prom)["kpis"]
+    new, old = kpi["series"]["new"], kpi["series"]["old"]
+    # Before/after: each side's seconds count from its own window's start.
+    assert new[0][0] == 0 and old[0][0] == 0 and new[-1][0] == old[-1][0] == 300
+    assert len(new) == kpi["n_new"] and len(old) == kpi["n_old"]
+    assert all(0.0027 <= v <= 0.0033 for _, v in old)
+
+
+def test_long_series_are_thinned_evenly_for_drawing(monkeypatch):
+    monkeypatch.setattr("core.judging.SERIES_POINTS", 5)
+    prom = Prometheus({"bad1": flat(0.03), "good1": flat(0.003)})
+    (kpi,) = run(prom)["kpis"]
+    seconds = [t for t, _ in kpi["series"]["new"]]
+    assert seconds == [0, 75, 150, 225, 300] and kpi["n_new"] == 21

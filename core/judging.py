@@ -17,6 +17,10 @@ with an allowed effect). Which samples depends on what is running:
 Every point of every series a query returns is one observation. A KPI whose queries fail
 (Prometheus away, a bad expression) has no data: Backstop does not wait on Prometheus to
 act, it asks a human (`inconclusive`).
+
+The record keeps, per KPI, the points each side was judged on (`series`: seconds into its
+own window and value, at most SERIES_POINTS a side, evenly thinned), so the dashboard, the
+ticket and the snapshot can draw new against old on one time axis.
 """
 
 import logging
@@ -36,6 +40,10 @@ log = logging.getLogger("backstop.judgment")
 _PLACEHOLDER = re.compile(r"\$(hash|namespace|name)\b")
 # The reason a rollback stops for when the new revision is no worse.
 NOT_CAUSED = "not_caused_by_rollout"
+# Points kept per side and KPI for drawing (the test itself uses every point).
+SERIES_POINTS = 240
+
+Point = tuple[datetime, float]
 
 
 def consequence(mode: str, verdict: str) -> str | None:
@@ -99,18 +107,20 @@ def _judge_kpi(
     start = max(deployed_at, now - policy.window)
     record: dict = {"name": kpi.name, "queries": {"new": new_query, "old": old_query}}
     try:
-        new = _values(prometheus, new_query, start, now, policy.step)
-        old = _values(prometheus, old_query, start, now, policy.step)
+        new = _points(prometheus, new_query, start, now, policy.step)
+        old = _points(prometheus, old_query, start, now, policy.step)
+        old_start = start
         if len(old) >= kpi.min_samples:
             record["how"] = "side_by_side"
-            record["windows"] = {"new": _span(start, now), "old": _span(start, now)}
-            comparison = compare(new, old, limits)
+            comparison = compare(_values(new), _values(old), limits)
         else:
-            before = deployed_at - (now - start)
-            old = _values(prometheus, old_query, before, deployed_at, policy.step)
+            old_start = deployed_at - (now - start)
+            old = _points(prometheus, old_query, old_start, deployed_at, policy.step)
             record["how"] = "before_after"
-            record["windows"] = {"new": _span(start, now), "old": _span(before, deployed_at)}
-            comparison = _after_trend(new, old, limits, record)
+            comparison = _after_trend(_values(new), _values(old), limits, record)
+        end = old_start + (now - start)
+        record["windows"] = {"new": _span(start, now), "old": _span(old_start, end)}
+        record["series"] = {"new": _drawn(new, start), "old": _drawn(old, old_start)}
     except (TransientError, PermanentError) as exc:
         log.warning("judgment of %s: %s: %s", workload.key, kpi.name, exc)
         comparison = _no_data(f"Prometheus could not answer: {exc}")
@@ -134,9 +144,9 @@ def _after_trend(new: list[float], old: list[float], limits: Limits, record: dic
     return compare(new, old, limits)
 
 
-def _values(
+def _points(
     prometheus: Prometheus | None, expr: str, start: datetime, end: datetime, step: timedelta
-) -> list[float]:
+) -> list[Point]:
     """Every finite point of every series in time order (a series per pod is one
     observation per pod and step). NaN (a ratio over no traffic: a revision whose pods are
     gone still exposes its counters) is no observation."""
@@ -145,8 +155,19 @@ def _values(
     if end <= start:
         return []
     series = prometheus.query_range(expr=expr, start=start, end=end, step=step.total_seconds())
-    points = sorted((t, v) for s in series for t, v in s.points if math.isfinite(v))
+    return sorted((t, v) for s in series for t, v in s.points if math.isfinite(v))
+
+
+def _values(points: list[Point]) -> list[float]:
     return [v for _, v in points]
+
+
+def _drawn(points: list[Point], start: datetime) -> list[list[float]]:
+    """At most SERIES_POINTS of `points`, evenly spread, as [seconds into the window, value]."""
+    if len(points) > SERIES_POINTS:
+        last = len(points) - 1
+        points = [points[round(i * last / (SERIES_POINTS - 1))] for i in range(SERIES_POINTS)]
+    return [[round((t - start).total_seconds(), 3), v] for t, v in points]
 
 
 def _no_data(reason: str) -> Comparison:
