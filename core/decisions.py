@@ -19,7 +19,7 @@ import redis
 from config.policy import Policy
 from core import logs, paging, queues, rules, testpoints
 from core.records import AuditEntry, Decision, DecisionStep, Rollback
-from core.rules import Snapshot, Verdict, bad_revision, workload_of
+from core.rules import JUDGING, Snapshot, Verdict, bad_revision, workload_of
 from core.store import Store
 from core.vocabulary import Outcome, explain
 
@@ -86,8 +86,21 @@ class Engine:
         decision = self.store.decisions.get(episode_id)
         if decision is None or decision.outcome != "deferred":
             return decision
+        return self._again(decision)
+
+    def candidates_judged(self, episode_id: str, candidates: dict) -> Decision | None:
+        """The candidate rollouts of a decision waiting on their judgment were judged
+        (workers/candidates.py): decide again with them, unless the episode resolved."""
+        decision = self.store.decisions.get(episode_id)
+        if decision is None or (decision.outcome, decision.reason) != ("deferred", JUDGING):
+            return decision
+        decision.candidates = candidates
+        return self._again(decision)
+
+    def _again(self, decision: Decision) -> Decision:
+        """Decide about a deferred episode again, now, unless it resolved meanwhile."""
         now = self.clock()
-        episode = self.store.episodes.episode(episode_id)
+        episode = self.store.episodes.episode(decision.episode_id)
         if episode is None or episode.status == "resolved":
             return self._finish(decision, now, "skipped", "resolved")
         return self._evaluate(decision, now)
@@ -175,6 +188,8 @@ class Engine:
             return self._enqueue(decision, now)
         elif verdict.act == "resume":
             return self._enqueue(decision, now)
+        elif verdict.act == "judge":
+            queues.enqueue_candidate_judgment(self.connection, episode_id=decision.episode_id)
         return self._finish(decision, now, verdict.outcome, verdict.reason)
 
     def _claim(
@@ -300,6 +315,12 @@ def _detail(decision: Decision) -> str:
         return f"dry-run: would roll back {workload} from revision {revision}"
     if decision.outcome == "awaiting_approval":
         return f"waiting for a human to approve rolling back {workload} from revision {revision}"
+    if decision.outcome == "deferred" and decision.reason == JUDGING:
+        count = len(decision.evidence.get("candidates", []))
+        return (
+            f"judging the {count} rollouts of {workload} that could explain the alert: the one "
+            "confirmed worse than the revision before it, if only one is, is rolled back"
+        )
     if decision.outcome == "deferred":
         return (
             f"deferred until {decision.recheck_at.isoformat() if decision.recheck_at else '?'}: "

@@ -99,6 +99,11 @@ def recheck_job_id(episode_id: str) -> str:
     return f"recheck-{episode_id}"
 
 
+def candidates_job_id(episode_id: str) -> str:
+    """One judgment of the candidate rollouts per episode."""
+    return f"candidates-{episode_id}"
+
+
 def freeze_review_job_id(due: datetime) -> str:
     """One freeze review per due second: `freeze-review-<unix seconds>`."""
     return f"freeze-review-{int(due.timestamp())}"
@@ -110,6 +115,8 @@ def freeze_review_job_id(due: datetime) -> str:
 ROLLBACK_RETRY = Retry(max=3, interval=[10, 30, 60])
 INCIDENT_RETRY = Retry(max=20, interval=[10, 30, 60, 120, 300, 600, 900])
 RECHECK_RETRY = Retry(max=5, interval=[5, 15, 30, 60, 120])
+# Judging candidates asks Prometheus and the cluster; a failure of either is retried.
+CANDIDATES_RETRY = Retry(max=3, interval=[5, 15, 30])
 # A review that failed as a whole (Redis away) is retried; its freezes wait for it.
 FREEZE_REVIEW_RETRY = Retry(max=5, interval=[10, 30, 60, 120, 300])
 FREEZE_REVIEW_TIMEOUT = int(timedelta(minutes=10).total_seconds())
@@ -241,6 +248,20 @@ def schedule_freeze_review(connection: redis.Redis, at: datetime | None = None) 
         timeout=FREEZE_REVIEW_TIMEOUT,
         result_ttl=FREEZE_REVIEW_RESULT_TTL,
         description="review frozen owners: lift requests, expiries, sources moved past",
+    )
+
+
+def enqueue_candidate_judgment(connection: redis.Redis, *, episode_id: str) -> str:
+    """Enqueue `workers.jobs.judge_candidates`: judge each rollout that could explain the
+    episode, then decide again (core/decisions.py `candidates_judged`)."""
+    return _enqueue_once(
+        connection,
+        DECISIONS,
+        "workers.jobs.judge_candidates",
+        job_id=candidates_job_id(episode_id),
+        kwargs={"episode_id": episode_id},
+        retry=CANDIDATES_RETRY,
+        description=f"judge the candidate rollouts of episode {episode_id}",
     )
 
 

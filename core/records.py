@@ -138,6 +138,10 @@ class Decision(Record):
     recheck_at: datetime | None = None
     # The webhook request that first reported the episode (its X-Request-Id), for the logs.
     request_id: str = ""
+    # When several rollouts could explain the episode: each candidate judged against the
+    # revision before it (workers/candidates.py), and the one picked, if exactly one was
+    # confirmed worse: {"picked": revision | None, "judged_at", "revisions": {...}}.
+    candidates: dict = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     history: list[DecisionStep] = Field(default_factory=list)

@@ -5,7 +5,9 @@
    its cluster is not one Backstop guards             → skipped: unknown_cluster
 3. no rollout in the lookback window                  → skipped: no_recent_deployment
    the episode began before the latest rollout        → skipped: predates_deployment
-   several rollouts in the window                     → skipped: ambiguous
+   several rollouts in the window                     → skipped: ambiguous, unless the
+     service judges revisions: once it has fired for min_firing → deferred:
+     judging_candidates; the one candidate the judgment confirmed becomes the rollout
    only the workload's creation in the window         → skipped: first_revision
    the rollout is Backstop's own rollback             → skipped: rollback_of_rollback
 4. that revision is already (being) rolled back       → skipped: already_rolled_back
@@ -47,7 +49,9 @@ CORRELATION_REASONS = {
 # What a verdict asks the Engine to do besides recording it: nothing more; schedule the
 # re-check of a deferred episode; enqueue a dry-run job; claim the rollback and enqueue it;
 # or enqueue the rollback this decision already claimed (its receiver died in between).
-Act = Literal["record", "defer", "dry_run", "claim", "resume"]
+Act = Literal["record", "defer", "dry_run", "claim", "resume", "judge"]
+# The decision waits while each candidate rollout is judged (workers/candidates.py).
+JUDGING = "judging_candidates"
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def judge(
     workload = _identify(decision, snapshot, policy)
     if isinstance(workload, Verdict):
         return workload
-    rollout = _correlate(decision, workload, snapshot, store)
+    rollout = _correlate(decision, workload, snapshot, store, now)
     if isinstance(rollout, Verdict):
         return rollout
     return _hold(decision, workload, rollout, snapshot, store, now) or _by_mode(snapshot)
@@ -121,17 +125,44 @@ def _identify(decision: Decision, snapshot: Snapshot, policy: Policy) -> Verdict
 
 
 def _correlate(
-    decision: Decision, workload: Workload, snapshot: Snapshot, store: Store
+    decision: Decision, workload: Workload, snapshot: Snapshot, store: Store, now: datetime
 ) -> Verdict | Rollout:
     """Rule 3: one rollout of the workload explains the episode (returned), not ours."""
     found = correlate(decision.starts_at, store.rollouts.for_workload(workload), snapshot.timing)
     decision.evidence, decision.confidence = found.evidence, found.confidence
+    if found.status == "ambiguous":
+        return _disambiguate(decision, found.candidates, snapshot, now)
     if found.status != "match" or found.rollout is None:
         return Verdict("skipped", CORRELATION_REASONS[found.status])
     decision.rollout = found.rollout
     if found.rollout.by_backstop:
         return Verdict("skipped", "rollback_of_rollback")
     return found.rollout
+
+
+def _disambiguate(
+    decision: Decision, candidates: list[Rollout], snapshot: Snapshot, now: datetime
+) -> Verdict | Rollout:
+    """Rule 3 with several candidates: the one the judgment confirmed worse (alone) once
+    they were judged; for a service that judges revisions, judge them once the episode
+    has fired for min_firing (as long as a rollback would have waited anyway, so each
+    revision has had time to show itself); otherwise a human decides."""
+    judged = decision.candidates
+    if judged:
+        decision.evidence["candidate_judgments"] = judged
+        picked = next((r for r in candidates if r.revision == judged.get("picked")), None)
+        if picked is None:
+            return Verdict("skipped", "ambiguous")
+        decision.rollout, decision.confidence = picked, "judged"
+        return picked
+    judgment = snapshot.service.judgment if snapshot.service is not None else None
+    if judgment is None or not judgment.active:
+        return Verdict("skipped", "ambiguous")
+    due = decision.starts_at + snapshot.timing.min_firing
+    if now < due:
+        decision.recheck_at = due
+        return Verdict("deferred", "min_firing", "defer", recheck_at=due)
+    return Verdict("deferred", JUDGING, "judge")
 
 
 def _hold(

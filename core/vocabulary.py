@@ -16,7 +16,8 @@ OUTCOMES: dict[str, str] = {
     "rollback": "Backstop enqueued a rollback of the workload",
     "dry_run": "dry-run mode: Backstop recorded the rollback it would have run",
     "awaiting_approval": "a rollback is ready and waits for a human to approve or deny it",
-    "deferred": "Backstop waits until the alert has fired for min_firing, then checks again",
+    "deferred": "Backstop waits (until the alert has fired for min_firing, or for the "
+    "judgment of several candidate rollouts), then checks again",
     "skipped": "Backstop did not roll back; the reason says why",
 }
 
@@ -34,7 +35,8 @@ SKIP_REASONS: dict[str, str] = {
     "paused": "automation is paused",
     "cooldown": "the workload was rolled back recently",
     "circuit_open": "the circuit breaker is open; a human must reset it",
-    "resolved": "the alert resolved before it had fired for min_firing",
+    "resolved": "the alert resolved while Backstop waited (for min_firing, or for the "
+    "judgment of the candidate rollouts)",
     "denied": "a human denied the rollback",
     "not_caused_by_rollout": "the judgment found the new revision no worse than the one "
     "before it: the cause lies elsewhere; a human is paged with the evidence",
@@ -51,6 +53,8 @@ REASONS: dict[str, str] = {
     "judgment_inconclusive": "the judgment could not tell whether the new revision is worse "
     "(too little data, or not significant on small samples); a human approves or denies",
     "min_firing": "waiting until the alert has fired long enough",
+    "judging_candidates": "several rollouts could explain the alert: each is judged against "
+    "the revision before it, and the one confirmed worse, if exactly one is, is rolled back",
 }
 
 RollbackStatus = Literal[

@@ -28,6 +28,7 @@ JOB_FUNCTIONS = frozenset(
         "workers.jobs.incident",
         "workers.jobs.page",
         "workers.jobs.recheck",
+        "workers.jobs.judge_candidates",
         "workers.jobs.review_freezes",
     }
 )

@@ -24,6 +24,7 @@ from core.errors import PermanentError
 from core.integrations.prometheus import Prometheus
 from core.records import utcnow
 from core.store import Store
+from workers.candidates import CandidateJudge
 from workers.rollback import Executor
 
 
@@ -54,6 +55,18 @@ class Context:
             kube_unavailable=unavailable,
             prometheus=Prometheus(url) if url else None,
             connection=self.connection,
+            clock=utcnow,
+        )
+
+    def candidate_judge(self) -> CandidateJudge:
+        """The judge of an ambiguous episode's candidate rollouts (workers/candidates.py)."""
+        url = self.settings.prometheus_url
+        return CandidateJudge(
+            store=self.store,
+            policy=self.policy,
+            engine=self.engine,
+            prometheus=Prometheus(url) if url else None,
+            kube_for=self.clusters.kube,
             clock=utcnow,
         )
 

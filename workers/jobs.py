@@ -56,6 +56,12 @@ def recheck(episode_id: str) -> dict:
 
 
 @traced
+def judge_candidates(episode_id: str) -> dict:
+    """Judge each rollout that could explain a waiting episode, then decide it again."""
+    return process_context().candidate_judge().run(episode_id)
+
+
+@traced
 def rollback(decision_id: str, workload: str, bad_revision: str, mode: str = "enforce") -> dict:
     """Run (or resume) the rollback of `workload` from `bad_revision`."""
     job = get_current_job()

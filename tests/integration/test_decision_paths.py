@@ -132,6 +132,29 @@ def ambiguous(h):
     return h.outcome(h.alert())
 
 
+def judging_candidates(h):
+    h.deploy("2", minutes_ago=20)
+    h.deploy("3", minutes_ago=10)
+    outcome = h.outcome(h.alert())
+    # The worker judges each candidate (workers/candidates.py), then decides again.
+    jobs = queues.queue(h.state.store.redis, queues.DECISIONS).get_job_ids()
+    assert [j for j in jobs if j.startswith("candidates-")], jobs
+    return outcome
+
+
+# A service that judges revisions: an error ratio per revision ($hash).
+JUDGING_POLICY = {
+    "mode": "enforce",
+    "services": [
+        {
+            "name": "checkout",
+            "match": {"deployment": "checkout"},
+            "judgment": {"kpis": [{"name": "5xx", "query": 'errors{hash="$hash"}'}]},
+        }
+    ],
+}
+
+
 def first_revision(h):
     h.deploy("1", minutes_ago=10, previous=None)  # the workload was created 10m ago
     return h.outcome(h.alert())
@@ -242,6 +265,7 @@ PATHS = {
     "skipped: no_recent_deployment": ({}, no_recent_deployment),
     "skipped: predates_deployment": ({}, predates_deployment),
     "skipped: ambiguous": ({}, ambiguous),
+    "deferred: judging_candidates": (JUDGING_POLICY, judging_candidates),
     "skipped: first_revision": ({}, first_revision),
     "skipped: rollback_of_rollback": ({}, rollback_of_rollback),
     "skipped: already_rolled_back": ({"mode": "enforce"}, already_rolled_back),

@@ -22,6 +22,7 @@ def test_the_allowlist_is_every_function_backstop_enqueues():
         "incident",
         "page",
         "recheck",
+        "judge_candidates",
         "review_freezes",
     }
     for name in JOB_FUNCTIONS:

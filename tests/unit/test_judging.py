@@ -2,16 +2,15 @@
 interface: which samples are compared (side by side, before/after, the trend guard), how
 the queries are filled in, and what each verdict does in each mode."""
 
-import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from config.judgment import JudgmentPolicy
 from core.errors import TransientError
-from core.integrations.prometheus import Series
 from core.judging import consequence, judge, render
 from core.models import Workload
+from tests.prometheus_standin import Prometheus
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 DEPLOYED = NOW - timedelta(minutes=5)
@@ -22,30 +21,6 @@ QUERY = 'sum(rate(errors{namespace="$namespace",app="$name",pod_template_hash="$
 def policy(**fields) -> JudgmentPolicy:
     kpi = {"name": "errors", "query": QUERY, "relative": 0.1, "min_samples": 8}
     return JudgmentPolicy.model_validate({"window": "5m", "step": "15s", "kpis": [kpi], **fields})
-
-
-class Prometheus:
-    """Answers a range query for hash `h` with `level(h, t)` plus noise, every step from
-    start to end; hashes with no level give no series."""
-
-    def __init__(self, levels):
-        self.levels = levels
-        self.asked: list[tuple[str, datetime, datetime]] = []
-        self.noise = random.Random(7)
-
-    def query_range(self, *, expr, start, end, step):
-        self.asked.append((expr, start, end))
-        pod_hash = expr.split('pod_template_hash="')[1].split('"')[0]
-        level = self.levels.get(pod_hash)
-        if level is None:
-            return []
-        points, t = [], start
-        while t <= end:
-            value = level(t)
-            if value is not None:
-                points.append((t, value * (1 + self.noise.uniform(-0.1, 0.1))))
-            t += timedelta(seconds=step)
-        return [Series({"pod": pod_hash}, points)] if points else []
 
 
 def flat(value, since=None, until=None):
