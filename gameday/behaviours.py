@@ -1,7 +1,8 @@
 """How the demo service's pods answer: a behaviour per image tag, and each step's draw.
 
 A pod's behaviour (its 5xx share, its slow share and their durations) follows its image
-tag (BEHAVIOURS). A step's requests are drawn from it either flat (Flat: exactly the
+tag (BEHAVIOURS; a tag ending `-errors-<segment>` fails only that client segment's
+requests, at 5 %, for a demo service started with segments). A step's requests are drawn from it either flat (Flat: exactly the
 expected counts, fractional, so rates are flat) or as a real service's would scatter
 (Noisy, seeded: whole requests, Poisson around the rate; failures and slow requests
 binomial around their ratios; every duration jittered), with the same long-run averages.
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 # A jittered duration is the behaviour's times a log-normal factor of mean 1: its spread.
 JITTER_SIGMA = 0.25
@@ -27,6 +29,15 @@ class Behaviour:
     slow_ratio: float = 0.0
     fast_seconds: float = 0.05
     slow_seconds: float = 2.5
+    # One client segment that fails at its own ratio (a release broken on one platform).
+    failing_segment: str = ""
+    segment_error_ratio: float = 0.0
+
+    def error_ratio_for(self, segment: str) -> float:
+        """The 5xx share of this pod's requests from `segment` ("" for unsegmented)."""
+        if segment and segment == self.failing_segment:
+            return self.segment_error_ratio
+        return self.error_ratio
 
 
 # Image tag suffix → behaviour; the first suffix the tag ends with wins, else DEFAULT_BEHAVIOUR.
@@ -43,9 +54,15 @@ def image_tag(image: str) -> str:
     return last.rsplit(":", 1)[1] if ":" in last else ""
 
 
+SEGMENT_FAILURE = re.compile(r"-errors-([A-Za-z0-9_.]+)$")
+
+
 def behaviour_for(image: str) -> Behaviour:
     """The behaviour of pods running `image`."""
     tag = image_tag(image)
+    segment = SEGMENT_FAILURE.search(tag)
+    if segment is not None:
+        return replace(DEFAULT_BEHAVIOUR, failing_segment=segment[1], segment_error_ratio=0.05)
     found = (b for suffix, b in BEHAVIOURS.items() if tag.endswith(suffix))
     return next(found, DEFAULT_BEHAVIOUR)
 

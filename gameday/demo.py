@@ -192,7 +192,8 @@ class Traffic:
                 requests = self.rate * seconds / per_service[pod.service]
                 behaviour = behaviour_for(pod.image)
                 for segment, weight in self.segments.items():
-                    ratio = self._error_ratio(pod.deployment, segment, behaviour.error_ratio, now)
+                    usual = behaviour.error_ratio_for(segment)
+                    ratio = self._error_ratio(pod.deployment, segment, usual, now)
                     key = (pod.deployment, pod.service, pod.revision, segment)
                     series = self.series.setdefault(key, Series())
                     series.add(self.draw.answer(requests * weight, ratio, behaviour))

@@ -26,6 +26,13 @@ def test_the_behaviour_follows_the_image_tag():
     assert behaviour_for("demo/checkout:1.0.0") is DEFAULT_BEHAVIOUR
 
 
+def test_a_tag_can_break_one_client_segment_only():
+    broken = behaviour_for("demo/checkout:1.1.0-errors-ios")
+    assert broken.error_ratio_for("ios") == 0.05
+    assert broken.error_ratio_for("web") == broken.error_ratio_for("") == 0.001
+    assert DEFAULT_BEHAVIOUR.error_ratio_for("ios") == 0.001
+
+
 def test_flat_answers_exactly_the_expected_counts():
     slow = Behaviour(error_ratio=0.01, slow_ratio=0.1)
     answered = Flat().answer(12.5, 0.01, slow)

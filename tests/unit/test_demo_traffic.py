@@ -137,6 +137,16 @@ def test_segments_split_each_pod_s_traffic_by_weight():
             )
 
 
+def test_a_release_broken_on_one_segment_fails_there_only_and_on_its_own_pods():
+    traffic = Traffic("shop", 100.0, segments=SEGMENTS)
+    broken = Pod("new", "checkout", "checkout", "demo/checkout:2-errors-ios", "bbb")
+    run(traffic, [*STABLE, broken], 10.0)
+    by = requests_by(traffic, "pod_template_hash", "segment")
+    assert ratio(by[("bbb", "ios")]) == pytest.approx(0.05)
+    assert ratio(by[("bbb", "web")]) == pytest.approx(0.001)
+    assert ratio(by[("aaa", "ios")]) == pytest.approx(0.001)
+
+
 def test_segment_weights_are_relative():
     traffic = Traffic("shop", 100.0, segments={"ios": 3, "web": 1})
     assert traffic.segments == {"ios": 0.75, "web": 0.25}
