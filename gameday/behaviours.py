@@ -2,8 +2,9 @@
 
 A pod's behaviour (its 5xx share, its slow share and their durations) follows its image
 tag (BEHAVIOURS; a tag ending `-errors-<segment>` fails only that client segment's
-requests, at 5 %, for a demo service started with segments). A step's requests are drawn from it either flat (Flat: exactly the
-expected counts, fractional, so rates are flat) or as a real service's would scatter
+requests, at 5 %, for a demo service started with segments). A step's requests are drawn
+from it either flat (Flat: exactly the expected counts, fractional, so rates are flat) or
+as a real service's would scatter
 (Noisy, seeded: whole requests, Poisson around the rate; failures and slow requests
 binomial around their ratios; every duration jittered), with the same long-run averages.
 """
