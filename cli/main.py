@@ -1,5 +1,6 @@
 """The `backstop` command: check-config, run (everything, locally), worker, watch,
-hash-password (for the dashboard's users file), baseline (thresholds from history)."""
+hash-password (for the dashboard's users file), baseline (thresholds from history),
+check-deploy (is an image quarantined?)."""
 
 import argparse
 import os
@@ -183,6 +184,12 @@ def parser() -> argparse.ArgumentParser:
         help="baseline kill-switch KPIs from Prometheus, propose thresholds, write or lint rules",
     )
     baseline_arguments(baseline)
+    from cli.check_deploy import add_arguments as check_deploy_arguments
+
+    check_deploy = commands.add_parser(
+        "check-deploy", help="ask Backstop whether images may deploy (exit 1: quarantined)"
+    )
+    check_deploy_arguments(check_deploy)
     return cli
 
 
@@ -206,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.baseline.command import main as baseline
 
         return baseline(args)
+    if args.command == "check-deploy":
+        from cli.check_deploy import main as check_deploy
+
+        return check_deploy(args)
     return worker(args.burst)
 
 

@@ -24,6 +24,7 @@ from pydantic import (
 from config.durations import Duration
 from config.judgment import JudgmentPolicy
 from config.owners import OwnersPolicy
+from config.quarantine import QuarantinePolicy
 
 
 class StrictModel(BaseModel):
@@ -290,6 +291,7 @@ class Policy(StrictModel):
     incidents: IncidentPolicy = IncidentPolicy()
     intake: IntakePolicy = IntakePolicy()
     owners: OwnersPolicy = OwnersPolicy()
+    quarantine: QuarantinePolicy = QuarantinePolicy()
 
     def service_for(self, labels: dict[str, str]) -> ServicePolicy | None:
         """The first service whose `match` labels all equal the alert's."""

@@ -314,3 +314,34 @@ class FrozenOwner(Record):
     def describe(self) -> str:
         """`<Kind> <namespace>/<name> (<how>)`, as humans read it."""
         return f"{self.kind} {self.namespace}/{self.name} ({self.how})"
+
+
+QuarantineEnd = Literal["released", "expired"]
+
+
+class Quarantine(Record):
+    """A revision Backstop rolled back, kept out until its root cause is handled: the image
+    references its pod template named and the digests its pods ran (`imageID`), matched
+    by core/quarantine.py. One per rollback (its id is the rollback's); an ended one keeps
+    its record, with how it ended."""
+
+    id: str
+    workload: WorkloadRecord
+    revision: str
+    template_hash: str = ""
+    images: list[str] = Field(default_factory=list)
+    digests: list[str] = Field(default_factory=list)
+    rollback_id: str
+    decision_id: str
+    # Why the revision was rolled back: the rollback's status and reason.
+    reason: str = ""
+    quarantined_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    ended_at: datetime | None = None
+    ended_by: str = ""
+    end: QuarantineEnd | None = None
+    end_reason: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.end is None

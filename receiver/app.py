@@ -15,7 +15,17 @@ from config.users import UsersError, load_users
 from core import logs
 from core.assembly import assemble
 from core.connection import RedisUrlError, RedisVersionError, VersionCheck, connect
-from receiver import api, dashboard, gates, health, login, owners, snapshots, webhooks
+from receiver import (
+    api,
+    dashboard,
+    gates,
+    health,
+    login,
+    owners,
+    quarantine,
+    snapshots,
+    webhooks,
+)
 from receiver.bodies import CappedRequest
 from receiver.errors import register_error_handlers
 from receiver.state import EXTENSION, AppState
@@ -79,6 +89,8 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
         webhooks.bp,
         api.bp,
         owners.bp,
+        quarantine.check_bp,
+        quarantine.bp,
         gates.bp,
         health.bp,
         snapshots.bp,

@@ -176,7 +176,7 @@ def _pod(pod: dict, logs: dict[tuple[str, str, str], str | None]) -> dict:
             for c in status.get("conditions", [])
         ],
         "containers": [
-            {k: c.get(k) for k in ("name", "image", "ready", "restartCount")}
+            {k: c.get(k) for k in ("name", "image", "imageID", "ready", "restartCount")}
             for c in status.get("containerStatuses", [])
         ],
         "logs": {

@@ -1,6 +1,7 @@
 """Recording a rollback as it goes: each step with its timing, the terminal outcome, and
 the hand-over to incidents. The rollback record doubles as the job's checkpoint, so every
-step is saved as soon as it ends (workers/rollback.py runs the steps)."""
+step is saved as soon as it ends (workers/rollback.py runs the steps). A revision reverted
+for good (verified, or verification_failed) is quarantined (core/quarantine.py)."""
 
 import logging
 from collections.abc import Callable
@@ -8,8 +9,10 @@ from datetime import datetime
 
 import redis
 
+from config.policy import Policy
 from core import queues
 from core.models import Workload
+from core.quarantine import quarantine_for
 from core.records import AuditEntry, Rollback, RollbackStep
 from core.store import Store
 from core.vocabulary import RollbackStatus
@@ -18,10 +21,11 @@ log = logging.getLogger("backstop.rollback")
 
 
 class Recorder:
-    """What the rollback executor records with; it supplies the store, the connection and
-    the clock."""
+    """What the rollback executor records with; it supplies the store, the policy, the
+    connection and the clock."""
 
     store: Store
+    policy: Policy
     connection: redis.Redis
     clock: Callable[[], datetime]
 
@@ -67,6 +71,9 @@ class Recorder:
         """Record the terminal outcome and, except for a dry run, hand over to incidents."""
         rollback.status, rollback.reason = status, reason
         rollback.finished_at = rollback.updated_at = self.clock()
+        if status in ("verified", "verification_failed"):
+            # Before the incident is filed, so its ticket can say the revision is kept out.
+            self._quarantine(rollback)
         if status != "dry_run":
             rollback.incident_job_id = queues.enqueue_incident(
                 self.connection, rollback_id=rollback.id, attempt=rollback.attempts
@@ -76,3 +83,17 @@ class Recorder:
         level = logging.INFO if status in ("verified", "dry_run") else logging.WARNING
         log.log(level, "rollback %s: %s", status, reason, extra={"fields": fields})
         return rollback
+
+    def _quarantine(self, rollback: Rollback) -> None:
+        """Keep the reverted revision's images out until a human releases them."""
+        workload = rollback.workload.workload()
+        quarantine = quarantine_for(
+            rollback,
+            self.store.rollouts.by_revision(workload, rollback.bad_revision),
+            self.store.rollbacks.evidence(rollback.id),
+            self.policy.quarantine,
+            self.clock(),
+        )
+        if quarantine is not None and self.store.quarantine.add(quarantine):
+            fields = {"workload": workload.key, "images": quarantine.images}
+            log.info("revision %s quarantined", rollback.bad_revision, extra={"fields": fields})

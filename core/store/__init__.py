@@ -26,6 +26,7 @@ from core.store.episodes import (
 from core.store.freezes import FreezeStore
 from core.store.incidents import IncidentStore
 from core.store.pages import PageStore
+from core.store.quarantine import QuarantineStore
 from core.store.rollbacks import RollbackStore
 from core.store.rollouts import RolloutStore
 from core.store.sessions import SessionStore
@@ -49,6 +50,7 @@ class Store:
         self.snapshots = SnapshotStore(client)
         self.sessions = SessionStore(client)
         self.freezes = FreezeStore(client)
+        self.quarantine = QuarantineStore(client)
 
     def ping(self) -> bool:
         """True when Redis answers."""

@@ -51,6 +51,9 @@ AUDIT = PREFIX + "audit"  # stream of audit entries
 FREEZE = PREFIX + "freeze:"  # + freeze id -> JSON: an owner Backstop froze (FrozenOwner)
 FREEZES = PREFIX + "freezes"  # zset: freeze id -> frozen at (ms)
 FREEZES_ACTIVE = PREFIX + "freezes:active"  # set of the ids of freezes not yet ended
+QUARANTINE = PREFIX + "quarantine:"  # + rollback id -> JSON: a quarantined revision
+QUARANTINES = PREFIX + "quarantines"  # zset: rollback id -> quarantined at (ms)
+QUARANTINES_ACTIVE = PREFIX + "quarantines:active"  # set of the ids not yet released
 FREEZE_REVIEW_LOCK = PREFIX + "freeze-review-lock"  # token of the review running now (expiring)
 
 # Dashboard sessions and login throttling.

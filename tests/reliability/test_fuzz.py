@@ -81,6 +81,9 @@ FUZZED = {
     "api.reset_circuit": "test_api_actions",
     "owners.frozen": "test_api_reads",
     "owners.lift": "test_api_actions",
+    "quarantine.listed": "test_api_reads",
+    "quarantine_check.check": "test_api_reads",
+    "quarantine.release": "test_api_actions",
     "gates.gate": "test_gates",
     "health.healthz": "test_public_routes",
     "health.readyz": "test_public_routes",
@@ -858,7 +861,14 @@ def known_ids(store, redis_client) -> dict[str, list[str]]:
         jobs += queue.get_job_ids()[:10]
         jobs += FailedJobRegistry(queue=queue).get_job_ids()[:10]
     freezes = [f.id for f in store.freezes.recent(limit=20)]
-    return {"decision": decisions, "rollback": rollbacks, "job": jobs, "freeze": freezes}
+    quarantined = [q.id for q in store.quarantine.recent(limit=20)]
+    return {
+        "decision": decisions,
+        "rollback": rollbacks,
+        "job": jobs,
+        "freeze": freezes,
+        "quarantine": quarantined,
+    }
 
 
 def an_id(data, existing: list[str]) -> str:
@@ -881,6 +891,8 @@ API_LISTS = [
     "/api/v1/automation",
     "/api/v1/audit",
     "/api/v1/owners/frozen",
+    "/api/v1/quarantine",
+    "/api/v1/quarantine/check",
 ]
 PAGES = [
     "/",
@@ -906,6 +918,7 @@ QUERY_NAMES = [
     "sig",
     "exp",
     "all",
+    "image",
 ]
 QUERY_VALUES = [
     "1",
@@ -922,6 +935,7 @@ QUERY_VALUES = [
     "shop",
     "shop/checkout",
     "default/shop/Deployment/checkout",
+    "shop/checkout:2",
 ]
 known_queries = st.dictionaries(
     st.sampled_from(QUERY_NAMES), st.one_of(st.sampled_from(QUERY_VALUES), odd_text), max_size=4
@@ -1079,6 +1093,7 @@ ACTIONS = [
     (None, "/api/v1/automation/resume"),
     (None, "/api/v1/automation/circuit/reset"),
     ("freeze", "/api/v1/owners/frozen/{}/lift"),
+    ("quarantine", "/api/v1/quarantine/{}/release"),
 ]
 CSRF = ["right", "wrong", "missing", "other session's"]
 WELL_FORMED_ACTION = st.fixed_dictionaries({}, optional={"reason": odd_text})

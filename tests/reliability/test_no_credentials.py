@@ -56,6 +56,7 @@ WEBHOOK_CREDENTIALS_ACCEPTED = {
     "webhooks.grafana",
     "webhooks.deployments",
     "gates.gate",
+    "quarantine_check.check",  # a pipeline asks with what it has (docs/quarantine.md)
 }
 
 pytestmark = pytest.mark.integration
@@ -105,6 +106,7 @@ def state(app, store, redis_client, webhook_headers):
     incidents.enqueue_call("workers.jobs.page", kwargs={"decision_id": "x"}, job_id="waiting")
     store.automation.pause(workload=None, actor="test", reason="seeded", now=samples_now())
     store.freezes.save(seeded_freeze())
+    store.quarantine.add(seeded_quarantine())
     return {
         "decision_id": decision["id"],
         "rollback_id": "rollback-seeded",
@@ -114,7 +116,29 @@ def state(app, store, redis_client, webhook_headers):
         "ext": "png",
         "filename": "backstop.css",
         "freeze_id": seeded_freeze().id,
+        "quarantine_id": seeded_quarantine().id,
     }
+
+
+def seeded_quarantine():
+    """An active quarantine, which an unguarded release would end."""
+    from datetime import timedelta
+
+    from core.records import Quarantine, WorkloadRecord
+
+    now = samples_now()
+    return Quarantine(
+        id="rollback-seeded",
+        workload=WorkloadRecord(
+            cluster="default", namespace="shop", kind="Deployment", name="checkout"
+        ),
+        revision="2",
+        images=["shop/checkout:2"],
+        rollback_id="rollback-seeded",
+        decision_id="seeded",
+        quarantined_at=now,
+        expires_at=now + timedelta(days=14),
+    )
 
 
 def seeded_freeze():

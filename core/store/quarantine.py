@@ -1,0 +1,96 @@
+"""Quarantined revisions (core/records.py Quarantine): the active ones, the ended for a while."""
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import cast
+
+import redis
+
+from core.records import Quarantine
+from core.store import keys, records
+from core.store.records import ms
+
+RETENTION = timedelta(days=180)
+MAX_QUARANTINES = 10_000
+
+
+class QuarantineStore:
+    """Quarantines in Redis: one record per rollback, and the set of those still active."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    def add(self, quarantine: Quarantine) -> bool:
+        """Record a new quarantine; False (nothing written) when its rollback already has
+        one: a re-run of a finished rollback must not revive a released quarantine."""
+        key = keys.QUARANTINE + quarantine.id
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    if pipe.exists(key):
+                        return False
+                    pipe.multi()
+                    self._write(pipe, quarantine)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def _write(self, pipe: redis.client.Pipeline, quarantine: Quarantine) -> None:
+        records.save(
+            self.redis,
+            keys.QUARANTINE,
+            keys.QUARANTINES,
+            quarantine.id,
+            quarantine,
+            score_ms=ms(quarantine.quarantined_at),
+            ttl=RETENTION,
+            cap=MAX_QUARANTINES,
+            pipe=pipe,
+        )
+        if quarantine.active:
+            pipe.sadd(keys.QUARANTINES_ACTIVE, quarantine.id)
+        else:
+            pipe.srem(keys.QUARANTINES_ACTIVE, quarantine.id)
+
+    def end_active(
+        self, quarantine_id: str, change: Callable[[Quarantine], None]
+    ) -> tuple[Quarantine | None, bool]:
+        """Apply `change` (which ends it) to an active quarantine and save it: (the
+        quarantine as it now is, whether it was changed); (None, False) for an unknown id.
+        Optimistic (WATCH), so two humans releasing at once record one release."""
+        key = keys.QUARANTINE + quarantine_id
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = cast(bytes | None, pipe.get(key))
+                    if raw is None:
+                        return None, False
+                    quarantine = Quarantine.model_validate_json(raw)
+                    if not quarantine.active:
+                        return quarantine, False
+                    change(quarantine)
+                    pipe.multi()
+                    self._write(pipe, quarantine)
+                    pipe.execute()
+                    return quarantine, True
+                except redis.WatchError:
+                    continue
+
+    def get(self, quarantine_id: str) -> Quarantine | None:
+        """One quarantine by id (its rollback's), or None."""
+        return records.get(self.redis, keys.QUARANTINE, Quarantine, quarantine_id)
+
+    def active(self) -> list[Quarantine]:
+        """Every quarantine not yet ended (expired ones included until ended), oldest first."""
+        ids = sorted(cast(set[bytes], self.redis.smembers(keys.QUARANTINES_ACTIVE)))
+        found = records.load(self.redis, keys.QUARANTINE, Quarantine, ids)
+        return sorted((q for q in found if q.active), key=lambda q: q.quarantined_at)
+
+    def recent(self, *, limit: int = 50) -> list[Quarantine]:
+        """Quarantines, active or ended, newest first."""
+        return records.newest(
+            self.redis, keys.QUARANTINES, keys.QUARANTINE, Quarantine, limit=limit
+        )
