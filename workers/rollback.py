@@ -18,12 +18,11 @@ import redis
 
 from config.policy import DecisionDefaults, Policy
 from core import testpoints
-from core.decisions import Engine
+from core.changes import what_changed
 from core.errors import PermanentError, TransientError
 from core.integrations.kubernetes import Conflict, Kube
 from core.integrations.objects import Objects
 from core.integrations.prometheus import Prometheus
-from core.judging import consequence, judge
 from core.models import Workload
 from core.queues import RollbackRequest
 from core.records import (
@@ -34,11 +33,11 @@ from core.records import (
 )
 from core.store import Store
 from workers.evidence import capture, events_read_ahead, late_events
+from workers.judgmentstep import JudgmentStep
 from workers.owners import Hand, Situation, Unfreezable
 from workers.owners.registry import freeze_owner, hand_for
-from workers.preflight import PreflightContext, Revisions, run_preflight, started_at
-from workers.recording import Recorder
-from workers.revert import Patch, revert_patches, template_hash
+from workers.preflight import PreflightContext, run_preflight
+from workers.revert import Patch, pod_template, revert_patches, template_hash
 from workers.reverted import applied_earlier, record_created_revision, still_reverted
 from workers.verification import Waiting, verify_kpis, wait_for_rollout
 
@@ -54,7 +53,7 @@ class LockLost(TransientError):
 
 
 @dataclass
-class Executor(Recorder):
+class Executor(JudgmentStep):
     """Runs one rollback against one cluster."""
 
     store: Store
@@ -246,6 +245,10 @@ class Executor(Recorder):
             started = self.clock()
             bad_child = revisions.children[rollback.bad_revision]
             evidence = capture(self.cluster, workload, revisions.owner, bad_child, events)
+            target_template = pod_template(workload.kind, revisions.children[target])
+            evidence["changes"] = what_changed(
+                target_template, pod_template(workload.kind, bad_child)
+            )
             self.store.rollbacks.save_evidence(rollback.id, evidence)
             self._step(
                 rollback,
@@ -308,42 +311,6 @@ class Executor(Recorder):
         testpoints.reached("after_patch")
         self._step(rollback, "revert", "ok", started, detail)
         return None
-
-    def _judge(
-        self,
-        rollback: Rollback,
-        decision: Decision,
-        workload: Workload,
-        revisions: Revisions,
-        target: str,
-    ) -> Rollback | None:
-        """Is the bad revision really worse than the target (core/judging.py)? A
-        Rollback when the verdict ends it here; judged once (a human's approval of an
-        inconclusive judgment resumes past it)."""
-        service = self.policy.service_for(decision.labels)
-        policy = service.judgment if service is not None else None
-        if policy is None or not policy.active or rollback.step("judgment") is not None:
-            return None
-        started = self.clock()
-        history = {r.revision: r for r in self.store.rollouts.for_workload(workload) if r.revision}
-        children = revisions.children
-        rollback.judgment = judge(
-            self.prometheus,
-            policy,
-            workload,
-            bad_hash=template_hash(workload.kind, children[rollback.bad_revision]),
-            target_hash=template_hash(workload.kind, children[target]),
-            deployed_at=started_at(rollback.bad_revision, revisions, history) or started,
-            now=started,
-        )
-        stop = consequence(policy.mode, rollback.judgment["verdict"])
-        status = "ok" if stop is None else "blocked"
-        self._step(rollback, "judgment", status, started, rollback.judgment["detail"])
-        if stop is None:
-            return None
-        if rollback.mode != "dry-run":
-            Engine(self.store, self.policy, self.connection, self.clock).judged(decision, stop)
-        return self.finish(rollback, "blocked", stop)
 
     def _owner_record(self, rollback: Rollback, workload: Workload) -> str:
         """After a revert an earlier attempt applied but did not record: the owner's own
