@@ -104,6 +104,11 @@ class Rollout(Record):
     sources: list[str] = Field(default_factory=list)
     version: str = ""
     commit: str = ""
+    # The commit deployed before this one, the repository's web URL and the pipeline run
+    # (from CI): with a known forge, a compare link (core/urls.py compare_url).
+    previous_commit: str = ""
+    repository: str = ""
+    pipeline_url: str = ""
     author: str = ""
     url: str = ""
 

@@ -60,3 +60,27 @@ def https_url(value: object) -> str | None:
 def for_markup(url: str) -> str:
     """An http(s) URL with the characters wiki markup would read percent-encoded."""
     return _MARKUP.sub(lambda match: f"%{ord(match.group()):02X}", url)
+
+
+_COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
+# Known forges' compare pages, from the older commit to the newer.
+_COMPARE = {
+    "github.com": "{repo}/compare/{old}...{new}",
+    "gitlab.com": "{repo}/-/compare/{old}...{new}",
+    "bitbucket.org": "{repo}/branches/compare/{new}%0D{old}",
+}
+
+
+def compare_url(repository: str, old: str, new: str) -> str | None:
+    """The page comparing commit `old` with `new` on a known forge (GitHub, GitLab,
+    Bitbucket; a host named gitlab.* is taken for GitLab), or None: an unknown host, a
+    repository that is not an http(s) URL, or commits that are not hex SHAs."""
+    if not (http_url(repository) and _COMMIT.fullmatch(old) and _COMMIT.fullmatch(new)):
+        return None
+    parts = urlsplit(repository)
+    host = (parts.hostname or "").lower()
+    pattern = _COMPARE.get(host) or (_COMPARE["gitlab.com"] if host.startswith("gitlab.") else None)
+    if pattern is None or parts.query or parts.fragment:
+        return None
+    repo = repository.rstrip("/").removesuffix(".git")
+    return pattern.format(repo=repo, old=old, new=new)

@@ -305,5 +305,8 @@ class DeploymentEvent(BaseModel):
     images: list[str] = Field(default_factory=list, max_length=50)
     started_at: Moment | None = None
     commit: str = Field("", max_length=256)
+    previous_commit: str = Field("", max_length=256)
+    repository: CiURL = Field("", max_length=urls.MAX_LENGTH)
+    pipeline_url: CiURL = Field("", max_length=urls.MAX_LENGTH)
     author: str = Field("", max_length=256)
     url: CiURL = Field("", max_length=urls.MAX_LENGTH)

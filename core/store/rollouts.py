@@ -20,6 +20,16 @@ from core.store.records import ms
 PER_WORKLOAD = 50  # rollouts kept per workload
 EVERY_WORKLOAD = 20_000  # rollouts kept in the global index
 RETENTION = timedelta(days=90)  # history of a workload not deployed for this long expires
+# What only CI reports about a rollout: kept when the watcher's record and CI's merge.
+CI_FIELDS = (
+    "version",
+    "commit",
+    "previous_commit",
+    "repository",
+    "pipeline_url",
+    "author",
+    "url",
+)
 
 
 class RolloutStore:
@@ -98,10 +108,7 @@ class RolloutStore:
                     update={
                         "id": orphan.id,
                         "sources": sorted({*orphan.sources, *rollout.sources}),
-                        "version": orphan.version,
-                        "commit": orphan.commit,
-                        "author": orphan.author,
-                        "url": orphan.url,
+                        **{name: getattr(orphan, name) for name in CI_FIELDS},
                         "images": rollout.images or orphan.images,
                     }
                 )
@@ -127,9 +134,7 @@ class RolloutStore:
                 merged = rollout
             else:
                 ci_fields = {
-                    name: getattr(rollout, name)
-                    for name in ("version", "commit", "author", "url")
-                    if getattr(rollout, name)
+                    name: getattr(rollout, name) for name in CI_FIELDS if getattr(rollout, name)
                 }
                 merged = target.model_copy(
                     update={

@@ -58,6 +58,22 @@ def test_ci_deployment_is_recorded_and_listed(make_client, webhook_headers):
     listed = client.get("/api/v1/deployments?namespace=shop&name=checkout", headers=API)
     [stored] = listed.get_json()["deployments"]
     assert stored["commit"] == "abc123" and stored["url"] == "https://ci/run/42"
+    assert stored["previous_commit"] == "" and stored["repository"] == ""
+    answer = report_deploy(
+        client,
+        webhook_headers,
+        minutes_ago=5,
+        revision=4,
+        previous_commit="abc122",
+        repository="https://github.com/shop/checkout",
+        pipeline_url="https://ci/pipelines/43",
+    )
+    later = answer.get_json()["rollout"]
+    assert later["repository"] == "https://github.com/shop/checkout"
+    assert (later["previous_commit"], later["pipeline_url"]) == (
+        "abc122",
+        "https://ci/pipelines/43",
+    )
     assert client.get("/api/v1/deployments?namespace=other", headers=API).get_json() == {
         "deployments": []
     }
@@ -71,6 +87,8 @@ def test_ci_deployment_is_recorded_and_listed(make_client, webhook_headers):
         ({"namespace": "shop", "name": "c", "started_at": "yesterday"}, "started_at"),
         ({"namespace": "shop", "name": "c", "colour": "blue"}, "colour"),
         ({"namespace": "shop", "name": "c", "images": "one"}, "images"),
+        ({"namespace": "shop", "name": "c", "repository": "javascript:alert(1)"}, "repository"),
+        ({"namespace": "shop", "name": "c", "pipeline_url": "file:///etc/passwd"}, "pipeline_url"),
     ],
 )
 def test_bad_ci_events_are_400_with_the_field(

@@ -139,6 +139,9 @@ def test_a_ci_event_merges_with_the_watchers_record(
             started_at=utcnow(),
             version="v2.0.0",
             commit="deadbeef",
+            previous_commit="cafe1234",
+            repository="https://github.com/shop/payments",
+            pipeline_url="https://ci/pipelines/7",
             author="dev@example.com",
             url="https://ci/run/7",
             sources=["ci"],
@@ -150,6 +153,11 @@ def test_a_ci_event_merges_with_the_watchers_record(
     merged = wait_for(lambda: store.rollouts.by_revision(workload, "1"), message="revision 1")
     assert merged.sources == ["ci", "watcher"]
     assert (merged.commit, merged.version, merged.url) == ("deadbeef", "v2.0.0", "https://ci/run/7")
+    assert (merged.previous_commit, merged.repository, merged.pipeline_url) == (
+        "cafe1234",
+        "https://github.com/shop/payments",
+        "https://ci/pipelines/7",
+    )
     assert len(store.rollouts.for_workload(workload)) == 1
     # A CI event naming the revision afterwards joins the same record.
     again = store.rollouts.record_ci(
