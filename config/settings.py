@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     webhook_user: str = Field("backstop", validation_alias=_env("BACKSTOP_WEBHOOK_USER"))
     api_token: SecretStr | None = Field(None, validation_alias=_env("BACKSTOP_API_TOKEN"))
     gate_token: SecretStr | None = Field(None, validation_alias=_env("BACKSTOP_GATE_TOKEN"))
+    # The validating admission webhook (receiver/admission.py): off unless asked for.
+    admission: bool = Field(False, validation_alias=_env("BACKSTOP_ADMISSION"))
+    admission_token: SecretStr | None = Field(
+        None, validation_alias=_env("BACKSTOP_ADMISSION_TOKEN")
+    )
     grafana_hmac_secret: SecretStr | None = Field(
         None, validation_alias=_env("BACKSTOP_GRAFANA_HMAC_SECRET")
     )
@@ -125,6 +130,7 @@ class Settings(BaseSettings):
         "webhook_token",
         "api_token",
         "gate_token",
+        "admission_token",
         "grafana_hmac_secret",
         "snapshot_secret",
         "jira_token",

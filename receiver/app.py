@@ -16,6 +16,7 @@ from core import logs
 from core.assembly import assemble
 from core.connection import RedisUrlError, RedisVersionError, VersionCheck, connect
 from receiver import (
+    admission,
     api,
     dashboard,
     gates,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
         quarantine.check_bp,
         quarantine.bp,
         gates.bp,
+        admission.bp,
         health.bp,
         snapshots.bp,
         login.bp,

@@ -20,6 +20,10 @@ if not _metrics_dir:
 os.makedirs(_metrics_dir, exist_ok=True)
 
 bind = os.environ.get("BACKSTOP_BIND", "127.0.0.1:8080")
+# TLS, for the admission webhook (the API server calls only https) or a receiver exposed
+# without a TLS-terminating proxy: a PEM certificate and key.
+certfile = os.environ.get("BACKSTOP_TLS_CERT") or None
+keyfile = os.environ.get("BACKSTOP_TLS_KEY") or None
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8)))
 # Threads whose event loop reads each request in full before a thread serves it, with header
 # and body deadlines (receiver/webworker.py): slow clients hold sockets, never the workers.

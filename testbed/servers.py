@@ -20,8 +20,18 @@ ROOT = Path(__file__).resolve().parent.parent
 class Gunicorn:
     """`gunicorn <app>` with Backstop's gunicorn config on a free loopback port."""
 
-    def __init__(self, app: str, env: dict[str, str], *, workers: int = 2, log: Path | None = None):
+    def __init__(
+        self,
+        app: str,
+        env: dict[str, str],
+        *,
+        workers: int = 2,
+        log: Path | None = None,
+        ca: Path | None = None,
+    ):
+        """`ca`: the CA that signed BACKSTOP_TLS_CERT in `env`, when serving https."""
         self.app = app
+        self.ca = ca
         self.port = free_port()
         self.env = {
             **os.environ,
@@ -35,7 +45,7 @@ class Gunicorn:
     @property
     def url(self) -> str:
         """Base URL of the server."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> "Gunicorn":
         """Start and wait until /healthz answers."""
@@ -54,7 +64,9 @@ class Gunicorn:
 
     def _healthy(self) -> bool:
         try:
-            return requests.get(self.url + "/healthz", timeout=0.5).status_code == 200
+            verify = str(self.ca) if self.ca else True
+            answer = requests.get(self.url + "/healthz", timeout=0.5, verify=verify)
+            return answer.status_code == 200
         except requests.RequestException:
             return False
 

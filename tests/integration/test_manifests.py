@@ -42,6 +42,8 @@ OWNER_EXAMPLES = ("examples/helm-release-secrets.yaml",)
 # Applied as they are, never through kustomize (a placeholder Secret must not overwrite the
 # real one on `kubectl apply -k`).
 PLAIN = ("base/secret.example.yaml",)
+# The admission webhook's configuration (docs/quarantine.md): applied on its own.
+ADMISSION = "examples/admission.yaml"
 # Validated, against the CRDs they need, by tests/integration/test_gate_examples.py.
 EXAMPLES = (
     "examples/flagger-canary.yaml",
@@ -291,7 +293,9 @@ def exported_metrics() -> set[str]:
 def test_every_manifest_is_built_or_applied():
     """No file under deploy/ escapes validation; no kustomization uses deprecated fields."""
     covered = set().union(*(kustomization_files(DEPLOY / build) for build in (*BUILDS, OWNERS)))
-    covered |= {(DEPLOY / path).resolve() for path in (*PLAIN, *EXAMPLES, *OWNER_EXAMPLES)}
+    covered |= {
+        (DEPLOY / path).resolve() for path in (*PLAIN, *EXAMPLES, *OWNER_EXAMPLES, ADMISSION)
+    }
     manifests = {p.resolve() for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml")}
     assert manifests - covered == set()
 
@@ -309,6 +313,22 @@ def test_server_side_dry_run(build, built, cluster, kubectl):
     )
     applied = [line for line in output.splitlines() if line.endswith("(server dry run)")]
     assert len(applied) == len(documents), output
+
+
+def test_the_admission_webhook_configuration_dry_run(cluster, kubectl):
+    """It names the receiver's Service and path, fails open, and the API server takes it."""
+    webhook = yaml.safe_load((DEPLOY / ADMISSION).read_text())
+    [hook] = webhook["webhooks"]
+    assert hook["failurePolicy"] == "Ignore"
+    assert hook["clientConfig"]["service"]["path"] == "/admission/validate"
+    output = kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        str(DEPLOY / ADMISSION),
+        kubeconfig=cluster.kubeconfig,
+    )
+    assert "(server dry run)" in output, output
 
 
 def test_secret_template_dry_run_with_placeholders_only(cluster, kubectl):

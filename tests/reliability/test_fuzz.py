@@ -37,6 +37,7 @@ from werkzeug.security import generate_password_hash
 from config.policy import Policy
 from core import queues, urls
 from core.intake import flush_all
+from core.records import Quarantine, WorkloadRecord
 from core.store import keys
 from receiver import access, metrics
 from receiver.app import create_app
@@ -85,6 +86,7 @@ FUZZED = {
     "quarantine_check.check": "test_api_reads",
     "quarantine.release": "test_api_actions",
     "gates.gate": "test_gates",
+    "admission.validate": "test_admission",
     "health.healthz": "test_public_routes",
     "health.readyz": "test_public_routes",
     "health.prometheus_metrics": "test_public_routes",
@@ -1196,6 +1198,75 @@ def test_gates(fuzz_client, redis_client, sessions_of, recent_deployment, fuzz_c
 
     case()
     assert SEEN[401] and (SEEN[200] or SEEN[412]), SEEN
+
+
+# AdmissionReviews as the API server sends them, about odd objects (images, kinds, shapes).
+admission_reviews = st.fixed_dictionaries(
+    {
+        "apiVersion": st.just("admission.k8s.io/v1"),
+        "kind": st.just("AdmissionReview"),
+        "request": st.fixed_dictionaries(
+            {
+                "uid": st.one_of(st.just("u-1"), odd_text),
+                "kind": st.fixed_dictionaries(
+                    {"kind": st.one_of(st.sampled_from(["Deployment", "Rollout", "Pod"]), odd_text)}
+                ),
+                "operation": st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT"]),
+                "object": st.one_of(
+                    json_values,
+                    st.lists(st.one_of(st.just("shop/checkout:2"), odd_text), max_size=3).map(
+                        lambda images: {
+                            "spec": {
+                                "template": {"spec": {"containers": [{"image": i} for i in images]}}
+                            }
+                        }
+                    ),
+                ),
+                "oldObject": json_values,
+            }
+        ),
+    }
+).map(lambda review: json.dumps(review).encode())
+
+
+def test_admission(make_settings, users_file, redis_client, fuzz_case):
+    """The admission webhook, switched on, with a quarantine in force: odd reviews, bodies
+    and content types, any credential; it reads only, and answers JSON."""
+    settings = make_settings(users_file=users_file, max_body_bytes=MAX_BODY, admission=True)
+    app = create_app(settings, policy=Policy())
+    store = app.extensions["backstop"].store
+    now = datetime.now(UTC)
+    store.quarantine.add(
+        Quarantine(
+            id="rb-1",
+            workload=WorkloadRecord(
+                cluster="default", namespace="shop", kind="Deployment", name="checkout"
+            ),
+            revision="2",
+            images=["shop/checkout:2"],
+            rollback_id="rb-1",
+            decision_id="d-1",
+            quarantined_at=now,
+            expires_at=now + timedelta(days=1),
+        )
+    )
+    client = app.test_client(use_cookies=False)
+
+    @given(
+        body=st.one_of(admission_reviews, body_of(json_values), hostile_bodies),
+        content_type=content_types,
+        authorization=st.one_of(authorizations(WEBHOOK_TOKEN), authorizations(API_TOKEN)),
+    )
+    def case(body, content_type, authorization):
+        fuzz_case()
+        headers = request_headers(authorization, content_type)
+        with Unchanged(redis_client) as unchanged:
+            response = client.post("/admission/validate", headers=headers, data=body)
+        assert_answer(response)
+        unchanged.check(response)
+
+    case()
+    assert SEEN[200] and SEEN[400], SEEN
 
 
 def test_job_ids_rq_cannot_have_are_404(fuzz_client, redis_client, api_headers):

@@ -46,6 +46,9 @@ PUBLIC = {
     ("login.login_form", "GET"): "the login page itself",
     ("login.login", "POST"): "logging in cannot need a login; refused without good ones",
     ("login.logout", "POST"): "without a session there is nothing to end; changes nothing",
+    ("admission.validate", "POST"): "the API server's admission call (no credentials unless "
+    "BACKSTOP_ADMISSION_TOKEN); a 404 unless BACKSTOP_ADMISSION; reads only, answering "
+    "allow or deny about the object sent (tests/integration/test_admission.py)",
 }
 # Reads that accept the webhook credentials too (in-cluster controllers hold those) and
 # treat POST as a read (Flagger's webhooks POST): refused without credentials like any
@@ -303,6 +306,13 @@ def test_public_routes_answer_and_change_nothing(app, state, redis_client):
         response = client.get(url)
         assert response.status_code == 200, (url, response.status_code)
         assert writes(redis_client) == before, url
+
+
+def test_the_admission_webhook_is_off_by_default_and_changes_nothing(app, redis_client):
+    client = app.test_client(use_cookies=False)
+    before = writes(redis_client)
+    assert client.post("/admission/validate", json={"request": {"uid": "u"}}).status_code == 404
+    assert writes(redis_client) == before
 
 
 def test_login_without_good_credentials_starts_no_session(app, redis_client):
