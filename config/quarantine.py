@@ -2,7 +2,8 @@
 
 A rollback is a save, not a fix: once Backstop has reverted a revision (verified, or
 verification_failed), the images that revision ran are quarantined until a human releases
-them (with a reason, audited) or the quarantine expires. The gates answer unhealthy for a
+them (with a reason, audited), the Jira issue filed for the rollback is done, or the
+quarantine expires. The gates answer unhealthy for a
 quarantined revision, and a pipeline's pre-deploy step can ask (docs/quarantine.md).
 """
 
@@ -21,4 +22,12 @@ class QuarantinePolicy(BaseModel):
     enabled: bool = Field(True, description="quarantine the revisions Backstop rolls back")
     ttl: Duration = Field(
         timedelta(days=14), description="a quarantine nobody released ends after this long"
+    )
+    release_when_done: bool = Field(
+        True,
+        description="end a quarantine once the Jira issue filed for its rollback is in a "
+        "done status category",
+    )
+    review_interval: Duration = Field(
+        timedelta(minutes=5), description="how often Jira and the expiries are checked"
     )

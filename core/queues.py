@@ -265,6 +265,24 @@ def enqueue_candidate_judgment(connection: redis.Redis, *, episode_id: str) -> s
     )
 
 
+def schedule_quarantine_review(connection: redis.Redis, at: datetime) -> str:
+    """Schedule `workers.jobs.review_quarantines` (workers/quarantines.py) at the whole
+    second `at` (callers pick it on their interval's grid, so concurrent schedulers collapse
+    into one job); return its job id."""
+    due = datetime.fromtimestamp(math.ceil(at.timestamp()), UTC)
+    return _enqueue_once(
+        connection,
+        DECISIONS,
+        "workers.jobs.review_quarantines",
+        at=due,
+        job_id=f"quarantine-review-{int(due.timestamp())}",
+        kwargs={},
+        retry=FREEZE_REVIEW_RETRY,
+        result_ttl=FREEZE_REVIEW_RESULT_TTL,
+        description="review quarantines: issues done in Jira, expiries",
+    )
+
+
 def retry_rollback(connection: redis.Redis, request: RollbackRequest) -> str:
     """Run a finished rollback job again under the same id (a human asked for it)."""
     job = queue(connection, ROLLBACKS).fetch_job(request.id)

@@ -321,7 +321,7 @@ class FrozenOwner(Record):
         return f"{self.kind} {self.namespace}/{self.name} ({self.how})"
 
 
-QuarantineEnd = Literal["released", "expired"]
+QuarantineEnd = Literal["released", "expired", "issue_done"]
 
 
 class Quarantine(Record):

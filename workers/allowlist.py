@@ -30,6 +30,7 @@ JOB_FUNCTIONS = frozenset(
         "workers.jobs.recheck",
         "workers.jobs.judge_candidates",
         "workers.jobs.review_freezes",
+        "workers.jobs.review_quarantines",
     }
 )
 # Fields of a job's hash naming what RQ would import or call besides the job's function.

@@ -12,10 +12,11 @@ from rq import get_current_job
 
 from core import logs, queues
 from core.errors import PermanentError, TransientError
+from core.integrations.jira import Tickets
 from core.integrations.objects import Objects
 from core.records import FrozenOwner, utcnow
 from core.store import keys
-from workers import freezes
+from workers import freezes, quarantines
 from workers.context import Context, process_context
 from workers.incidents import Notifier
 from workers.owners import Hand, Situation, registry
@@ -142,6 +143,20 @@ def review_freezes() -> dict:
     # Again after the work: a freeze made while the review ran, when none was active
     # before, still gets its review.
     _schedule_next_review(context)
+    return summary
+
+
+@traced
+def review_quarantines() -> dict:
+    """End the quarantines that are due (workers/quarantines.py) and, while any remain
+    active, schedule the next review."""
+    context = process_context()
+    tickets = Tickets.from_settings(context.settings)
+    policy = context.policy.quarantine
+    summary = quarantines.review_quarantines(context.store, tickets, policy, utcnow())
+    if summary["active"]:
+        due = quarantines.next_review(utcnow(), policy.review_interval)
+        queues.schedule_quarantine_review(context.connection, due)
     return summary
 
 

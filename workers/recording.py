@@ -16,6 +16,7 @@ from core.quarantine import quarantine_for
 from core.records import AuditEntry, Rollback, RollbackStep
 from core.store import Store
 from core.vocabulary import RollbackStatus
+from workers.quarantines import next_review
 
 log = logging.getLogger("backstop.rollback")
 
@@ -97,3 +98,6 @@ class Recorder:
         if quarantine is not None and self.store.quarantine.add(quarantine):
             fields = {"workload": workload.key, "images": quarantine.images}
             log.info("revision %s quarantined", rollback.bad_revision, extra={"fields": fields})
+            # Its review ends it when its Jira issue is done, or at its expiry.
+            due = next_review(self.clock(), self.policy.quarantine.review_interval)
+            queues.schedule_quarantine_review(self.connection, due)

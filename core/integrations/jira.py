@@ -13,6 +13,7 @@ import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
 
+from config.settings import Settings
 from core import markup
 from core.errors import PermanentError, TimedOut, TransientError
 
@@ -28,6 +29,19 @@ class Tickets:
         self._url = url
         self._auth = {"token_auth": pat} if pat else {"basic_auth": (user, token)}
         self._client: JIRA | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Tickets | None":
+        """The Jira the settings configure, or None."""
+        if not (settings.jira_configured and settings.jira_url):
+            return None
+        token, pat = settings.jira_token, settings.jira_pat
+        return cls(
+            url=settings.jira_url,
+            user=settings.jira_user,
+            token=token.get_secret_value() if token is not None else None,
+            pat=pat.get_secret_value() if pat is not None else None,
+        )
 
     def _jira(self) -> JIRA:
         if self._client is None:
@@ -101,6 +115,11 @@ class Tickets:
     def comment(self, *, issue_key: str, body: str) -> None:
         """Comment on an issue."""
         self._call(lambda: self._jira().add_comment(issue_key, body))
+
+    def status_category(self, *, issue_key: str) -> str:
+        """The key of the issue's status category: `new`, `indeterminate` or `done`."""
+        issue = self._call(lambda: self._jira().issue(issue_key, fields="status"))
+        return str(issue.fields.status.statusCategory.key)
 
     def transition(self, *, issue_key: str, name: str) -> bool:
         """Apply the transition called `name` when the issue offers it."""

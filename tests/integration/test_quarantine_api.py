@@ -7,8 +7,10 @@ import re
 from datetime import timedelta
 
 import pytest
+from rq.registry import ScheduledJobRegistry
 
 from config.policy import Policy
+from core import queues
 from core.records import Incident, Quarantine, WorkloadRecord, utcnow
 from receiver.app import create_app
 from tests.conftest import API_TOKEN
@@ -197,3 +199,6 @@ def test_a_verified_rollback_quarantines_the_bad_revision(make_stack):
     assert found.template_hash == stack.store.rollouts.by_revision(workload, "2").template_hash
     # Running it again (a retry) never revives nor duplicates it.
     assert not stack.store.quarantine.add(found)
+    # Its review (Jira done, expiry) is scheduled.
+    registry = ScheduledJobRegistry(queue=queues.queue(stack.redis, queues.DECISIONS))
+    assert [j for j in registry.get_job_ids() if j.startswith("quarantine-review-")]

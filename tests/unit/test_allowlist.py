@@ -24,6 +24,7 @@ def test_the_allowlist_is_every_function_backstop_enqueues():
         "recheck",
         "judge_candidates",
         "review_freezes",
+        "review_quarantines",
     }
     for name in JOB_FUNCTIONS:
         assert callable(getattr(workers.jobs, name.rpartition(".")[2]))

@@ -1,0 +1,68 @@
+"""The quarantine review: ends the quarantines whose time is up, and those whose Jira issue
+is done (workers.jobs.review_quarantines, every `quarantine.review_interval` while any is
+active).
+
+A quarantine past its expiry already keeps nothing out (core/quarantine.py); the review
+records its end. A quarantine whose rollback's Jira issue reached a status of the `done`
+category is ended `issue_done`, by `jira`: the root cause was handled where the team
+tracks it. Jira unreachable or refusing leaves the quarantine as it is until the next
+review; nothing else is asked of it.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from config.quarantine import QuarantinePolicy
+from core.errors import PermanentError, TransientError
+from core.integrations.jira import Tickets
+from core.records import Quarantine
+from core.store import Store
+
+log = logging.getLogger("backstop.quarantine")
+
+
+def review_quarantines(
+    store: Store, tickets: Tickets | None, policy: QuarantinePolicy, now: datetime
+) -> dict:
+    """End what is due; how many ended, and why, and how many stay active."""
+    ended = {"expired": 0, "issue_done": 0}
+    for quarantine in store.quarantine.active():
+        if now >= quarantine.expires_at:
+            why = f"expired at {quarantine.expires_at.isoformat()}"
+            _end(store, quarantine.id, "expired", "backstop", why, now, ended)
+            continue
+        key = _issue(store, quarantine)
+        if not (key and tickets is not None and policy.release_when_done):
+            continue
+        try:
+            category = tickets.status_category(issue_key=key)
+        except (TransientError, PermanentError) as exc:
+            log.warning("quarantine %s: Jira %s unread: %s", quarantine.id, key, exc)
+            continue
+        if category == "done":
+            _end(store, quarantine.id, "issue_done", "jira", f"{key} is done", now, ended)
+    return {"ended": ended, "active": len(store.quarantine.active())}
+
+
+def _issue(store: Store, quarantine: Quarantine) -> str:
+    incident = store.incidents.get(quarantine.rollback_id)
+    return incident.jira.ref if incident is not None and incident.jira.ref else ""
+
+
+def _end(store, quarantine_id, end, who, reason, now, ended: dict) -> None:
+    def change(quarantine: Quarantine) -> None:
+        quarantine.end, quarantine.ended_by, quarantine.end_reason = end, who, reason
+        quarantine.ended_at = now
+
+    _, changed = store.quarantine.end_active(quarantine_id, change)
+    if changed:
+        ended[end] += 1
+        fields = {"quarantine_id": quarantine_id, "end": end}
+        log.info("quarantine ended: %s", reason, extra={"fields": fields})
+
+
+def next_review(now: datetime, interval: timedelta) -> datetime:
+    """The next multiple of `interval` since the epoch: every scheduler within one interval
+    picks the same second, hence the same job."""
+    step = max(1, int(interval.total_seconds()))
+    return datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, now.tzinfo)
