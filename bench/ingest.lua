@@ -4,7 +4,10 @@
 -- BENCH_DISTINCT=1 makes every body's bytes unique (a sequence number in a field the
 -- receiver keeps but does not use), so none is a byte-for-byte repeat of an earlier one.
 local counter = 0
-local offset = 0
+-- A global, not a local: setup() below gives each thread its own through thread:set, which
+-- writes the thread's global after the script has loaded (a local here would shadow it, and
+-- every thread would send the same fingerprints and sequence numbers).
+offset = 0
 local token = os.getenv("BENCH_TOKEN") or ""
 local distinct = os.getenv("BENCH_DISTINCT") == "1"
 
