@@ -1,6 +1,6 @@
 """The `backstop` command: check-config, run (everything, locally), worker, watch,
 hash-password (for the dashboard's users file), baseline (thresholds from history),
-check-deploy (is an image quarantined?)."""
+check-deploy (is an image quarantined?), judge (is a revision worse than the one before?)."""
 
 import argparse
 import os
@@ -190,6 +190,12 @@ def parser() -> argparse.ArgumentParser:
         "check-deploy", help="ask Backstop whether images may deploy (exit 1: quarantined)"
     )
     check_deploy_arguments(check_deploy)
+    from cli.judge import add_arguments as judge_arguments
+
+    judging = commands.add_parser(
+        "judge", help="is a revision worse than the one before it? (exit 1: confirmed)"
+    )
+    judge_arguments(judging)
     return cli
 
 
@@ -213,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.baseline.command import main as baseline
 
         return baseline(args)
+    if args.command == "judge":
+        from cli.judge import main as judge
+
+        return judge(args)
     if args.command == "check-deploy":
         from cli.check_deploy import main as check_deploy
 

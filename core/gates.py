@@ -4,8 +4,14 @@ A gate is healthy when
 1. no kill-switch episode for the workload is firing that began after its current revision
    started rolling out (an alert that began earlier is about an older revision: counting
    it would block the very rollout that fixes it),
-2. Backstop is not rolling this revision back, and
-3. the service's verify queries hold right now (when Prometheus and queries are set).
+2. Backstop is not rolling this revision back,
+3. the service's verify queries hold right now (when Prometheus and queries are set), and
+4. none of the revision's images is quarantined (core/quarantine.py).
+
+For a service with judgment KPIs the revision is also judged against the one before it
+(core/gatejudgment.py): `confirmed` makes the gate unhealthy; `not_confirmed` means the
+revision is not what is wrong, so firing kill switches and failing verify queries (1 and 3)
+are reported but do not close the gate; otherwise 1 and 3 count as they are.
 
 Flagger asks before and during a canary's steps and Argo Rollouts asks from an
 AnalysisTemplate, so each step of 5% -> 20% -> 50% -> 100% passes only while all hold.
@@ -16,6 +22,7 @@ from datetime import datetime
 
 from config.policy import Policy, ServicePolicy
 from core.correlation import KIND_LABELS, workload_for
+from core.gatejudgment import check_quarantine, judged
 from core.integrations.prometheus import Prometheus
 from core.kpis import evaluate, holds
 from core.models import Workload
@@ -53,6 +60,10 @@ class Verdict:
     earlier: list[dict] = field(default_factory=list)
     verify: dict = field(default_factory=dict)
     rolling_back: str | None = None
+    quarantined: list[dict] = field(default_factory=list)
+    judgment: dict = field(default_factory=dict)
+    # Reasons the judgment set aside: the revision is no worse than the one before it.
+    excused: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -71,6 +82,9 @@ class Verdict:
                 "firing_since_before_this_revision": self.earlier,
                 "rolling_back": self.rolling_back,
                 "verify": self.verify,
+                "quarantined": self.quarantined,
+                "judgment": self.judgment,
+                "not_blamed_on_this_revision": self.excused,
             },
             "checked_at": self.checked_at.isoformat(),
         }
@@ -92,16 +106,26 @@ def judge(
             f"no rollout of {workload.key} is recorded: is the watcher watching "
             f"namespace {workload.namespace}?"
         )
-    service = _service(policy, workload, service_name)
+    service = service_of(policy, workload, service_name)
     verdict = Verdict(workload, latest[0], service.name if service else None, now)
     skew = policy.timing(service).clock_skew
     _check_episodes(store, policy, verdict, since=verdict.rollout.started_at - skew)
-    _check_rollback(store, verdict)
     _check_verify(policy, service, prometheus, verdict)
+    timing, verdict.reasons = verdict.reasons, []
+    _check_rollback(store, verdict)
+    check_quarantine(store, verdict)
+    found = judged(store, service, prometheus, verdict)
+    verdict.judgment = found.record
+    if found.verdict == "not_confirmed":
+        verdict.excused = timing
+    else:
+        verdict.reasons += timing
+    if found.verdict == "confirmed":
+        verdict.reasons.append(found.reason)
     return verdict
 
 
-def _service(policy: Policy, workload: Workload, name: str | None) -> ServicePolicy | None:
+def service_of(policy: Policy, workload: Workload, name: str | None) -> ServicePolicy | None:
     """The service whose verify queries apply: named, else the one whose explicit workload
     this is, else the first whose `match` the workload's own labels satisfy."""
     if name is not None:

@@ -1,11 +1,13 @@
 """Gates for progressive delivery over HTTP, on real Redis (and a real Prometheus for the
 verify queries): which alerts count, what the answers are, who may ask."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from config.policy import Policy
+from core.records import Quarantine, Rollout, WorkloadRecord
 from receiver.app import create_app
 from tests import samples
 from tests.secrets import GATE_TOKEN, WEBHOOK_TOKEN
@@ -192,3 +194,122 @@ def test_a_verify_query_without_data_or_prometheus_never_passes(
     answer = down.get(GATE, headers=webhook_headers)
     assert answer.status_code == 503
     assert answer.get_json()["error"]["code"] == "prometheus_unavailable"
+
+
+# -- the judgment and the quarantine ------------------------------------------------------
+
+ERRORS = 'backstop_test_errors{pod_template_hash="$hash"}'
+JUDGED = {
+    "mode": "dry-run",
+    "defaults": {"min_firing": "0s"},
+    "services": [
+        {
+            "name": "checkout",
+            "match": {"deployment": "checkout"},
+            "judgment": {
+                "window": "8s",
+                "step": "1s",
+                "kpis": [{"name": "errors", "query": ERRORS, "min_samples": 3}],
+            },
+        }
+    ],
+}
+
+
+@pytest.fixture
+def judged_gate(make_settings, prometheus):
+    """Checkout's revision 3 (pods h3) followed revision 2 (pods h2) 10 minutes ago."""
+    app = create_app(
+        make_settings(prometheus_url=prometheus.url), policy=Policy.model_validate(JUDGED)
+    )
+    store = app.extensions["backstop"].store
+    workload = WorkloadRecord(
+        cluster="default", namespace="shop", kind="Deployment", name="checkout"
+    )
+    for revision, minutes, previous in (("2", 30, "1"), ("3", 10, "2")):
+        store.rollouts.record_observed(
+            Rollout(
+                workload=workload,
+                revision=revision,
+                previous_revision=previous,
+                images=[f"shop/checkout:{revision}"],
+                started_at=datetime.now(UTC) - timedelta(minutes=minutes),
+                template_hash=f"h{revision}",
+                sources=["watcher"],
+            ),
+            merge_window=timedelta(minutes=1),
+        )
+    return app.test_client(), store
+
+
+def serving(prometheus, exporter, new: float, old: float) -> None:
+    """Both revisions' pods serve, at these error ratios, for long enough to be judged."""
+    exporter.set("backstop_test_errors", new, pod_template_hash="h3")
+    exporter.set("backstop_test_errors", old, pod_template_hash="h2")
+    prometheus.wait_for_value('backstop_test_errors{pod_template_hash="h2"}', lambda v: v == old)
+    time.sleep(9)  # a window's worth of points on both sides
+
+
+def test_a_revision_the_judgment_confirms_worse_fails_the_gate(
+    judged_gate, webhook_headers, prometheus, exporter
+):
+    web, _ = judged_gate
+    serving(prometheus, exporter, new=0.05, old=0.002)
+    answer = web.get(GATE, headers=webhook_headers)
+    assert answer.status_code == 412, answer.get_json()
+    body = answer.get_json()
+    assert body["reasons"] == [
+        "the judgment confirms revision 3 is worse than revision 2 on errors"
+    ]
+    judgment = body["checks"]["judgment"]
+    assert judgment["verdict"] == "confirmed" and judgment["against"] == "2"
+    assert judgment["kpis"][0]["how"] == "side_by_side" and "series" not in judgment["kpis"][0]
+
+
+def test_a_firing_kill_switch_the_revision_did_not_cause_leaves_the_gate_open(
+    judged_gate, webhook_headers, prometheus, exporter
+):
+    web, _ = judged_gate
+    alert(web, webhook_headers, started=ago(2), backstop_rollback="true")
+    serving(prometheus, exporter, new=0.05, old=0.05)  # old and new pods fail alike
+    answer = web.get(GATE, headers=webhook_headers)
+    body = answer.get_json()
+    assert answer.status_code == 200, body
+    assert body["checks"]["judgment"]["verdict"] == "not_confirmed"
+    assert body["checks"]["not_blamed_on_this_revision"] == [
+        "1 kill-switch alert(s) firing since revision 3 rolled out: CheckoutHigh5xx"
+    ]
+
+
+def test_without_recorded_hashes_the_gate_keeps_to_its_timing_checks(gated, webhook_headers):
+    web = gated(Policy.model_validate(JUDGED))  # revision 3 from CI: no pod hash
+    alert(web, webhook_headers, started=ago(2), backstop_rollback="true")
+    answer = web.get(GATE, headers=webhook_headers)
+    assert answer.status_code == 412
+    assert "not recorded" in answer.get_json()["checks"]["judgment"]["detail"]
+
+
+def test_a_quarantined_image_fails_the_gate(judged_gate, webhook_headers):
+    web, store = judged_gate
+    now = datetime.now(UTC)
+    store.quarantine.add(
+        Quarantine(
+            id="rb-1",
+            workload=WorkloadRecord(
+                cluster="default", namespace="shop", kind="Deployment", name="checkout"
+            ),
+            revision="3",
+            images=["docker.io/shop/checkout:3"],
+            rollback_id="rb-1",
+            decision_id="d-1",
+            quarantined_at=now,
+            expires_at=now + timedelta(days=1),
+        )
+    )
+    answer = web.get(GATE, headers=webhook_headers)
+    assert answer.status_code == 412
+    body = answer.get_json()
+    assert body["reasons"] == [
+        "shop/checkout:3 is quarantined: Backstop rolled it back (rollback rb-1)"
+    ]
+    assert body["checks"]["quarantined"][0]["rollback_id"] == "rb-1"

@@ -9,12 +9,17 @@ rollback job judges the bad revision against the one before it before it reverts
   rollback goes on past its judgment and reverts.
 """
 
+import argparse
 import time
+from types import SimpleNamespace
 
 import pytest
 import requests
+import yaml
 from kubernetes import client
 
+from cli.judge import add_arguments, run, summary
+from config.settings import Settings
 from core.models import Workload
 from core.queues import RollbackRequest
 from gameday.demo import SERVICE_LABEL, DemoProcess
@@ -95,12 +100,24 @@ def judge(stack, prometheus, workload):
     return stack.store.decisions.get(decision.id), rollback
 
 
-def test_a_bad_image_is_confirmed_and_rolled_back(judged):
+def test_a_bad_image_is_confirmed_and_rolled_back(judged, tmp_path):
     stack, _, prometheus = judged
     deploy(stack, "demo/checkout:1.0.0")
     time.sleep(SETTLE)
     workload = deploy(stack, "demo/checkout:1.1.0-errors")
     time.sleep(SETTLE / 2)
+    # `backstop judge` says the same, from the cluster and Prometheus alone.
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(POLICY))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = [f"--workload={stack.namespace}/Deployment/checkout", "--revision=2"]
+    argv += ["--service=checkout", f"--config={policy_file}", f"--prometheus={prometheus.url}"]
+    record = run(
+        parser.parse_args(argv), Settings(), clusters=SimpleNamespace(kube=lambda _: stack.kube)
+    )
+    assert (record["verdict"], record["against"]) == ("confirmed", "1"), record
+    assert summary(record).startswith(f"default/{stack.namespace}/Deployment/checkout: revision 2")
     decision, rollback = judge(stack, prometheus, workload)
     assert rollback.judgment["verdict"] == "confirmed", rollback.judgment["kpis"]
     (kpi,) = rollback.judgment["kpis"]

@@ -1,0 +1,94 @@
+"""What a gate (core/gates.py) adds to its timing checks: the judgment of the revision
+against the one before it, and the quarantine.
+
+**Judgment.** For a service with judgment KPIs, the gate's revision is judged against its
+previous revision (core/judging.py), each found by the pod template hash the watcher
+recorded on its rollout, the new one since its rollout started. The record is returned
+without its points (a gate answers a controller several times a minute). A revision that
+cannot be judged (no judgment KPIs, no Prometheus, no recorded hashes) says why, and the
+gate keeps to its timing checks.
+
+**Quarantine.** A revision whose images a quarantine in force keeps out is unhealthy
+whatever else holds: it is the revision Backstop rolled back, deployed again.
+"""
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from config.policy import ServicePolicy
+from core import quarantine as rules
+from core.integrations.prometheus import Prometheus
+from core.judging import judge
+from core.store import Store
+
+if TYPE_CHECKING:
+    from core.gates import Verdict
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The judgment's record for the gate, its verdict ("" when not judged) and, when
+    confirmed, the reason the gate gives."""
+
+    record: dict
+    verdict: str = ""
+    reason: str = ""
+
+
+def judged(
+    store: Store, service: ServicePolicy | None, prometheus: Prometheus | None, verdict: "Verdict"
+) -> Judged:
+    """Judge the gate's revision against the one before it, when the service asks for it."""
+    policy = service.judgment if service is not None else None
+    if policy is None or not policy.active:
+        return Judged({"mode": "none", "detail": "the service has no judgment KPIs"})
+    rollout = verdict.rollout
+    previous = (
+        store.rollouts.by_revision(verdict.workload, rollout.previous_revision)
+        if rollout.previous_revision
+        else None
+    )
+    if not rollout.template_hash or previous is None or not previous.template_hash:
+        detail = "the pod template hashes of this revision and the one before it are not recorded"
+        return Judged({"mode": "none", "detail": detail})
+    if prometheus is None:
+        return Judged({"mode": "none", "detail": "PROMETHEUS_URL is not set"})
+    record = judge(
+        prometheus,
+        policy,
+        verdict.workload,
+        bad_hash=rollout.template_hash,
+        target_hash=previous.template_hash,
+        deployed_at=rollout.started_at,
+        now=verdict.checked_at,
+    )
+    record["against"] = previous.revision
+    for kpi in record["kpis"]:
+        kpi.pop("series", None)
+    worse = ", ".join(k["name"] for k in record["kpis"] if k["verdict"] == "confirmed")
+    reason = (
+        f"the judgment confirms revision {rollout.revision} is worse than revision "
+        f"{previous.revision} on {worse}"
+    )
+    return Judged(record, record["verdict"], reason)
+
+
+def check_quarantine(store: Store, verdict: "Verdict") -> None:
+    """Is one of the revision's images quarantined?"""
+    found = rules.matching(store.quarantine.active(), verdict.rollout.images, verdict.checked_at)
+    for quarantine, image, why in found:
+        incident = store.incidents.get(quarantine.rollback_id)
+        jira = incident.jira.ref if incident is not None and incident.jira.ref else None
+        verdict.quarantined.append(
+            {
+                "image": image,
+                "why": why,
+                "rollback_id": quarantine.rollback_id,
+                "jira": jira,
+                "expires_at": quarantine.expires_at.isoformat(),
+            }
+        )
+        verdict.reasons.append(
+            f"{image} is quarantined: Backstop rolled it back (rollback "
+            f"{quarantine.rollback_id}{f', {jira}' if jira else ''})"
+        )
