@@ -12,10 +12,12 @@ from datetime import timedelta
 from config.policy import Policy
 from config.settings import Settings
 from core.integrations.prometheus import Prometheus, expr_from_generator_url
-from core.records import Decision, Incident, Rollback, utcnow
+from core.records import Decision, Incident, Quarantine, Rollback, utcnow
 from core.snapshots import sign
 from core.store import Store
+from core.urls import compare_url
 from workers import snapshots as graphs
+from workers.ticketparts import changes_details, judgment_details
 
 SNAPSHOT_LINK_TTL = timedelta(days=7)
 
@@ -114,8 +116,18 @@ class Dossier:
             ):
                 if episode.event.get(field):
                     links[name] = episode.event[field]
-        if decision and decision.rollout and decision.rollout.url:
-            links["Pipeline"] = decision.rollout.url
+        rollout = decision.rollout if decision else None
+        if rollout and rollout.url:
+            links["Pipeline"] = rollout.url
+        if rollout and rollout.pipeline_url:
+            links["Pipeline run"] = rollout.pipeline_url
+        compare = (
+            compare_url(rollout.repository, rollout.previous_commit, rollout.commit)
+            if rollout
+            else None
+        )
+        if compare:
+            links["Commits compared"] = compare
         return links
 
     def pd_links(
@@ -150,10 +162,15 @@ class Dossier:
                 "images": rollout.images,
                 "change_cause": rollout.change_cause,
                 "commit": rollout.commit,
+                "previous_commit": rollout.previous_commit,
+                "compare": compare_url(rollout.repository, rollout.previous_commit, rollout.commit),
                 "author": rollout.author,
             }
             if rollout
             else None,
+            "judgment": judgment_details(rollback.judgment),
+            "what_changed": changes_details(self.store.rollbacks.evidence(rollback.id)),
+            "quarantined": _quarantined(self.store.quarantine.get(rollback.id)),
             "rollback": {
                 "status": rollback.status,
                 "reason": rollback.reason,
@@ -164,6 +181,13 @@ class Dossier:
             "verification": rollback.verification.get("detail", ""),
             "jira": incident.jira.ref or None,
         }
+
+
+def _quarantined(quarantine: Quarantine | None) -> dict | None:
+    if quarantine is None:
+        return None
+    images = quarantine.images + quarantine.digests
+    return {"images": images, "until": quarantine.expires_at.isoformat()}
 
 
 def _logs_text(evidence: dict) -> str:

@@ -213,6 +213,8 @@ class Notifier:
                     decision,
                     links=self.dossier.links(rollback, decision, None),
                     snapshots=incident.snapshots,
+                    evidence=self.store.rollbacks.evidence(rollback.id),
+                    quarantine=self.store.quarantine.get(rollback.id),
                 ),
                 labels=[*jira.labels, incident.key],
                 priority=jira.priority.get(rollback.status),

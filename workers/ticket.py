@@ -12,7 +12,9 @@ the text they are, never as markup. Only the template's own markup is live.
 from typing import NamedTuple
 
 from core.markup import link, plain, wiki
-from core.records import Decision, Rollback
+from core.records import Decision, Quarantine, Rollback
+from core.urls import compare_url
+from workers.ticketparts import changes_section, judgment_section, quarantine_line
 
 
 class _Link(NamedTuple):
@@ -55,7 +57,13 @@ def _owner(rollback: Rollback) -> list[str]:
 
 
 def description(
-    rollback: Rollback, decision: Decision | None, *, links: dict[str, str], snapshots: list[dict]
+    rollback: Rollback,
+    decision: Decision | None,
+    *,
+    links: dict[str, str],
+    snapshots: list[dict],
+    evidence: dict | None = None,
+    quarantine: Quarantine | None = None,
 ) -> str:
     """The ticket body."""
     parts = [
@@ -63,12 +71,15 @@ def description(
         f"*Outcome:* {wiki(rollback.status)} ({wiki(rollback.reason)}). Backstop reverted the "
         "workload to save the service; the root cause is still to be found.",
         *_owner(rollback),
+        *filter(None, [quarantine_line(quarantine)]),
         "h3. Timeline",
         _table(["when (UTC)", "what"], _timeline(rollback, decision)),
         "h3. Alert",
         _alert(decision),
         "h3. Deployment",
         _deployment(decision),
+        *_section("What changed", changes_section(evidence)),
+        *_section("Judgment", judgment_section(rollback.judgment)),
         "h3. Decision",
         _decision(decision),
         "h3. Pre-flight",
@@ -103,6 +114,10 @@ def description(
         _CHECKLIST,
     ]
     return "\n\n".join(parts)
+
+
+def _section(title: str, body: str) -> list[str]:
+    return [f"h3. {title}", body] if body else []
 
 
 def _timeline(rollback: Rollback, decision: Decision | None) -> list[list]:
@@ -150,12 +165,24 @@ def _deployment(decision: Decision | None) -> str:
         ["change cause", rollout.change_cause],
         ["started", rollout.started_at.isoformat()],
         ["version", rollout.version],
-        ["commit", rollout.commit],
+        ["commit", _commit(rollout)],
+        ["previous commit", rollout.previous_commit],
+        ["repository", _Link(rollout.repository, rollout.repository) if rollout.repository else ""],
         ["author", rollout.author],
         ["pipeline", _Link(rollout.url, rollout.url) if rollout.url else ""],
+        [
+            "pipeline run",
+            _Link(rollout.pipeline_url, rollout.pipeline_url) if rollout.pipeline_url else "",
+        ],
         ["sources", ", ".join(rollout.sources)],
     ]
     return _table(["field", "value"], [r for r in rows if r[1]])
+
+
+def _commit(rollout) -> "str | _Link":
+    """The commit, linked to the page comparing it with the previous one on a known forge."""
+    compare = compare_url(rollout.repository, rollout.previous_commit, rollout.commit)
+    return _Link(rollout.commit, compare) if compare else rollout.commit
 
 
 def _decision(decision: Decision | None) -> str:
@@ -186,11 +213,13 @@ def _verification(rollback: Rollback) -> str:
 _CHECKLIST = "\n".join(
     f"* (?) {item}"
     for item in (
-        "What changed in the bad revision (diff of images, config, dependencies)?",
+        "What changed in the bad revision (the table above: images, config, dependencies; "
+        "the commits between the two)?",
         "Why did the change break the kill-switch KPI, and why did tests and canaries miss it?",
         "Is the reverted revision fully healthy, or only better?",
         "Does data written by the bad revision need repair?",
         "Which alert, test or guard would have caught this earlier?",
-        "When may the fix roll forward, and with which safeguards?",
+        "When may the fix roll forward, and with which safeguards? (The bad images stay "
+        "quarantined until this issue is done or a human releases them.)",
     )
 )

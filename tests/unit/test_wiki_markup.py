@@ -18,6 +18,7 @@ from core.records import (
     Decision,
     DecisionStep,
     OwnerRecord,
+    Quarantine,
     Rollback,
     RollbackStep,
     Rollout,
@@ -122,7 +123,9 @@ def records(
         change_cause=put("change_cause"),
         started_at=NOW - timedelta(minutes=5),
         version=put("version", "v2"),
-        commit=put("commit", "abc123"),
+        commit=put("commit", "abc1234"),
+        previous_commit=put("previous_commit", "abc1230"),
+        repository=put("repository", "https://github.com/shop/checkout"),
         author=put("author"),
         url=url,
         sources=["ci"],
@@ -163,16 +166,63 @@ def records(
             kind="argocd", namespace="argocd", name=put("owner", "shop"), found_by=put("found_by")
         ),
         finished_at=NOW + timedelta(seconds=30),
+        judgment={
+            "verdict": "confirmed",
+            "mode": "require",
+            "confidence": 0.98,
+            "detail": put("judgment_detail"),
+            "kpis": [
+                {
+                    "name": put("kpi_name", "5xx ratio"),
+                    "how": "side_by_side",
+                    "n_new": 20,
+                    "n_old": 40,
+                    "median_new": 0.05,
+                    "median_old": 0.001,
+                    "p_value": 1e-9,
+                    "shift": 0.049,
+                    "allowed": 0.0001,
+                    "verdict": "confirmed",
+                    "reason": put("kpi_reason"),
+                }
+            ],
+        },
     )
     return rollback, decision
 
 
-def describe(rollback: Rollback, decision: Decision, *, links=None, snapshot=PLAIN) -> str:
+def extras(value: str = PLAIN, field: str = "") -> dict:
+    """The evidence's diff and the quarantine, with `value` in `field`."""
+
+    def put(name: str, default: str = PLAIN) -> str:
+        return value if field == name else default
+
+    change = {"where": put("change_where"), "field": put("change_field"), "before": "a"}
+    quarantine = Quarantine(
+        id="r1",
+        workload=WorkloadRecord(
+            cluster="default", namespace="shop", kind="Deployment", name="checkout"
+        ),
+        revision="2",
+        images=[put("quarantined_image", "registry/checkout:2")],
+        rollback_id="r1",
+        decision_id="d1",
+        quarantined_at=NOW,
+        expires_at=NOW + timedelta(days=14),
+    )
+    evidence = {"changes": {"changes": [{**change, "after": put("change_after")}], "more": 0}}
+    return {"evidence": evidence, "quarantine": quarantine}
+
+
+def describe(
+    rollback: Rollback, decision: Decision, *, links=None, snapshot=PLAIN, value=PLAIN, field=""
+) -> str:
     return ticket.description(
         rollback,
         decision,
         links=links or {"Backstop rollback": "https://backstop.example/api/v1/rollbacks/r1"},
         snapshots=[{"name": snapshot, "expr": snapshot, "file": "snapshot-1"}],
+        **extras(value, field),
     )
 
 
@@ -194,6 +244,15 @@ FIELDS = [
     "verification",
     "owner",
     "found_by",
+    "previous_commit",
+    "repository",
+    "judgment_detail",
+    "kpi_name",
+    "kpi_reason",
+    "change_where",
+    "change_field",
+    "change_after",
+    "quarantined_image",
 ]
 
 
@@ -210,8 +269,8 @@ def test_the_checker_sees_each_hostile_value_as_markup():
 @pytest.mark.parametrize("field", FIELDS)
 @pytest.mark.parametrize("value", HOSTILE)
 def test_a_hostile_value_in_any_field_adds_no_markup(field, value):
-    expected = live_markup(describe(*records(field=field)))
-    text = describe(*records(value, field))
+    expected = live_markup(describe(*records(field=field), field=field))
+    text = describe(*records(value, field), value=value, field=field)
     assert live_markup(text) == expected
 
 
@@ -247,7 +306,8 @@ def test_only_http_urls_become_links(url):
     # The same ticket with a harmless URL that is not http(s): no link either.
     expected = describe(*records(url="not-a-url"), links={"Alert source": "not-a-url"})
     assert live_markup(text) == live_markup(expected)
-    assert "link(" not in live_markup(text)
+    # Only the repository's and the commits' compare links, which are known good.
+    assert live_markup(text).count("link(") == 2
 
 
 @pytest.mark.parametrize("url", MARKUP_URLS)
@@ -259,7 +319,8 @@ def test_an_http_url_holding_markup_is_percent_encoded_in_its_link(url):
         links={"Alert source": "https://ci.example/run/1"},
     )
     assert live_markup(text) == live_markup(expected)
-    assert live_markup(text).count("link(") == 2
+    # The pipeline and the alert source, beside the repository and the commits compared.
+    assert live_markup(text).count("link(") == 4
 
 
 def test_the_summary_is_one_plain_line_with_invisible_characters_shown():
@@ -283,3 +344,15 @@ def test_http_url_accepts_only_absolute_http_urls_with_a_host():
     for url in [*BAD_URLS, "", None, 42, "https://[::1", "https://" + "a" * 2050]:
         assert urls.http_url(url) is None, url
     assert urls.https_url("http://backstop.example/x.png") is None
+
+
+def test_the_ticket_shows_the_judgment_what_changed_the_quarantine_and_the_compare_link():
+    text = describe(*records())
+    assert "h3. What changed" in text and "h3. Judgment" in text
+    assert "||KPI||how||points new/old||" in text and "|5xx ratio|side\\_by\\_side|20/40|" in text
+    assert "*Quarantined:* registry/checkout:2 until" in text
+    assert "[abc1234|https://github.com/shop/checkout/compare/abc1230...abc1234]" in text
+    rollback, decision = records()
+    rollback.judgment = {}
+    plain_ticket = ticket.description(rollback, decision, links={}, snapshots=[])
+    assert "h3. Judgment" not in plain_ticket and "h3. What changed" not in plain_ticket
