@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, abort, g, redirect, render_template, request
 from core import markup, queues, registries, urls
 from core.records import Decision, utcnow
 from core.vocabulary import OUTCOMES, REASONS, ROLLBACK_STATUSES
-from receiver import access, owners
+from receiver import access, charts, owners
 from receiver.state import app_state
 
 bp = Blueprint("dashboard", __name__)
@@ -70,6 +70,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["http_url"] = urls.http_url
     app.jinja_env.globals["reason_text"] = REASONS.get
     app.jinja_env.globals["query_with"] = query_with
+    app.jinja_env.globals["judgment_chart"] = charts.chart
     app.after_request_funcs.setdefault("login", []).append(with_security_headers)
 
 

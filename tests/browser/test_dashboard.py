@@ -387,3 +387,53 @@ def test_a_post_without_the_csrf_token_fails(backstop, page):
     assert answer["status"] == 200 and answer["body"] == {"paused": "global"}, answer
     state = get_from_page(page, "/api/v1/automation")["body"]
     assert state["paused"]["by"] == f"user:{OPERATOR}"
+
+
+def test_a_judged_rollback_draws_new_against_old_per_kpi(backstop, redis_client, page):
+    server = backstop(ENFORCE)
+    store = Store(redis_client, Policy.model_validate(ENFORCE))
+    new = [[t, 0.05 + (t % 3) * 0.001] for t in range(0, 40, 2)]
+    old = [[t, 0.001 + (t // 2 % 2) * 0.0005] for t in range(0, 40, 2)]
+    store.rollbacks.save(
+        Rollback(
+            id="judged-1",
+            decision_id="no-such-decision",
+            workload=WorkloadRecord.of(CHECKOUT),
+            bad_revision="3",
+            status="verified",
+            reason="kpis_recovered",
+            finished_at=utcnow(),
+            judgment={
+                "verdict": "confirmed",
+                "mode": "require",
+                "confidence": 0.98,
+                "detail": "confirmed (5xx ratio: confirmed)",
+                "kpis": [
+                    {
+                        "name": "5xx ratio",
+                        "how": "side_by_side",
+                        "series": {"new": new, "old": old},
+                        "n_new": 20,
+                        "n_old": 20,
+                        "median_new": 0.051,
+                        "median_old": 0.0012,
+                        "p_value": 3e-8,
+                        "shift": 0.049,
+                        "allowed": 0.00012,
+                        "verdict": "confirmed",
+                        "reason": "The new revision is worse.",
+                    }
+                ],
+            },
+        )
+    )
+    log_in_as(page, server, VIEWER, VIEWER_PASSWORD)
+    page.goto(f"{server.url}/rollbacks/judged-1")
+    card = page.get_by_test_id("judgment")
+    expect(card).to_be_visible()
+    expect(card.get_by_test_id("judgment-kpi")).to_have_count(1)
+    for name in ("new", "old"):
+        line = card.get_by_test_id(f"series-{name}")
+        expect(line).to_be_visible()
+        box = line.bounding_box()
+        assert box and box["width"] > 100, box  # drawn across the chart, not collapsed

@@ -449,3 +449,48 @@ def test_a_rollback_page_names_the_owner_pre_flight_found_escaped(app, store):
     page = logged_in(app, "alice").get(f"/rollbacks/{rollback.id}").text
     assert 'data-testid="owner">argocd argocd/&lt;script&gt;app' in page
     assert "<script>app" not in page
+
+
+JUDGMENT = {
+    "verdict": "confirmed",
+    "mode": "require",
+    "confidence": 0.98,
+    "detail": "confirmed (<b>5xx</b>: confirmed; p99: nodata)",
+    "kpis": [
+        {
+            "name": "<script>alert(1)</script>",
+            "how": "side_by_side",
+            "series": {"new": [[0, 0.05], [2, 0.06], [4, 0.05]], "old": [[0, 0.001], [2, 0.002]]},
+            "n_new": 3,
+            "n_old": 2,
+            "median_new": 0.05,
+            "median_old": 0.0015,
+            "p_value": 0.01,
+            "shift": 0.048,
+            "allowed": 0.00015,
+            "verdict": "confirmed",
+            "reason": "worse <img src=x>",
+        },
+        {"name": "p99", "verdict": "nodata", "reason": "Prometheus could not answer"},
+    ],
+}
+
+
+def test_a_judged_rollback_shows_each_kpi_as_two_series_escaped(app, store):
+    _, rollback = seed(store)
+    rollback.judgment = JUDGMENT
+    store.rollbacks.save(rollback)
+    page = logged_in(app, "victor").get(f"/rollbacks/{rollback.id}").text
+    assert 'data-testid="judgment"' in page
+    assert page.count('data-testid="judgment-kpi"') == 2
+    assert 'data-testid="series-new" points="42.0,' in page
+    assert 'data-testid="series-old" points="42.0,' in page
+    assert "No points to draw." in page  # the KPI without data
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x>" not in page and "<b>5xx</b>" not in page
+
+
+def test_an_unjudged_rollback_has_no_judgment_card(app, store):
+    _, rollback = seed(store)
+    page = logged_in(app, "victor").get(f"/rollbacks/{rollback.id}").text
+    assert 'data-testid="judgment"' not in page
