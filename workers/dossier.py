@@ -13,10 +13,11 @@ from config.policy import Policy
 from config.settings import Settings
 from core.integrations.prometheus import Prometheus, expr_from_generator_url
 from core.records import Decision, Incident, Quarantine, Rollback, utcnow
-from core.snapshots import sign
+from core.snapshots import Snapshot, sign
 from core.store import Store
 from core.urls import compare_url
 from workers import snapshots as graphs
+from workers.judgment_snapshot import judgment_snapshots
 from workers.ticketparts import changes_details, judgment_details
 
 SNAPSHOT_LINK_TTL = timedelta(days=7)
@@ -32,7 +33,26 @@ class Dossier:
     prometheus: Prometheus | None
 
     def snapshots(self, rollback: Rollback, decision: Decision | None) -> list[dict]:
-        """Graph the kill-switch alert and verify queries around the rollback (once)."""
+        """Graph the kill-switch alert and verify queries around the rollback, and the
+        judgment's KPIs, both revisions (once)."""
+        taken = self._graphs(rollback, decision)
+        taken += judgment_snapshots(rollback.judgment, now=utcnow())
+        result = []
+        for index, snapshot in enumerate(taken, start=1):
+            self.store.snapshots.save(snapshot)
+            result.append(
+                {
+                    "id": snapshot.id,
+                    "name": snapshot.name,
+                    "expr": snapshot.expr,
+                    "file": f"snapshot-{index}",
+                    "points": snapshot.points,
+                    "error": snapshot.error,
+                }
+            )
+        return result
+
+    def _graphs(self, rollback: Rollback, decision: Decision | None) -> list[Snapshot]:
         if self.prometheus is None or decision is None:
             return []
         settings = self.policy.timing(self.policy.service_for(decision.labels))
@@ -53,27 +73,13 @@ class Dossier:
         verify = rollback.step("verify")
         if verify:
             markers.append(graphs.Marker("verification", verify.finished_at))
-        taken = graphs.capture(
+        return graphs.capture(
             self.prometheus,
             queries,
             markers=markers,
             end=utcnow(),
             start=since - self.policy.incidents.snapshot_before,
         )
-        result = []
-        for index, snapshot in enumerate(taken, start=1):
-            self.store.snapshots.save(snapshot)
-            result.append(
-                {
-                    "id": snapshot.id,
-                    "name": snapshot.name,
-                    "expr": snapshot.expr,
-                    "file": f"snapshot-{index}",
-                    "points": snapshot.points,
-                    "error": snapshot.error,
-                }
-            )
-        return result
 
     def attachments(
         self, rollback: Rollback, decision: Decision | None, incident: Incident

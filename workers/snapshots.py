@@ -145,7 +145,7 @@ def _capture(prometheus, query: SnapshotQuery, *, start, end, markers) -> Snapsh
         series = prometheus.query_range(expr=query.expr, start=start, end=end, step=step)
     except IntegrationError as exc:
         png = _render([], notice=f"query failed: {exc}", **style)
-        return Snapshot(_new_id(), query.name, query.expr, png, _CSV_HEADER, 0, error=str(exc))
+        return Snapshot(new_id(), query.name, query.expr, png, _CSV_HEADER, 0, error=str(exc))
     png = render_png(series, **style)
     budget = MAX_BYTES - len(png) - len(query.name.encode()) - len(query.expr.encode())
     data, kept = _bounded_csv(series, budget)
@@ -154,7 +154,7 @@ def _capture(prometheus, query: SnapshotQuery, *, start, end, markers) -> Snapsh
         limit = f"{MAX_BYTES // 2**20} MiB"
         error = f"the CSV holds {kept} of {len(series)} series: snapshots are limited to {limit}"
     points = sum(len(one.points) for one in series)
-    return Snapshot(_new_id(), query.name, query.expr, png, data, points, error)
+    return Snapshot(new_id(), query.name, query.expr, png, data, points, error)
 
 
 def _title(query: SnapshotQuery) -> str:
@@ -164,7 +164,7 @@ def _title(query: SnapshotQuery) -> str:
     return f"{query.name} (healthy: {healthy})\n{query.expr}"
 
 
-def _new_id() -> str:
+def new_id() -> str:
     """A random, unguessable, URL-safe snapshot id."""
     return secrets.token_urlsafe(16)
 
