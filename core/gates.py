@@ -11,7 +11,8 @@ A gate is healthy when
 For a service with judgment KPIs the revision is also judged against the one before it
 (core/gatejudgment.py): `confirmed` makes the gate unhealthy; `not_confirmed` means the
 revision is not what is wrong, so firing kill switches and failing verify queries (1 and 3)
-are reported but do not close the gate; otherwise 1 and 3 count as they are.
+are reported but do not close the gate; otherwise (and in `advise` mode) 1 and 3 count as
+they are. 2 and 4 always count.
 
 Flagger asks before and during a canary's steps and Argo Rollouts asks from an
 AnalysisTemplate, so each step of 5% -> 20% -> 50% -> 100% passes only while all hold.
@@ -22,7 +23,7 @@ from datetime import datetime
 
 from config.policy import Policy, ServicePolicy
 from core.correlation import KIND_LABELS, workload_for
-from core.gatejudgment import check_quarantine, judged
+from core.gatejudgment import check_quarantine, judged, weigh
 from core.integrations.prometheus import Prometheus
 from core.kpis import evaluate, holds
 from core.models import Workload
@@ -64,6 +65,8 @@ class Verdict:
     judgment: dict = field(default_factory=dict)
     # Reasons the judgment set aside: the revision is no worse than the one before it.
     excused: list[str] = field(default_factory=list)
+    # What a healthy answer says instead of "every check holds" when reasons were set aside.
+    note: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -76,7 +79,8 @@ class Verdict:
             "revision": self.rollout.revision,
             "rollout_started_at": self.rollout.started_at.isoformat(),
             "service": self.service,
-            "reasons": self.reasons or ["no kill switch is firing and every check holds"],
+            "reasons": self.reasons
+            or [self.note or "no kill switch is firing and every check holds"],
             "checks": {
                 "kill_switches_firing": self.firing,
                 "firing_since_before_this_revision": self.earlier,
@@ -111,23 +115,18 @@ def judge(
     skew = policy.timing(service).clock_skew
     _check_episodes(store, policy, verdict, since=verdict.rollout.started_at - skew)
     _check_verify(policy, service, prometheus, verdict)
+    # 1 and 3 are timing: the judgment may set them aside; 2 and 4 always count.
     timing, verdict.reasons = verdict.reasons, []
     _check_rollback(store, verdict)
     check_quarantine(store, verdict)
-    found = judged(store, service, prometheus, verdict)
-    verdict.judgment = found.record
-    if found.verdict == "not_confirmed":
-        verdict.excused = timing
-    else:
-        verdict.reasons += timing
-    if found.verdict == "confirmed":
-        verdict.reasons.append(found.reason)
+    weigh(verdict, judged(store, service, prometheus, verdict), timing)
     return verdict
 
 
 def service_of(policy: Policy, workload: Workload, name: str | None) -> ServicePolicy | None:
-    """The service whose verify queries apply: named, else the one whose explicit workload
-    this is, else the first whose `match` the workload's own labels satisfy."""
+    """The service whose verify queries and judgment apply: named, else the one whose
+    explicit workload this is, else the first whose `match` the workload's own labels
+    satisfy."""
     if name is not None:
         for service in policy.services:
             if service.name == name:
