@@ -72,10 +72,19 @@ def judge(
 ) -> dict:
     """Judge the bad revision against the target on every KPI; the record (JSON): the
     overall verdict, a sentence, and per KPI how it was judged and what was found."""
-    kpis = [
-        _judge_kpi(prometheus, policy, kpi, workload, (bad_hash, target_hash), deployed_at, now)
-        for kpi in policy.kpis
-    ]
+    kpis: list[dict] = []
+    away = ""
+    for kpi in policy.kpis:
+        if away:
+            # Prometheus already failed: asking again would only add its timeout per query
+            # (a gate must answer within its controller's webhook timeout).
+            kpis.append(_skipped(kpi, away))
+            continue
+        found = _judge_kpi(
+            prometheus, policy, kpi, workload, (bad_hash, target_hash), deployed_at, now
+        )
+        away = found.pop("_away", "")
+        kpis.append(found)
     verdict = overall([k.pop("_comparison") for k in kpis])
     shown = "; ".join(f"{k['name']}: {k['verdict']}" for k in kpis)
     return {
@@ -124,6 +133,7 @@ def _judge_kpi(
     except (TransientError, PermanentError) as exc:
         log.warning("judgment of %s: %s: %s", workload.key, kpi.name, exc)
         comparison = _no_data(f"Prometheus could not answer: {exc}")
+        record["_away"] = str(exc)
     record.update(comparison.as_dict())
     record["verdict"], record["reason"] = comparison.verdict, comparison.reason
     record["_comparison"] = comparison
@@ -168,6 +178,14 @@ def _drawn(points: list[Point], start: datetime) -> list[list[float]]:
         last = len(points) - 1
         points = [points[round(i * last / (SERIES_POINTS - 1))] for i in range(SERIES_POINTS)]
     return [[round((t - start).total_seconds(), 3), v] for t, v in points]
+
+
+def _skipped(kpi: JudgmentKPI, away: str) -> dict:
+    comparison = _no_data(f"not asked: Prometheus could not answer an earlier KPI ({away})")
+    record = {"name": kpi.name, **comparison.as_dict()}
+    record["verdict"], record["reason"] = comparison.verdict, comparison.reason
+    record["_comparison"] = comparison
+    return record
 
 
 def _no_data(reason: str) -> Comparison:

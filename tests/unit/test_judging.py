@@ -107,6 +107,22 @@ def test_prometheus_away_is_no_data_not_a_crash():
     assert run(None)["kpis"][0]["verdict"] == "nodata"
 
 
+def test_once_prometheus_fails_the_other_kpis_are_not_asked():
+    asked = []
+
+    class Away:
+        def query_range(self, **query):
+            asked.append(query["expr"])
+            raise TransientError("timed out")
+
+    kpis = [{"name": n, "query": QUERY, "min_samples": 8} for n in ("a", "b", "c")]
+    result = run(Away(), kpis=kpis)
+    assert len(asked) == 1  # not 6 timeouts in a row
+    assert [k["verdict"] for k in result["kpis"]] == ["nodata"] * 3
+    assert "not asked" in result["kpis"][2]["reason"] and "_away" not in result["kpis"][0]
+    assert result["verdict"] == "nodata"
+
+
 @pytest.mark.parametrize(
     ("mode", "verdict", "stop"),
     [
