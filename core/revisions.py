@@ -15,6 +15,24 @@ ARGO_REVISION = "rollout.argoproj.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 TEMPLATE_HASH = {"Deployment": "pod-template-hash", "Rollout": "rollouts-pod-template-hash"}
 REVISION_ANNOTATION = {"Deployment": DEPLOYMENT_REVISION, "Rollout": ARGO_REVISION}
+# A DaemonSet labels its pods and its ControllerRevisions `controller-revision-hash` with
+# the hash alone; a StatefulSet labels its pods with the ControllerRevision's name
+# (`<set>-<hash>`).
+REVISION_HASH = "controller-revision-hash"
+
+
+def pod_hash(kind: str, child: dict) -> str:
+    """The value of the label that marks a revision's pods (`pod-template-hash`,
+    `rollouts-pod-template-hash` or `controller-revision-hash`), from the revision's
+    ReplicaSet or ControllerRevision."""
+    metadata = child.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    if kind in TEMPLATE_HASH:
+        return labels.get(TEMPLATE_HASH[kind], "")
+    name = metadata.get("name", "")
+    if kind == "DaemonSet":
+        return labels.get(REVISION_HASH) or name.rpartition("-")[2]
+    return name
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,7 @@ def controller_revision(
         images=images(owner["spec"].get("template", {})),
         change_cause=_annotations(owner).get(CHANGE_CAUSE, ""),
         started_at=created or now,
-        template_hash=current["metadata"]["name"],
+        template_hash=pod_hash(kind, current),
         complete=complete,
     )
 

@@ -9,7 +9,7 @@ import copy
 from dataclasses import dataclass
 
 from core.owners import FLUX_RECONCILE, FROZEN_BY, HELM_ANNOTATIONS, TRACKING_ID
-from core.revisions import REVISION_ANNOTATION, TEMPLATE_HASH
+from core.revisions import REVISION_ANNOTATION, TEMPLATE_HASH, pod_hash
 
 # Annotations that belong to the Deployment itself, never copied from a ReplicaSet (kubectl's
 # list of annotations to skip on undo).
@@ -94,10 +94,8 @@ def revision_of(kind: str, child: dict) -> str | None:
 
 
 def template_hash(kind: str, child: dict) -> str:
-    """What identifies a revision's pods: the template-hash label, or the revision's name."""
-    if kind in TEMPLATE_HASH:
-        return child["metadata"].get("labels", {}).get(TEMPLATE_HASH[kind], "")
-    return child["metadata"]["name"]
+    """What identifies a revision's pods (core/revisions.py pod_hash)."""
+    return pod_hash(kind, child)
 
 
 def pod_template(kind: str, child: dict) -> dict:

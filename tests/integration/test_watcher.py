@@ -240,4 +240,9 @@ def test_daemonset_revisions_come_from_controller_revisions(
     )
     second = wait_for(lambda: store.rollouts.by_revision(workload, "2"), message="revision 2")
     assert second.previous_revision == "1" and second.images == ["ops/agent:2"]
+    # A DaemonSet's pods carry the hash alone, as its ControllerRevisions do.
+    revisions = apps.list_namespaced_controller_revision(kube_namespace).items
+    [newest] = [r for r in revisions if r.revision == 2]
+    assert second.template_hash == newest.metadata.labels["controller-revision-hash"]
+    assert newest.metadata.name == f"agent-{second.template_hash}"
     assert wait_for(lambda: store.rollouts.by_revision(workload, "2").completed_at)
