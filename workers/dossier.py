@@ -17,7 +17,7 @@ from core.snapshots import Snapshot, sign
 from core.store import Store
 from core.urls import compare_url
 from workers import snapshots as graphs
-from workers.judgment_snapshot import judgment_snapshots
+from workers.judgment_snapshot import judgment_snapshots, sides
 from workers.ticketparts import changes_details, judgment_details
 
 SNAPSHOT_LINK_TTL = timedelta(days=7)
@@ -36,7 +36,8 @@ class Dossier:
         """Graph the kill-switch alert and verify queries around the rollback, and the
         judgment's KPIs, both revisions (once)."""
         taken = self._graphs(rollback, decision)
-        taken += judgment_snapshots(rollback.judgment, now=utcnow())
+        names = sides(rollback, decision)
+        taken += judgment_snapshots(rollback.judgment, now=utcnow(), names=names)
         result = []
         for index, snapshot in enumerate(taken, start=1):
             self.store.snapshots.save(snapshot)

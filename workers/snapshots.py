@@ -32,6 +32,8 @@ MARKER_BADGE_PX = 15  # the width of one numbered marker badge
 MARKER_COLORS = ("#333333", "#8e44ad", "#d35400", "#16a085")
 THRESHOLD_COLOR = "#c0392b"
 _CSV_HEADER = b"timestamp,series,value\n"
+_LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0,
+           "handlelength": 1.8, "fontsize": 8.5, "frameon": False}  # fmt: skip
 
 # A trailing `<op> [bool] <number>` of an alert expression: the threshold the rule compares to.
 _TRAILING_COMPARISON = re.compile(
@@ -240,18 +242,9 @@ def render_png(
 
 
 def _render(series, *, title, unit, threshold, markers, start, end, notice) -> bytes:
-    # Imported here: the receiver imports this module for signed links, and matplotlib would
-    # add about 40 MB to every web worker.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if end <= start:
         raise ValueError("end must be after start")
-    figure = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI)
-    # An explicit Agg canvas: no display needed, and no pyplot global state shared by threads.
-    FigureCanvasAgg(figure)
-    figure.subplots_adjust(left=LEFT, right=RIGHT, bottom=BOTTOM, top=TOP)
-    axes = figure.add_subplot()
+    figure, axes = new_figure()
     handles = _plot_series(axes, series)
     if threshold is not None:
         label = f"threshold {threshold:g} {unit}".strip()
@@ -262,32 +255,39 @@ def _render(series, *, title, unit, threshold, markers, start, end, notice) -> b
     if _lowest(series, threshold) >= 0:
         axes.set_ylim(bottom=0)  # rates, ratios and latencies read best from zero
     handles += _draw_markers(axes, markers, start=start, end=end)
+    return finish(figure, axes, handles, title=title, footer=_window(start, end), notice=notice)
+
+
+def new_figure():
+    """A 1000x500 figure on its own Agg canvas and its axes, at the graphs' fixed margins."""
+    # Imported here: the receiver imports this module for signed links, and matplotlib would
+    # add about 40 MB to every web worker.
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # Titles, legends and notices are untrusted text: a `$x^$` must print, not fail mathtext.
+    matplotlib.rcParams["text.parse_math"] = False
+    figure = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI)
+    # An explicit Agg canvas: no display needed, and no pyplot global state shared by threads.
+    FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=LEFT, right=RIGHT, bottom=BOTTOM, top=TOP)
+    return figure, figure.add_subplot()
+
+
+def finish(figure, axes, handles: list, *, title: str, footer: str, notice: str) -> bytes:
+    """The legend beside the plot, the title (3 lines at most), the footer and a notice
+    across the plot ("no data"); the PNG."""
     if handles:
-        axes.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            borderaxespad=0,
-            handlelength=1.8,
-            fontsize=8.5,
-            frameon=False,
-        )
+        axes.legend(handles=handles, **_LEGEND)
     lines = [part for line in title.splitlines() for part in textwrap.wrap(line, 120)]
     figure.suptitle(
         "\n".join(lines[:3]), x=LEFT, y=0.98, ha="left", va="top", fontsize=11, linespacing=1.4
     )
-    figure.text(0.99, 0.015, _window(start, end), ha="right", fontsize=8, color="gray")
+    figure.text(0.99, 0.015, footer, ha="right", fontsize=8, color="gray")
     if notice:
-        axes.text(
-            0.5,
-            0.5,
-            textwrap.fill(notice[:400], 60),
-            transform=axes.transAxes,
-            ha="center",
-            va="center",
-            fontsize=14,
-            color="#555555",
-        )
+        text, style = textwrap.fill(notice[:400], 60), {"fontsize": 14, "color": "#555555"}
+        axes.text(0.5, 0.5, text, transform=axes.transAxes, ha="center", va="center", **style)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -24,8 +24,9 @@ def judgment_section(judgment: dict) -> str:
         f"*{wiki(judgment.get('verdict'))}* (mode {wiki(judgment.get('mode'))}, confidence "
         f"{wiki(judgment.get('confidence'))}): {wiki(judgment.get('detail'))}"
     )
+    kpis = _kpis(judgment)
     rows = ["||KPI||how||points new/old||median new||median old||p||shift||allowed||verdict||"]
-    for kpi in judgment.get("kpis", []):
+    for kpi in kpis:
         cells = [
             kpi.get("name"),
             kpi.get("how", "not compared"),
@@ -35,7 +36,7 @@ def judgment_section(judgment: dict) -> str:
             kpi.get("verdict"),
         ]
         rows.append("|" + "|".join(wiki(c) or " " for c in cells) + "|")
-    reasons = [f"* {wiki(k.get('name'))}: {wiki(k.get('reason'))}" for k in judgment["kpis"]]
+    reasons = [f"* {wiki(k.get('name'))}: {wiki(k.get('reason'))}" for k in kpis]
     return "\n".join([header, "\n".join(rows), *reasons])
 
 
@@ -76,8 +77,7 @@ def judgment_details(judgment: dict) -> dict | None:
         "verdict": judgment.get("verdict"),
         "mode": judgment.get("mode"),
         "kpis": {
-            str(kpi.get("name")): {k: kpi.get(k) for k in KPI_FIELDS}
-            for kpi in judgment.get("kpis", [])
+            str(kpi.get("name")): {k: kpi.get(k) for k in KPI_FIELDS} for kpi in _kpis(judgment)
         },
     }
 
@@ -95,5 +95,15 @@ def changes_details(evidence: dict | None) -> list[str] | None:
     return lines + ([f"... and {more} more"] if more > 0 else [])
 
 
+def _kpis(judgment: dict) -> list[dict]:
+    """The record's KPIs; a damaged record (read back from Redis) has fewer, not an error."""
+    kpis = judgment.get("kpis")
+    return [k for k in kpis if isinstance(k, dict)] if isinstance(kpis, list) else []
+
+
 def _number(value) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    if value is None:
+        return "-"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.4g}"
+    return str(value)

@@ -14,12 +14,15 @@ from core.integrations.pagerduty import Pager
 from core.integrations.prometheus import Prometheus
 from core.models import Workload
 from core.records import Rollback, RollbackStep, utcnow
+from core.store import Store
 from core.store.rollouts import rollout_for
 from receiver.app import create_app
 from tests import samples
 from tests.secrets import WEBHOOK_TOKEN
-from tests.unit.test_wiki_markup import live_markup
+from tests.unit.test_judgment_snapshot import KPI, NODATA
+from tests.unit.test_wiki_markup import live_markup, records
 from tests.workloads import FAST, bad_release
+from workers import ticket
 from workers.incidents import Notifier, incident_key
 
 pytestmark = pytest.mark.integration
@@ -290,3 +293,63 @@ def test_hostile_alert_values_reach_jira_as_text_and_pagerduty_only_as_http_link
     hrefs = [link["href"] for link in trigger["links"]]
     assert hrefs and all(href.startswith(("http://", "https://")) for href in hrefs), hrefs
     assert "javascript:alert(1)" not in hrefs
+
+
+def test_a_judged_rollback_shows_its_judgment_in_jira_and_pagerduty(
+    redis_client, jira_server, pagerduty_server
+):
+    """The real notifier on real Redis, the Jira and PagerDuty doubles: the ticket's
+    Judgment table (a hostile KPI name escaped), a graph and CSV of both revisions per KPI,
+    and the page's compact judgment with the graph's image."""
+    policy = Policy.model_validate({"incidents": {"jira": {"project": "OPS"}}})
+    store = Store(redis_client, policy)
+    rollback, decision = records()
+    assert decision.rollout is not None
+    decision.rollout.template_hash = "5d4f8b7c9"
+    rollback.id, rollback.status, rollback.finished_at = "r-judged", "verified", utcnow()
+    hostile = {**KPI, "name": "{color:red}x|y[z]"}
+    rollback.judgment = {
+        "verdict": "confirmed",
+        "mode": "require",
+        "confidence": 0.98,
+        "detail": "confirmed ({color:red}x|y[z]: confirmed; p99 latency: nodata)",
+        "kpis": [hostile, NODATA],
+    }
+    store.decisions.save(decision)
+    store.rollbacks.save(rollback)
+    settings = Settings(public_url="https://backstop.example", api_token="t", webhook_token="w")
+    tickets = Tickets(url=jira_server.url, user=jira_server.email, token=jira_server.api_token)
+    pager = Pager(
+        pagerduty_server.routing_key,
+        base_url=pagerduty_server.url,
+        ca_file=str(pagerduty_server.ca_path),
+    )
+    incident = Notifier(store, policy, settings, tickets, pager, None).file_rollback(rollback.id)
+    assert (incident.jira.state, incident.pagerduty.state) == ("delivered", "delivered")
+
+    [issue] = jira_server.issues.values()
+    description = issue.fields["description"]
+    assert "h3. Judgment" in description and "*confirmed* (mode require" in description
+    assert "|\\{color:red\\}x\\|y\\[z\\]|before\\_after|40/40|0.05|0.001|" in description
+    assert "|p99 latency|not compared|0/0|" in description
+    harmless = {**rollback.judgment, "kpis": [KPI, NODATA], "detail": "confirmed"}
+    rollback.judgment = harmless
+    # The same section with a harmless name holds the same markup.
+    expected = ticket.description(rollback, decision, links={}, snapshots=[])
+    judged = description.split("h3. Judgment", 1)[1].split("h3. Decision", 1)[0]
+    plain = expected.split("h3. Judgment", 1)[1].split("h3. Decision", 1)[0]
+    assert live_markup(judged) == live_markup(plain)
+    files = {a.filename: a.content for a in issue.attachments}
+    assert files["snapshot-1.png"].startswith(PNG) and files["snapshot-2.png"].startswith(PNG)
+    rows = files["snapshot-1.csv"].decode().splitlines()
+    assert sum("side=new revision (hash 5d4f8b7c9)" in r for r in rows) == 40
+    assert sum("side=old revision (revision 1)" in r for r in rows) == 40
+    assert files["snapshot-2.csv"] == b"timestamp,series,value\n"  # nodata: no points
+
+    [trigger] = [e for e in pagerduty_server.events if e["event_action"] == "trigger"]
+    judgment = trigger["payload"]["custom_details"]["judgment"]
+    assert (judgment["verdict"], judgment["mode"]) == ("confirmed", "require")
+    assert judgment["kpis"]["{color:red}x|y[z]"]["p_value"] == KPI["p_value"]
+    assert judgment["kpis"]["p99 latency"]["verdict"] == "nodata"
+    assert "series" not in json.dumps(judgment)
+    assert [image["alt"] for image in trigger["images"]] == ["judgment: {color:red}x|y[z]"]

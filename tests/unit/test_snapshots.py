@@ -126,6 +126,14 @@ def test_end_must_be_after_start():
         render(series(1), end=START)
 
 
+def test_dollar_signs_in_titles_and_legends_are_text_not_mathtext():
+    # `$x^$` is broken mathtext, which raised while saving: titles and series labels are
+    # untrusted (alert expressions, label values, KPI names), and must print as they are.
+    data = [Series({"path": "/a$x^$"}, [(START, 1.0)]), Series({"path": "/b"}, [(END, 2.0)])]
+    picture = image(render(data, title='cost $\\frac$ per $x^$ request\nq{p=~"a$|b$"}'))
+    assert picture.size == (1000, 500) and has_color(picture, FIRST_SERIES_COLOR)
+
+
 # -- to_csv --------------------------------------------------------------------------------
 
 

@@ -44,3 +44,16 @@ def test_what_changed_for_the_page_is_the_first_twenty_lines():
     assert lines[0] == "container app: env V0: 1 -> 2"
     assert len(lines) == 21 and lines[-1] == "... and 8 more"
     assert changes_details(None) is None and changes_details({}) is None
+
+
+def test_a_damaged_judgment_record_gives_fewer_rows_not_an_error():
+    from workers.ticketparts import judgment_section
+
+    for damaged in (
+        {"verdict": "confirmed"},
+        {"verdict": "confirmed", "kpis": "x"},
+        {"verdict": "confirmed", "kpis": ["x", {"name": "p", "p_value": "x", "n_new": True}]},
+    ):
+        text = judgment_section(damaged)
+        assert text.startswith("*confirmed*")
+        assert judgment_details(damaged)["verdict"] == "confirmed"
