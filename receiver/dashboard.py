@@ -68,9 +68,11 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["visible"] = markup.html
     app.jinja_env.filters["revealed"] = markup.reveal
     app.jinja_env.filters["http_url"] = urls.http_url
+    app.jinja_env.filters["number"] = charts.number
     app.jinja_env.globals["reason_text"] = REASONS.get
     app.jinja_env.globals["query_with"] = query_with
     app.jinja_env.globals["judgment_chart"] = charts.chart
+    app.jinja_env.globals["judged_kpis"] = charts.judged_kpis
     app.after_request_funcs.setdefault("login", []).append(with_security_headers)
 
 

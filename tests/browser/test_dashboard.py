@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 from config.policy import Policy
 from core import queues
 from core.models import Workload
-from core.records import Rollback, WorkloadRecord, utcnow
+from core.records import Decision, Rollback, WorkloadRecord, utcnow
 from core.store import Store
 from testbed.processes import run_burst_worker
 from tests import samples
@@ -390,24 +390,40 @@ def test_a_post_without_the_csrf_token_fails(backstop, page):
 
 
 def test_a_judged_rollback_draws_new_against_old_per_kpi(backstop, redis_client, page):
+    """From the decision's one-line verdict to the rollback's judgment card: each KPI's
+    chart shows both revisions' series, their medians and the legend."""
     server = backstop(ENFORCE)
     store = Store(redis_client, Policy.model_validate(ENFORCE))
+    now = utcnow()
     new = [[t, 0.05 + (t % 3) * 0.001] for t in range(0, 40, 2)]
     old = [[t, 0.001 + (t // 2 % 2) * 0.0005] for t in range(0, 40, 2)]
+    store.decisions.save(
+        Decision(
+            id="judged-episode",
+            episode_id="judged-episode",
+            alertname="CheckoutErrors",
+            starts_at=now,
+            workload=WorkloadRecord.of(CHECKOUT),
+            outcome="rollback",
+            reason="kill_switch",
+            job_id="judged-1",
+        )
+    )
     store.rollbacks.save(
         Rollback(
             id="judged-1",
-            decision_id="no-such-decision",
+            decision_id="judged-episode",
             workload=WorkloadRecord.of(CHECKOUT),
             bad_revision="3",
+            target_revision="2",
             status="verified",
             reason="kpis_recovered",
-            finished_at=utcnow(),
+            finished_at=now,
             judgment={
                 "verdict": "confirmed",
                 "mode": "require",
                 "confidence": 0.98,
-                "detail": "confirmed (5xx ratio: confirmed)",
+                "detail": "confirmed (5xx ratio: confirmed; p99: nodata)",
                 "kpis": [
                     {
                         "name": "5xx ratio",
@@ -422,18 +438,40 @@ def test_a_judged_rollback_draws_new_against_old_per_kpi(backstop, redis_client,
                         "allowed": 0.00012,
                         "verdict": "confirmed",
                         "reason": "The new revision is worse.",
-                    }
+                    },
+                    {"name": "p99", "verdict": "nodata", "reason": "Prometheus could not answer"},
                 ],
             },
         )
     )
     log_in_as(page, server, VIEWER, VIEWER_PASSWORD)
-    page.goto(f"{server.url}/rollbacks/judged-1")
+    page.goto(f"{server.url}/decisions/judged-episode")
+    line = page.get_by_test_id("decision-judgment")
+    expect(line).to_contain_text("confirmed")
+    line.get_by_role("link").click()
+    expect(page).to_have_url(re.compile(r"/rollbacks/judged-1#judgment$"))
     card = page.get_by_test_id("judgment")
     expect(card).to_be_visible()
-    expect(card.get_by_test_id("judgment-kpi")).to_have_count(1)
+    expect(card.get_by_test_id("judgment-kpi")).to_have_count(2)
+    chart = card.get_by_test_id("judgment-kpi").first
+    expect(chart.get_by_role("img")).to_be_visible()
+    expect(chart.locator(".legend")).to_contain_text("new: revision 3")
+    expect(chart.locator(".legend")).to_contain_text("old: revision 2")
     for name in ("new", "old"):
-        line = card.get_by_test_id(f"series-{name}")
-        expect(line).to_be_visible()
-        box = line.bounding_box()
+        series = chart.get_by_test_id(f"series-{name}")
+        expect(series).to_be_visible()
+        box = series.bounding_box()
         assert box and box["width"] > 100, box  # drawn across the chart, not collapsed
+        # A horizontal line has no height, which Playwright counts as hidden: measure it.
+        median = chart.get_by_test_id(f"median-{name}").bounding_box()
+        assert median and median["width"] > 100, median
+    # The two series are drawn in different colours, one above the other (new is worse).
+    new_box = chart.get_by_test_id("series-new").bounding_box()
+    old_box = chart.get_by_test_id("series-old").bounding_box()
+    assert new_box and old_box and new_box["y"] + new_box["height"] < old_box["y"]
+    strokes = {
+        name: chart.get_by_test_id(f"series-{name}").evaluate("e => getComputedStyle(e).stroke")
+        for name in ("new", "old")
+    }
+    assert strokes["new"] != strokes["old"] and "none" not in strokes.values(), strokes
+    expect(card.get_by_test_id("no-points")).to_have_count(1)  # p99 had no data
