@@ -161,7 +161,7 @@ def _points(
     observation per pod and step). NaN (a ratio over no traffic: a revision whose pods are
     gone still exposes its counters) is no observation."""
     if prometheus is None:
-        raise PermanentError("no Prometheus is configured (BACKSTOP_PROMETHEUS_URL)")
+        raise PermanentError("no Prometheus is configured (PROMETHEUS_URL)")
     if end <= start:
         return []
     series = prometheus.query_range(expr=expr, start=start, end=end, step=step.total_seconds())

@@ -68,8 +68,7 @@ def description(
     """The ticket body."""
     parts = [
         f"h2. {wiki(summary(rollback, decision))}",
-        f"*Outcome:* {wiki(rollback.status)} ({wiki(rollback.reason)}). Backstop reverted the "
-        "workload to save the service; the root cause is still to be found.",
+        f"*Outcome:* {wiki(rollback.status)} ({wiki(rollback.reason)}). {_what_was_done(rollback)}",
         *_owner(rollback),
         *filter(None, [quarantine_line(quarantine)]),
         "h3. Timeline",
@@ -114,6 +113,19 @@ def description(
         _CHECKLIST,
     ]
     return "\n\n".join(parts)
+
+
+def _what_was_done(rollback: Rollback) -> str:
+    """Whether the workload was reverted: only a revert step that succeeded says so."""
+    revert = rollback.step("revert")
+    if revert is not None and revert.status == "ok":
+        return (
+            "Backstop reverted the workload to save the service; the root cause is still to "
+            "be found."
+        )
+    if rollback.status == "dry_run":
+        return "Dry run: Backstop recorded the revert it would have made and changed nothing."
+    return "Nothing was reverted: the workload still runs the revision the alert blamed."
 
 
 def _section(title: str, body: str) -> list[str]:

@@ -356,3 +356,18 @@ def test_the_ticket_shows_the_judgment_what_changed_the_quarantine_and_the_compa
     rollback.judgment = {}
     plain_ticket = ticket.description(rollback, decision, links={}, snapshots=[])
     assert "h3. Judgment" not in plain_ticket and "h3. What changed" not in plain_ticket
+
+
+def test_only_a_revert_that_happened_is_claimed():
+    rollback, decision = records()
+    rollback.status, rollback.reason = "blocked", "not_caused_by_rollout"
+    text = ticket.description(rollback, decision, links={}, snapshots=[])
+    assert "Nothing was reverted" in text and "Backstop reverted" not in text
+    rollback.status = "verified"
+    rollback.steps.append(
+        RollbackStep(
+            name="revert", status="ok", started_at=NOW, finished_at=NOW + timedelta(seconds=1)
+        )
+    )
+    text = ticket.description(rollback, decision, links={}, snapshots=[])
+    assert "Backstop reverted the workload to save the service" in text
