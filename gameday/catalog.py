@@ -1,8 +1,10 @@
-"""Every game-day scenario, in the order they run: those in scenarios.py, then the ones
-with their own module (gitops.py), the dry-run one last (it restarts Backstop in dry-run
-mode)."""
+"""Every game-day scenario, in the order they run: those of plays.py, those judged by
+revision (judged.py), the Argo CD one (gitops.py), the dry-run one last (it restarts
+Backstop in dry-run mode)."""
 
-from gameday import gitops, scenarios
+from gameday import gitops, judged, plays
 
-SCENARIOS = sorted([*scenarios.SCENARIOS, gitops.SCENARIO], key=lambda s: s.mode != "enforce")
+SCENARIOS = sorted(
+    [*plays.SCENARIOS, *judged.SCENARIOS, gitops.SCENARIO], key=lambda s: s.mode != "enforce"
+)
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}

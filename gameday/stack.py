@@ -58,11 +58,14 @@ class Targets:
 
 @dataclass
 class Service:
-    """One demo workload Backstop guards: its kill switches verify against its own KPIs."""
+    """One demo workload Backstop guards: its kill switches verify against its own KPIs;
+    with `judgment`, its rollbacks are judged by revision before they revert."""
 
     deployment: str
     lookback: str | None = None
     verify_latency: bool = False
+    # The service's `judgment:` block (config/judgment.py), for this workload only.
+    judgment: dict | None = None
     extra: dict = field(default_factory=dict)
 
     def policy(self) -> dict:
@@ -92,6 +95,8 @@ class Service:
         }
         if self.lookback:
             entry["lookback"] = self.lookback
+        if self.judgment is not None:
+            entry["judgment"] = self.judgment
         return entry
 
 
