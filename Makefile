@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 # (with a font) runs the dashboard's browser tests.
 TEST_DEBS := redis-server redis-sentinel prometheus-alertmanager prometheus chromium fonts-dejavu-core $(if $(shell command -v kubectl),,kubernetes-client)
 
-.PHONY: run test fuzz gameday lint bench bench-ingest bench-storm bench-latency bench-dashboard bench-gameday screenshots system-deps clean kube-build kube-up kube-down
+.PHONY: run test fuzz gameday lint bench bench-ingest bench-storm bench-latency bench-judged bench-dashboard bench-gameday screenshots system-deps clean kube-build kube-up kube-down
 
 # The embedded Redis is Debian's redis-server (Backstop needs Redis 7.0 or newer).
 run: $(RUNTIME_STAMP)
@@ -53,6 +53,9 @@ bench-storm: $(DEV_STAMP) system-deps
 # P3: webhook -> Kubernetes PATCH with an idle worker.
 bench-latency: $(DEV_STAMP) system-deps
 	$(BIN)/python -m bench.latency
+
+bench-judged: $(DEV_STAMP) system-deps
+	$(BIN)/python -m bench.judged
 
 bench-dashboard: $(DEV_STAMP)
 	$(BIN)/python -m bench.dashboard

@@ -49,6 +49,9 @@ POLICY = {
     },
     "circuit_breaker": {"max_rollbacks": 1000, "window": "1h"},
 }
+# Reviews that stay scheduled while any quarantine or freeze is active (core/queues.py):
+# every verified rollback here quarantines its bad revision, so one is always due next.
+PERIODIC = ("quarantine-review-", "freeze-review-")
 # Stages between the two ends, each from the previous mark to this one.
 MARKS = (
     ("episode recorded", "first_seen"),
@@ -58,18 +61,23 @@ MARKS = (
     ("lock taken", "lock"),
     ("pre-flight done", "preflight"),
     ("evidence captured", "evidence"),
+    ("judged", "judgment"),  # only when the service judges (bench/judged.py)
     ("PATCH sent", "patch"),
 )
 
 
-def webhook(namespace: str, name: str, starts_at: datetime) -> dict:
-    """One Alertmanager webhook with one kill-switch alert about `name`."""
+def webhook(
+    namespace: str, name: str, starts_at: datetime, extra: dict[str, str] | None = None
+) -> dict:
+    """One Alertmanager webhook with one kill-switch alert about `name` (and `extra` labels,
+    which a policy's service may match)."""
     labels = {
         "alertname": "High5xxRatio",
         "namespace": namespace,
         "deployment": name,
         "severity": "critical",
         "backstop_rollback": "true",
+        **(extra or {}),
     }
     stamp = starts_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {
@@ -97,10 +105,15 @@ def webhook(namespace: str, name: str, starts_at: datetime) -> dict:
 
 
 def idle(rig: Rig) -> bool:
-    """No job queued, running or scheduled, and the worker waits for work."""
-    state = rig.api("/queues")
-    rows = state["queues"].values()
-    return all(r["queued"] == r["started"] == r["scheduled"] == 0 for r in rows)
+    """No job queued, running or scheduled (but the periodic reviews), and the worker
+    waits for work."""
+    rows = rig.api("/queues")["queues"].values()
+    if any(r["queued"] or r["started"] for r in rows):
+        return False
+    if not any(r["scheduled"] for r in rows):
+        return True
+    scheduled = rig.api("/jobs?registry=scheduled&limit=100")["jobs"]
+    return all(job["id"].startswith(PERIODIC) for job in scheduled)
 
 
 def one_round(rig: Rig, session: requests.Session, connection: redis.Redis, index: int) -> dict:
@@ -108,9 +121,24 @@ def one_round(rig: Rig, session: requests.Session, connection: redis.Redis, inde
     name = f"svc-{index:02d}"
     rig.release(name, f"shop/{name}:1.0.0", replicas=1)
     rig.deploy_recorded({name: f"shop/{name}:1.1.0"})
+    result, _ = fire(rig, session, connection, name, index)
+    return result
+
+
+def fire(
+    rig: Rig,
+    session: requests.Session,
+    connection: redis.Redis,
+    name: str,
+    index: int,
+    extra: dict[str, str] | None = None,
+) -> tuple[dict, dict]:
+    """Once the worker is idle, alert about `name` (its new revision recorded) and wait for
+    the verified rollback; the round's marks (ms after the webhook was sent) and the
+    rollback's record from the API."""
     wait(lambda: idle(rig), "an idle worker", 60)
     time.sleep(0.5)  # the worker is back in its blocking wait for the next job
-    body = webhook(rig.namespace, name, datetime.now(UTC) - timedelta(seconds=1))
+    body = webhook(rig.namespace, name, datetime.now(UTC) - timedelta(seconds=1), extra)
     headers = {"Authorization": f"Bearer {rig.webhook_token}"}
     sent = datetime.now(UTC)
     answer = session.post(f"{rig.receiver.url}/webhooks/alertmanager", json=body, headers=headers)
@@ -136,14 +164,13 @@ def one_round(rig: Rig, session: requests.Session, connection: redis.Redis, inde
         "lock": _utc(steps["lock"]["started_at"]),
         "preflight": _utc(steps["preflight"]["finished_at"]),
         "evidence": _utc(steps["evidence"]["finished_at"]) if "evidence" in steps else None,
+        "judgment": _utc(steps["judgment"]["finished_at"]) if "judgment" in steps else None,
         "patch": _utc(steps["revert"]["started_at"]),
         "patched": _utc(steps["revert"]["finished_at"]),
         "answered": answered,
     }
-    return {
-        "workload": name,
-        "ms": {key: _ms(value - sent) if value else None for key, value in at.items()},
-    }
+    ms = {key: _ms(value - sent) if value else None for key, value in at.items()}
+    return {"workload": name, "ms": ms}, rollback
 
 
 def _terminal(rig: Rig, rollback_id: str) -> dict | None:
