@@ -21,22 +21,15 @@ NetflixACAJudge): is the new revision really worse, or would a rollback change n
   pairwise differences new_i - old_j (robust to outliers too). Above 2,000 points a side
   it is computed on 2,000 evenly spaced order statistics of that side (at most 4 million
   differences), which moves it by well under the spacing of those quantiles; the test
-  itself always uses every point. `mean_shift` is the difference of the means (each an
-  exactly rounded sum, so a permutation of a sample has a mean shift of exactly 0).
-  `allowed` is the larger of `relative * |median_old|` and `absolute`, whichever are set,
-  and 0 when neither is. The **effect** "in the bad direction" is the shift, taken as is
-  for `bad="higher"` and negated for `bad="lower"`; when the test is significant, the
-  larger of that and the mean shift (taken the same way). The median shift alone misses a
-  KPI that is mostly one value (an error ratio that is 0 in most windows of a low-traffic
-  service and not 0 in many more of the new revision's) although the test sees it; the mean
-  still moves. Without significance the robust shift alone counts, so an outlier that
-  moves the mean cannot confirm, nor keep a rollback from being `not_confirmed`.
+  itself always uses every point. `allowed` is the larger of `relative * |median_old|`
+  and `absolute`, whichever are set, and 0 when neither is. The shift "in the bad
+  direction" is `shift` for `bad="higher"`, `-shift` for `bad="lower"`.
 - **Verdicts**, in this order:
   1. `nodata`: too few points (above);
-  2. `not_confirmed`: the effect in the bad direction is at most `allowed`, whatever p
+  2. `not_confirmed`: the shift in the bad direction is at most `allowed`, whatever p
      (a significant but tiny shift is not worth a rollback; identical samples, or all
-     values equal, have an effect of 0 and always land here);
-  3. `confirmed`: significant, and (by 2) the effect in the bad direction exceeds `allowed`;
+     values equal, have a shift of 0 and always land here);
+  3. `confirmed`: significant, and (by 2) the shift in the bad direction exceeds `allowed`;
   4. `not_confirmed`: not significant although both sides have at least
      `2 * min_samples` points, enough that a real worsening would have shown;
   5. `inconclusive`: not significant on fewer points: too little data to tell.
@@ -45,10 +38,9 @@ NetflixACAJudge): is the new revision really worse, or would a rollback change n
   `inconclusive`, except that when every KPI (or none at all) is `nodata` -> `nodata`;
   else `not_confirmed`.
 
-Known limit: rule 4 counts points, not the traffic behind them. A ratio over a handful of
-requests per window carries little information per point; such KPIs judge better over a
-longer rate window, and with `min_samples` raised, so that a quiet service reaches
-`nodata` (windows without traffic are NaN, dropped) rather than rule 4.
+Known limit: a KPI that is mostly one value (an error ratio that is 0 most of the time)
+can have a shift of 0 while the test is significant, which is `not_confirmed` by rule 2.
+Such KPIs judge better over a longer rate window, so that most points are not 0.
 """
 
 import math
@@ -112,7 +104,6 @@ class Comparison:
     shift: float | None
     allowed: float | None
     reason: str
-    mean_shift: float | None = None
 
     def as_dict(self) -> dict:
         """Every field, JSON-safe: plain ints and floats, None for NaN and infinities."""
@@ -139,7 +130,6 @@ def compare(new: Sequence[float], old: Sequence[float], limits: Limits) -> Compa
             stats.get("shift"),
             allowed,
             reason,
-            stats.get("mean_shift"),
         )
 
     if n_new < limits.min_samples or n_old < limits.min_samples:
@@ -159,17 +149,15 @@ def compare(new: Sequence[float], old: Sequence[float], limits: Limits) -> Compa
     )
     u, p = float(test.statistic), float(test.pvalue)
     shift = _hodges_lehmann(new_x, old_x)
-    mean_shift = _mean(new_x) - _mean(old_x)
-    stats = {"u": u, "p_value": p, "shift": shift, "mean_shift": mean_shift}
+    stats = {"u": u, "p_value": p, "shift": shift}
     # `allowed` is a number here: the old side has data.
     limit = allowed if allowed is not None else 0.0
+    worse = shift if limits.bad == "higher" else -shift
     # NaN < alpha is False: a p-value scipy could not compute is never significant.
     significant = p < limits.alpha
-    sign = 1.0 if limits.bad == "higher" else -1.0
-    worse = max(sign * shift, sign * mean_shift) if significant else sign * shift
     p_text = f"p = {p:.3g} {'<' if significant else '>='} {limits.alpha:.3g}"
 
-    if not (math.isfinite(shift) and math.isfinite(mean_shift)):
+    if not math.isfinite(shift):
         return result(
             "inconclusive",
             "The values are too large to estimate the shift between the revisions.",
@@ -178,8 +166,8 @@ def compare(new: Sequence[float], old: Sequence[float], limits: Limits) -> Compa
     if worse <= 0:
         return result(
             "not_confirmed",
-            f"The new revision is not worse: its shift from the old is {shift:+.3g} "
-            f"(means {mean_shift:+.3g}), and {limits.bad} is bad ({p_text}).",
+            f"The new revision is not worse: its shift from the old is {shift:+.3g}, and "
+            f"{limits.bad} is bad ({p_text}).",
             **stats,
         )
     if worse <= limit:
@@ -256,15 +244,6 @@ def _hodges_lehmann(new: np.ndarray, old: np.ndarray) -> float:
         differences = np.subtract.outer(a, b).ravel()
         # + 0.0 turns a median of -0.0 into 0.0, for the record's sake.
         return float(np.median(differences, overwrite_input=True)) + 0.0
-
-
-def _mean(values: np.ndarray) -> float:
-    """The mean, from an exactly rounded sum: the same for any order of the values; NaN
-    when the sum overflows (values near the float limit)."""
-    try:
-        return math.fsum(values.tolist()) / len(values)
-    except OverflowError:
-        return math.nan
 
 
 def _median(values: np.ndarray) -> float | None:

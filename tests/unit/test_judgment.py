@@ -186,24 +186,6 @@ def test_a_significant_but_tiny_shift_is_not_confirmed():
     assert result.verdict == "not_confirmed" and "within the allowed" in result.reason
 
 
-def test_a_low_traffic_error_ratio_that_is_mostly_zero_is_judged_by_its_mean_too():
-    # 40 windows of ~12 requests: the old revision fails 1 in 1,000 (no window sees one),
-    # the new one 1 in 20 (about half its windows see one). The median shift is 0.
-    rng = np.random.default_rng(SEED)
-    new = list(rng.binomial(12, 0.05, 40) / 12)
-    old = list(rng.binomial(12, 0.001, 40) / 12)
-    result = compare(new, old, Limits("higher", min_samples=10))
-    assert result.shift == 0.0 and result.p_value < 0.001
-    assert result.mean_shift > 0.03 and result.verdict == "confirmed"
-
-
-def test_an_outlier_that_moves_only_the_mean_confirms_nothing():
-    calm = list(noisy(0.01, 40, SEED))
-    result = compare([*calm[:-1], 1e6], calm, Limits("higher", min_samples=10))
-    assert result.mean_shift > 1e4 and result.p_value >= 0.02
-    assert result.verdict == "not_confirmed"
-
-
 def test_not_significant_is_inconclusive_on_small_samples_and_not_confirmed_on_large():
     limits = Limits("higher", relative=None, absolute=0.5)
     small = compare([x + 2 for x in range(12)], list(range(12)), limits)
@@ -310,7 +292,6 @@ def test_a_permutation_of_real_values_shifts_nothing(data, values, limits):
     assert result.verdict in ("not_confirmed", "nodata")
     if result.verdict == "not_confirmed":
         assert result.shift == 0.0 and result.p_value >= 0.5
-        assert result.mean_shift == 0.0  # exactly: the means are exactly rounded sums
 
 
 def test_a_large_sample_against_its_permutation_keeps_a_shift_of_zero():
