@@ -2,7 +2,8 @@
 
 P1 (bench.ingest) and P1-distinct (no body a byte-for-byte repeat), P2 and P5 (bench.storm),
 P2-deferred (the same storm with the rollbacks after it), P3 (bench.latency), P3-store (the
-same with 20,000 other decisions stored), and P4 (bench.gameday,
+same with 20,000 other decisions stored), P3-judged (bench.judged: P3 with a judgment, beside
+P3 without one in the same run), and P4 (bench.gameday,
 summarizing var/gameday-report.json when a game day already wrote it, else playing one).
 Each runs in its own process and records its entry in bench/results.json; a failed target
 does not stop the others. The exit status is 0 only when every target passed.
@@ -30,6 +31,7 @@ def commands() -> list[list[str]]:
         ["bench.storm", "--min-firing", "8s"],
         ["bench.latency"],
         ["bench.latency", "--stored-decisions", "20000"],
+        ["bench.judged"],
         gameday,
     ]
 
