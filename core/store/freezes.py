@@ -51,24 +51,14 @@ class FreezeStore:
 
         Optimistic (WATCH): a human's lift request must never write back, as active, a
         freeze the review ended meanwhile; a concurrent write makes this read again."""
-        key = keys.FREEZE + freeze_id
-        with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = cast(bytes | None, pipe.get(key))
-                    if raw is None:
-                        return None, False
-                    freeze = FrozenOwner.model_validate_json(raw)
-                    if not freeze.active:
-                        return freeze, False
-                    change(freeze)
-                    pipe.multi()
-                    self._write(pipe, freeze)
-                    pipe.execute()
-                    return freeze, True
-                except redis.WatchError:
-                    continue
+        return records.change_if(
+            self.redis,
+            keys.FREEZE + freeze_id,
+            FrozenOwner,
+            when=lambda freeze: freeze.active,
+            change=change,
+            write=self._write,
+        )
 
     def get(self, freeze_id: str) -> FrozenOwner | None:
         """One freeze by id, or None."""

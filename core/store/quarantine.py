@@ -60,24 +60,14 @@ class QuarantineStore:
         """Apply `change` (which ends it) to an active quarantine and save it: (the
         quarantine as it now is, whether it was changed); (None, False) for an unknown id.
         Optimistic (WATCH), so two humans releasing at once record one release."""
-        key = keys.QUARANTINE + quarantine_id
-        with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = cast(bytes | None, pipe.get(key))
-                    if raw is None:
-                        return None, False
-                    quarantine = Quarantine.model_validate_json(raw)
-                    if not quarantine.active:
-                        return quarantine, False
-                    change(quarantine)
-                    pipe.multi()
-                    self._write(pipe, quarantine)
-                    pipe.execute()
-                    return quarantine, True
-                except redis.WatchError:
-                    continue
+        return records.change_if(
+            self.redis,
+            keys.QUARANTINE + quarantine_id,
+            Quarantine,
+            when=lambda quarantine: quarantine.active,
+            change=change,
+            write=self._write,
+        )
 
     def get(self, quarantine_id: str) -> Quarantine | None:
         """One quarantine by id (its rollback's), or None."""

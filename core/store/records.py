@@ -113,3 +113,37 @@ def count_since(client: redis.Redis, indexes: dict[str, str], *, since_ms: int) 
     for index in indexes.values():
         pipe.zcount(index, since_ms, "+inf")
     return dict(zip(indexes, (int(n) for n in pipe.execute()), strict=True))
+
+
+def change_if(
+    client: redis.Redis,
+    key: str,
+    model: type[R],
+    *,
+    when: Callable[[R], bool],
+    change: Callable[[R], None],
+    write: Callable[[redis.client.Pipeline, R], None],
+) -> tuple[R | None, bool]:
+    """Apply `change` to the record at `key` and `write` it back, only while `when` holds:
+    (the record as it now is, whether it was changed); (None, False) when there is none.
+
+    Optimistic (WATCH): a concurrent write makes it read again, so a change is never made
+    to a record another writer changed meanwhile (a human's request never writes back, as
+    active, what a review just ended)."""
+    with client.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = cast(bytes | None, pipe.get(key))
+                if raw is None:
+                    return None, False
+                record = model.model_validate_json(raw)
+                if not when(record):
+                    return record, False
+                change(record)
+                pipe.multi()
+                write(pipe, record)
+                pipe.execute()
+                return record, True
+            except redis.WatchError:
+                continue
