@@ -58,14 +58,8 @@ class Notifier:
     @classmethod
     def from_settings(cls, store: Store, policy: Policy, settings: Settings) -> "Notifier":
         """Targets from the environment; those not configured stay None."""
-        tickets = pager = prometheus = None
-        if settings.jira_configured and settings.jira_url:
-            tickets = Tickets(
-                url=settings.jira_url,
-                user=settings.jira_user,
-                token=_secret(settings.jira_token),
-                pat=_secret(settings.jira_pat),
-            )
+        tickets = Tickets.from_settings(settings)
+        pager = prometheus = None
         if settings.pagerduty_routing_key:
             pager = Pager(
                 settings.pagerduty_routing_key.get_secret_value(),
@@ -383,10 +377,6 @@ def _log_delivery(incident: Incident, name: str, delivery: Delivery) -> None:
         fields["detail"] = delivery.detail
     level = logging.WARNING if delivery.state != "delivered" else logging.INFO
     log.log(level, "incident %s %s", name, delivery.state, extra={"fields": fields})
-
-
-def _secret(value) -> str | None:
-    return value.get_secret_value() if value is not None else None
 
 
 def _covering(count: int, group: str | None) -> str:
