@@ -105,3 +105,25 @@ def kill_switch(minutes_ago: float = 5, **labels) -> dict:
     """An Alertmanager webhook with one kill-switch alert (backstop_rollback="true")."""
     started = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
     return alertmanager(am_alert(starts_at=started, backstop_rollback="true", **labels))
+
+
+def quarantine(*, ttl: timedelta = timedelta(days=14), **fields):
+    """A quarantine in force of shop/checkout's revision 2 (rollback rb-1) since now, for
+    `ttl`; `fields` override any value (the rollback id follows the id unless given)."""
+    from core.records import Quarantine, WorkloadRecord
+
+    now = datetime.now(UTC)
+    values = {
+        "id": "rb-1",
+        "workload": WorkloadRecord(
+            cluster="default", namespace="shop", kind="Deployment", name="checkout"
+        ),
+        "revision": "2",
+        "images": ["shop/checkout:2"],
+        "decision_id": "d-1",
+        "quarantined_at": now,
+        "expires_at": now + ttl,
+    }
+    values.update(fields)
+    values.setdefault("rollback_id", values["id"])
+    return Quarantine(**values)

@@ -5,17 +5,17 @@ the receiver under gunicorn over TLS before it creates or updates a Deployment."
 import base64
 import json
 import time
-from datetime import timedelta
 
 import pytest
 from kubernetes import client
 
 from config.policy import Policy
-from core.records import Incident, Quarantine, WorkloadRecord, utcnow
+from core.records import Incident, Quarantine, utcnow
 from core.store import Store
 from receiver.app import create_app
 from testbed.doubles.tls import make_certificates
 from testbed.servers import Gunicorn
+from tests import samples
 from tests.workloads import deployment
 
 pytestmark = pytest.mark.integration
@@ -25,20 +25,8 @@ BAD, FIXED = "shop/checkout:2", "shop/checkout:3"
 
 
 def quarantine(**fields) -> Quarantine:
-    now = utcnow()
-    values = {
-        "id": "rb-1",
-        "workload": WorkloadRecord(
-            cluster="default", namespace="shop", kind="Deployment", name="checkout"
-        ),
-        "revision": "2",
-        "images": [BAD],
-        "rollback_id": "rb-1",
-        "decision_id": "d-1",
-        "quarantined_at": now,
-        "expires_at": now + timedelta(days=14),
-    }
-    return Quarantine(**{**values, **fields})
+    """Checkout's revision 2, BAD, quarantined by rollback rb-1."""
+    return samples.quarantine(**{"images": [BAD], **fields})
 
 
 def review(image: str | None, *, old_image: str | None = None, kind="Deployment", op="CREATE"):

@@ -3,15 +3,14 @@ stops the pipeline (exit 1, saying why), a fix passes (exit 0), and a question t
 be asked is exit 2, never a traceback."""
 
 import argparse
-from datetime import timedelta
 
 import pytest
 
 from cli.check_deploy import add_arguments, main
 from cli.localredis import free_port
 from config.policy import Policy
-from core.records import Quarantine, WorkloadRecord, utcnow
 from core.store import Store
+from tests import samples
 from tests.secrets import WEBHOOK_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -25,20 +24,8 @@ def run(*argv: str) -> int:
 
 @pytest.fixture
 def quarantined(redis_client):
-    now = utcnow()
     Store(redis_client, Policy()).quarantine.add(
-        Quarantine(
-            id="rb-1",
-            workload=WorkloadRecord(
-                cluster="default", namespace="shop", kind="Deployment", name="checkout"
-            ),
-            revision="7",
-            images=["shop/checkout:2.1"],
-            rollback_id="rb-1",
-            decision_id="d-1",
-            quarantined_at=now,
-            expires_at=now + timedelta(days=14),
-        )
+        samples.quarantine(revision="7", images=["shop/checkout:2.1"])
     )
 
 

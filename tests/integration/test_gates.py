@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from config.policy import Policy
-from core.records import Quarantine, Rollout, WorkloadRecord
+from core.records import Rollout, WorkloadRecord
 from receiver.app import create_app
 from tests import samples
 from tests.secrets import GATE_TOKEN, WEBHOOK_TOKEN
@@ -291,19 +291,9 @@ def test_without_recorded_hashes_the_gate_keeps_to_its_timing_checks(gated, webh
 
 def test_a_quarantined_image_fails_the_gate(judged_gate, webhook_headers):
     web, store = judged_gate
-    now = datetime.now(UTC)
     store.quarantine.add(
-        Quarantine(
-            id="rb-1",
-            workload=WorkloadRecord(
-                cluster="default", namespace="shop", kind="Deployment", name="checkout"
-            ),
-            revision="3",
-            images=["docker.io/shop/checkout:3"],
-            rollback_id="rb-1",
-            decision_id="d-1",
-            quarantined_at=now,
-            expires_at=now + timedelta(days=1),
+        samples.quarantine(
+            revision="3", images=["docker.io/shop/checkout:3"], ttl=timedelta(days=1)
         )
     )
     answer = web.get(GATE, headers=webhook_headers)

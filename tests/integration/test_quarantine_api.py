@@ -13,6 +13,7 @@ from config.policy import Policy
 from core import queues
 from core.records import Incident, Quarantine, WorkloadRecord, utcnow
 from receiver.app import create_app
+from tests import samples
 from tests.conftest import API_TOKEN
 from tests.secrets import DASHBOARD_PASSWORDS, GATE_TOKEN, WEBHOOK_TOKEN
 from tests.workloads import bad_release
@@ -46,13 +47,12 @@ def quarantine(name="checkout", *, hours_ago=1, **fields) -> Quarantine:
         ),
         "revision": "7",
         "images": [f"shop/{name}:2.1"],
-        "rollback_id": f"rb-{name}",
         "decision_id": f"d-{name}",
         "reason": "rolled back: verified",
         "quarantined_at": now - timedelta(hours=hours_ago),
         "expires_at": now + timedelta(days=14),
     }
-    return Quarantine(**{**values, **fields})
+    return samples.quarantine(**{**values, **fields})
 
 
 @pytest.fixture

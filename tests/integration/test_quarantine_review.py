@@ -11,6 +11,7 @@ from config.quarantine import QuarantinePolicy
 from core.integrations.jira import Tickets
 from core.records import Incident, Quarantine, WorkloadRecord, utcnow
 from core.store import Store
+from tests import samples
 from workers.quarantines import next_review, review_quarantines
 
 pytestmark = pytest.mark.integration
@@ -25,12 +26,11 @@ def quarantine(name: str, **fields) -> Quarantine:
         ),
         "revision": "2",
         "images": [f"shop/{name}:2"],
-        "rollback_id": f"rb-{name}",
         "decision_id": f"d-{name}",
         "quarantined_at": now - timedelta(hours=1),
         "expires_at": now + timedelta(days=14),
     }
-    return Quarantine(**{**values, **fields})
+    return samples.quarantine(**{**values, **fields})
 
 
 @pytest.fixture

@@ -37,7 +37,6 @@ from werkzeug.security import generate_password_hash
 from config.policy import Policy
 from core import queues, urls
 from core.intake import flush_all
-from core.records import Quarantine, WorkloadRecord
 from core.store import keys
 from receiver import access, metrics
 from receiver.app import create_app
@@ -1249,21 +1248,7 @@ def test_admission(make_settings, users_file, redis_client, fuzz_case):
     settings = make_settings(users_file=users_file, max_body_bytes=MAX_BODY, admission=True)
     app = create_app(settings, policy=Policy())
     store = app.extensions["backstop"].store
-    now = datetime.now(UTC)
-    store.quarantine.add(
-        Quarantine(
-            id="rb-1",
-            workload=WorkloadRecord(
-                cluster="default", namespace="shop", kind="Deployment", name="checkout"
-            ),
-            revision="2",
-            images=["shop/checkout:2"],
-            rollback_id="rb-1",
-            decision_id="d-1",
-            quarantined_at=now,
-            expires_at=now + timedelta(days=1),
-        )
-    )
+    store.quarantine.add(samples.quarantine(ttl=timedelta(days=1)))
     client = app.test_client(use_cookies=False)
 
     @given(

@@ -125,23 +125,7 @@ def state(app, store, redis_client, webhook_headers):
 
 def seeded_quarantine():
     """An active quarantine, which an unguarded release would end."""
-    from datetime import timedelta
-
-    from core.records import Quarantine, WorkloadRecord
-
-    now = samples_now()
-    return Quarantine(
-        id="rollback-seeded",
-        workload=WorkloadRecord(
-            cluster="default", namespace="shop", kind="Deployment", name="checkout"
-        ),
-        revision="2",
-        images=["shop/checkout:2"],
-        rollback_id="rollback-seeded",
-        decision_id="seeded",
-        quarantined_at=now,
-        expires_at=now + timedelta(days=14),
-    )
+    return samples.quarantine(id="rollback-seeded", decision_id="seeded")
 
 
 def seeded_freeze():
