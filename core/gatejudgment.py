@@ -126,8 +126,7 @@ def check_quarantine(store: Store, verdict: "Verdict") -> None:
     """Is one of the revision's images quarantined?"""
     found = rules.matching(store.quarantine.active(), verdict.rollout.images, verdict.checked_at)
     for quarantine, image, why in found:
-        incident = store.incidents.get(quarantine.rollback_id)
-        jira = incident.jira.ref if incident is not None and incident.jira.ref else None
+        jira = store.incidents.jira_of(quarantine.rollback_id)
         verdict.quarantined.append(
             {
                 "image": image,

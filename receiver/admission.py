@@ -66,7 +66,7 @@ def validate():
     if not found:
         return _answer(uid, None)
     quarantine, image, why = found[0]
-    jira = _jira(state, quarantine.rollback_id)
+    jira = state.store.incidents.jira_of(quarantine.rollback_id)
     message = (
         f"Backstop: {image} is quarantined ({why}): rollback {quarantine.rollback_id} of "
         f"{quarantine.workload.workload().key} revision {quarantine.revision}"
@@ -104,11 +104,6 @@ def _images(obj) -> set[str]:
             if isinstance(container, dict) and isinstance(container.get("image"), str):
                 found.add(container["image"])
     return found
-
-
-def _jira(state, rollback_id: str) -> str:
-    incident = state.store.incidents.get(rollback_id)
-    return incident.jira.ref if incident is not None and incident.jira.ref else ""
 
 
 def _answer(uid: str, denial: str | None):

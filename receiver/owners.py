@@ -38,8 +38,7 @@ class LiftBody(BaseModel):
 
 def jira_key(store: Store, rollback_id: str) -> str | None:
     """The Jira issue of the rollback's incident, when it has one."""
-    incident = store.incidents.get(rollback_id)
-    return incident.jira.ref if incident is not None and incident.jira.ref else None
+    return store.incidents.jira_of(rollback_id)
 
 
 def jira_url(base: str | None, key: str | None) -> str | None:

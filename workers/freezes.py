@@ -137,9 +137,10 @@ def end_freeze(
 
 
 def next_review(now: datetime, interval: timedelta) -> datetime:
-    """When the next review is due: the next multiple of `interval` (whole seconds, at
-    least one) since the epoch. Every review running within one interval picks the same
-    time, hence the same job id, so several chains of reviews (one per rollback that froze
-    something, one per lift) merge into one instead of running side by side forever."""
+    """When the next review is due (of freezes, or of quarantines: workers/quarantines.py):
+    the next multiple of `interval` (whole seconds, at least one) since the epoch. Every
+    review running within one interval picks the same time, hence the same job id, so
+    several chains of reviews (one per rollback that froze something, one per lift) merge
+    into one instead of running side by side forever."""
     step = max(1, int(interval.total_seconds()))
     return datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, UTC)

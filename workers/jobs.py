@@ -155,7 +155,7 @@ def review_quarantines() -> dict:
     policy = context.policy.quarantine
     summary = quarantines.review_quarantines(context.store, tickets, policy, utcnow())
     if summary["active"]:
-        due = quarantines.next_review(utcnow(), policy.review_interval)
+        due = freezes.next_review(utcnow(), policy.review_interval)
         queues.schedule_quarantine_review(context.connection, due)
     return summary
 

@@ -10,7 +10,7 @@ review; nothing else is asked of it.
 """
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from config.quarantine import QuarantinePolicy
 from core.errors import PermanentError, TransientError
@@ -31,7 +31,7 @@ def review_quarantines(
             why = f"expired at {quarantine.expires_at.isoformat()}"
             _end(store, quarantine.id, "expired", "backstop", why, now, ended)
             continue
-        key = _issue(store, quarantine)
+        key = store.incidents.jira_of(quarantine.rollback_id)
         if not (key and tickets is not None and policy.release_when_done):
             continue
         try:
@@ -44,11 +44,6 @@ def review_quarantines(
     return {"ended": ended, "active": len(store.quarantine.active())}
 
 
-def _issue(store: Store, quarantine: Quarantine) -> str:
-    incident = store.incidents.get(quarantine.rollback_id)
-    return incident.jira.ref if incident is not None and incident.jira.ref else ""
-
-
 def _end(store, quarantine_id, end, who, reason, now, ended: dict) -> None:
     def change(quarantine: Quarantine) -> None:
         quarantine.end, quarantine.ended_by, quarantine.end_reason = end, who, reason
@@ -59,10 +54,3 @@ def _end(store, quarantine_id, end, who, reason, now, ended: dict) -> None:
         ended[end] += 1
         fields = {"quarantine_id": quarantine_id, "end": end}
         log.info("quarantine ended: %s", reason, extra={"fields": fields})
-
-
-def next_review(now: datetime, interval: timedelta) -> datetime:
-    """The next multiple of `interval` since the epoch: every scheduler within one interval
-    picks the same second, hence the same job."""
-    step = max(1, int(interval.total_seconds()))
-    return datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, now.tzinfo)

@@ -16,7 +16,7 @@ from core.quarantine import quarantine_for
 from core.records import AuditEntry, Rollback, RollbackStep
 from core.store import Store
 from core.vocabulary import RollbackStatus
-from workers.quarantines import next_review
+from workers.freezes import next_review
 
 log = logging.getLogger("backstop.rollback")
 

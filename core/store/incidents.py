@@ -36,6 +36,11 @@ class IncidentStore:
         """One incident by id (the rollback's id, or `decision-<id>`)."""
         return records.get(self.redis, keys.INCIDENT, Incident, incident_id)
 
+    def jira_of(self, incident_id: str) -> str | None:
+        """The key of the Jira issue filed for an incident (a rollback's), when there is one."""
+        incident = self.get(incident_id)
+        return incident.jira.ref if incident is not None and incident.jira.ref else None
+
     def recent(self, *, limit: int = 50) -> list[Incident]:
         """Incidents, newest first."""
         return records.newest(self.redis, keys.INCIDENTS, keys.INCIDENT, Incident, limit=limit)

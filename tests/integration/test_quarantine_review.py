@@ -12,7 +12,8 @@ from core.integrations.jira import Tickets
 from core.records import Incident, Quarantine, WorkloadRecord, utcnow
 from core.store import Store
 from tests import samples
-from workers.quarantines import next_review, review_quarantines
+from workers.freezes import next_review
+from workers.quarantines import review_quarantines
 
 pytestmark = pytest.mark.integration
 
