@@ -20,6 +20,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from cli.terminal import printable
+
 TOKEN_VARIABLES = ("BACKSTOP_GATE_TOKEN", "BACKSTOP_WEBHOOK_TOKEN", "BACKSTOP_API_TOKEN")
 TIMEOUT = 10.0
 MAX_ANSWER = 1024 * 1024
@@ -77,10 +79,10 @@ def _token(path: Path | None) -> str:
 def _report(body: dict) -> int:
     if body.get("allowed") is True:
         for image in body.get("images", []):
-            print(f"ok: {_plain(image)} is not quarantined")
+            print(f"ok: {printable(image)} is not quarantined")
         return 0
     for found in body.get("quarantined", []):
-        shown = {key: _plain(value) for key, value in found.items()}
+        shown = {key: printable(value) for key, value in found.items()}
         jira = f", {shown['jira']}" if found.get("jira") else ""
         print(
             f"quarantined: {shown.get('image')}: {shown.get('why')} (rollback "
@@ -88,11 +90,6 @@ def _report(body: dict) -> int:
             f"{shown.get('revision')}{jira}; until {shown.get('expires_at')} unless released)"
         )
     return 1
-
-
-def _plain(value: object) -> str:
-    """A value from the cluster or the answer, safe for a terminal (no control sequences)."""
-    return "".join(c if c.isprintable() else "?" for c in str(value))
 
 
 def _error(exc: urllib.error.HTTPError) -> str:

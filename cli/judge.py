@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from cli.terminal import printable
 from config.judgment import JudgmentPolicy
 from config.policy import Policy, PolicyError, load_policy
 from config.settings import Settings
@@ -246,21 +247,16 @@ def summary(record: dict) -> str:
         )
         baseline = f" Compared with {kpi['baseline']}." if kpi.get("baseline") else ""
         notes.append(f"  {kpi['name']}: {kpi.get('reason', '')}{baseline}")
-    rows = [[_plain(str(cell)) for cell in row] for row in rows]
+    rows = [[printable(str(cell)) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     table = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
-    return "\n".join([_plain(head), *table, *(_plain(note) for note in notes)])
+    return "\n".join([printable(head), *table, *(printable(note) for note in notes)])
 
 
 def _number(value) -> str:
     return "-" if value is None else f"{value:.4g}"
-
-
-def _plain(text: str) -> str:
-    """Names and reasons come from the policy and the cluster: no terminal control codes."""
-    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _line(text: str) -> str:
