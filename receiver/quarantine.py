@@ -7,7 +7,6 @@ credentials and roles (receiver/api.py); the check also takes the gate or webhoo
 like the gates (receiver/gates.py), so a pipeline needs no API account.
 """
 
-from datetime import datetime
 from typing import Annotated
 
 from flask import Blueprint, jsonify, request, url_for
@@ -125,20 +124,12 @@ def release(quarantine_id: str):
     if len(quarantine_id) > MAX_ID:
         raise ApiError(404, "not_found", "no such quarantine")
     state, now = app_state(), utcnow()
-    who = api.actor()
-
-    def end(quarantine: Quarantine) -> None:
-        _ended(quarantine, "released", who, body.reason, now)
-
-    found, changed = state.store.quarantine.end_active(quarantine_id, end)
+    found, changed = state.store.quarantine.end(
+        quarantine_id, "released", by=api.actor(), reason=body.reason, at=now
+    )
     if found is None:
         raise ApiError(404, "not_found", f"no quarantine {quarantine_id}")
     if not changed:
         raise ApiError(409, "conflict", f"quarantine {quarantine_id} already ended ({found.end})")
     api.audit("release_quarantine", quarantine_id, body.reason, images=found.images)
     return jsonify(quarantine_json(found, state.store, state.settings.jira_url, now))
-
-
-def _ended(quarantine: Quarantine, end, who: str, reason: str, now: datetime) -> None:
-    quarantine.end, quarantine.ended_by, quarantine.end_reason = end, who, reason
-    quarantine.ended_at = now

@@ -15,7 +15,6 @@ from datetime import datetime
 from config.quarantine import QuarantinePolicy
 from core.errors import PermanentError, TransientError
 from core.integrations.jira import Tickets
-from core.records import Quarantine
 from core.store import Store
 
 log = logging.getLogger("backstop.quarantine")
@@ -45,11 +44,7 @@ def review_quarantines(
 
 
 def _end(store, quarantine_id, end, who, reason, now, ended: dict) -> None:
-    def change(quarantine: Quarantine) -> None:
-        quarantine.end, quarantine.ended_by, quarantine.end_reason = end, who, reason
-        quarantine.ended_at = now
-
-    _, changed = store.quarantine.end_active(quarantine_id, change)
+    _, changed = store.quarantine.end(quarantine_id, end, by=who, reason=reason, at=now)
     if changed:
         ended[end] += 1
         fields = {"quarantine_id": quarantine_id, "end": end}

@@ -1,12 +1,11 @@
 """Quarantined revisions (core/records.py Quarantine): the active ones, the ended for a while."""
 
-from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 import redis
 
-from core.records import Quarantine
+from core.records import Quarantine, QuarantineEnd
 from core.store import keys, records
 from core.store.records import ms
 
@@ -54,12 +53,18 @@ class QuarantineStore:
         else:
             pipe.srem(keys.QUARANTINES_ACTIVE, quarantine.id)
 
-    def end_active(
-        self, quarantine_id: str, change: Callable[[Quarantine], None]
+    def end(
+        self, quarantine_id: str, end: QuarantineEnd, *, by: str, reason: str, at: datetime
     ) -> tuple[Quarantine | None, bool]:
-        """Apply `change` (which ends it) to an active quarantine and save it: (the
-        quarantine as it now is, whether it was changed); (None, False) for an unknown id.
-        Optimistic (WATCH), so two humans releasing at once record one release."""
+        """End an active quarantine (`released`, `expired`, `issue_done`) by whom, why and
+        when: (the quarantine as it now is, whether this call ended it); (None, False) for
+        an unknown id. Optimistic (WATCH), so two humans releasing at once record one
+        release."""
+
+        def change(quarantine: Quarantine) -> None:
+            quarantine.end, quarantine.ended_by, quarantine.end_reason = end, by, reason
+            quarantine.ended_at = at
+
         return records.change_if(
             self.redis,
             keys.QUARANTINE + quarantine_id,

@@ -98,10 +98,7 @@ def test_an_update_that_brings_the_image_back_is_denied(app):
 def test_a_released_quarantine_denies_nothing(app):
     store = app.extensions["backstop"].store
 
-    def release(q):
-        q.end, q.ended_by, q.ended_at = "released", "api:alice", utcnow()
-
-    store.quarantine.end_active("rb-1", release)
+    store.quarantine.end("rb-1", "released", by="api:alice", reason="fixed", at=utcnow())
     assert ask(app, review(BAD))[1]["response"]["allowed"] is True
 
 
@@ -206,10 +203,7 @@ def test_the_api_server_denies_a_redeploy_of_the_quarantined_image(kube, kube_na
         time.sleep(0.5)
     create(kube, kube_namespace, "fixed", FIXED)  # a fix goes out
 
-    def release(q):
-        q.end, q.ended_by, q.ended_at = "released", "api:alice", utcnow()
-
-    store.quarantine.end_active("rb-1", release)
+    store.quarantine.end("rb-1", "released", by="api:alice", reason="fixed", at=utcnow())
     create(kube, kube_namespace, "released", BAD)
     # Backstop down: failurePolicy Ignore lets deploys through.
     store.quarantine.add(quarantine(id="rb-2", rollback_id="rb-2"))
