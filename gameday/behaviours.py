@@ -44,6 +44,8 @@ class Behaviour:
 # Image tag suffix → behaviour; the first suffix the tag ends with wins, else DEFAULT_BEHAVIOUR.
 BEHAVIOURS: dict[str, Behaviour] = {
     "-errors": Behaviour(error_ratio=0.05),
+    # The seed's canary scenario (bench/safestate.py): a 5xx rate that jumps to 3%.
+    "-errors3pct": Behaviour(error_ratio=0.03),
     "-slow": Behaviour(error_ratio=0.001, slow_ratio=0.10),
 }
 DEFAULT_BEHAVIOUR = Behaviour(error_ratio=0.001)

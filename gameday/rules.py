@@ -15,13 +15,13 @@ ERROR_RATIO_THRESHOLD = 0.01  # 1% of requests answered 5xx
 P99_THRESHOLD_SECONDS = 1.0
 
 
-def error_ratio(selector: str = "") -> str:
-    """The 5xx ratio per deployment over RATE_WINDOW (optionally for one selector)."""
+def error_ratio(selector: str = "", window: str = RATE_WINDOW) -> str:
+    """The 5xx ratio per deployment over `window` (optionally for one selector)."""
     inner = f",{selector}" if selector else ""
     return (
         f'sum by (namespace, deployment) (rate(demo_requests_total{{code="500"{inner}}}'
-        f"[{RATE_WINDOW}])) / sum by (namespace, deployment) "
-        f'(rate(demo_requests_total{{code=~".+"{inner}}}[{RATE_WINDOW}]))'
+        f"[{window}])) / sum by (namespace, deployment) "
+        f'(rate(demo_requests_total{{code=~".+"{inner}}}[{window}]))'
     )
 
 
