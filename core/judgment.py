@@ -50,9 +50,6 @@ from typing import Literal
 
 import numpy as np
 
-# scipy ships no type information (no py.typed, no stubs pinned).
-from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]
-
 Verdict = Literal["confirmed", "not_confirmed", "inconclusive", "nodata"]
 
 # The Hodges-Lehmann shift is exact up to this many points a side: 2,000 x 2,000 pairwise
@@ -141,7 +138,7 @@ def compare(new: Sequence[float], old: Sequence[float], limits: Limits) -> Compa
             + (f" ({dropped} NaN or infinite values dropped)." if dropped else "."),
         )
 
-    test = mannwhitneyu(
+    test = load_statistics()(
         new_x,
         old_x,
         alternative="greater" if limits.bad == "higher" else "less",
@@ -213,6 +210,16 @@ def overall(comparisons: Sequence[Comparison]) -> Verdict:
     if verdicts & {"inconclusive", "nodata"}:
         return "inconclusive"
     return "not_confirmed"
+
+
+def load_statistics():
+    """scipy's Mann-Whitney U test, imported on first use: scipy adds some 70 MiB and half a
+    second to a process, and the watcher and every CLI command but `judge` never judge.
+    The worker imports it once before it forks (workers/worker.py)."""
+    # scipy ships no type information (no py.typed, no stubs pinned).
+    from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]
+
+    return mannwhitneyu
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:

@@ -17,6 +17,7 @@ from core.integrations.kubeconfig import (
     load_api_classes,
     warm_validators,
 )
+from core.judgment import load_statistics
 from core.queues import FAILURE_TTL, queues
 from core.store.decisions import DecisionStore
 from workers.allowlist import BackstopJob, reject
@@ -161,12 +162,14 @@ def _upgrade_store(connection: redis.Redis) -> None:
 
 def preload_job_code(connection: redis.Redis) -> None:
     """Do once, in the worker, what every work horse (forked per job) would otherwise do
-    before a rollback's first step (bench/latency.py): import the job bodies and the
-    Kubernetes API classes (0.6-1.2 s), build the client's argument validators (about 1.3 ms
-    per method a rollback calls), resolve the Redis client's name and version, read the
-    settings and parse the policy and kubeconfigs (workers.context.prepare_worker, refreshed
-    before each fork, so that a changed policy applies to the next job)."""
+    before a rollback's first step (bench/latency.py): import the job bodies, the
+    Kubernetes API classes (0.6-1.2 s) and scipy's test (core/judgment.py), build the
+    client's argument validators (about 1.3 ms per method a rollback calls), resolve the
+    Redis client's name and version, read the settings and parse the policy and
+    kubeconfigs (workers.context.prepare_worker, refreshed before each fork, so that a
+    changed policy applies to the next job)."""
     load_api_classes()
+    load_statistics()
     warm_validators()
     _driver_info_once(connection)
     prepare_worker(connection)
