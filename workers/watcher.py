@@ -3,16 +3,18 @@
 For each guarded cluster (core/clusters.py) a thread runs its own Watcher, so an
 unreachable cluster only delays its own history. Within a cluster, for each kind
 (Deployment, StatefulSet, DaemonSet, and Argo Rollout when its CRD is served) and each
-allowed namespace (or all), a thread lists the objects, records what it sees, then
-watches from the list's resourceVersion. On 410 Gone, a dropped connection or a restart
-it lists again: recording is idempotent, keyed by (workload, revision), so a
-relist neither duplicates nor misses a rollout.
+allowed namespace (or all), a thread lists the objects in pages (each object cut down to
+what the watcher reads, workers/briefs.py), settles those whose revision is already
+recorded with one Redis pipeline per page, records the others, then watches from the
+list's resourceVersion, so nothing that changed in between is missed. On 410 Gone, a
+dropped connection or a restart it lists again: recording is idempotent, keyed by
+(workload, revision), so a relist neither duplicates nor misses a rollout.
 """
 
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from redis.exceptions import RedisError
@@ -21,11 +23,12 @@ from config.policy import Policy
 from core import owners
 from core.clusters import Clusters
 from core.errors import IntegrationError, PermanentError
-from core.integrations.kubernetes import Gone, Kube
+from core.integrations.kubernetes import Gone, Kube, Page
 from core.models import Workload
 from core.records import OwnerRecord, Rollout, WorkloadRecord
 from core.revisions import controller_revision, is_complete, replica_set_revision
 from core.store import Store
+from workers.briefs import brief
 
 log = logging.getLogger("backstop.watcher")
 
@@ -38,6 +41,8 @@ CHILDREN = {
 }
 WATCH_SECONDS = 60
 MAX_BACKOFF = 60.0
+# Objects per LIST page (kubectl's chunk size): the watcher holds one page's JSON at a time.
+PAGE_SIZE = 500
 
 
 HEARTBEAT_SECONDS = 15.0
@@ -57,8 +62,10 @@ class Watcher:
         *,
         watch_seconds: int = WATCH_SECONDS,
         cluster: str | None = None,
+        page_size: int = PAGE_SIZE,
     ):
         self.kube = kube
+        self.page_size = page_size
         # The name rollouts are recorded under: this watcher's cluster, else the local one.
         self.cluster = cluster or policy.cluster
         # A watch returns after this long, so a stop request is noticed within it.
@@ -88,7 +95,7 @@ class Watcher:
         hint = self._revision_hint(kind, obj)
         if hint is not None and self._seen.get(workload.key) == (hint, True):
             return None  # nothing new: same revision, already recorded as complete
-        children = self.kube.owned(CHILDREN[kind], obj)
+        children = self.kube.owned(CHILDREN[kind], obj, brief=brief)
         now = self.clock()
         if CHILDREN[kind] == "ReplicaSet":
             seen = replica_set_revision(kind, obj, children, now, complete)
@@ -115,6 +122,33 @@ class Watcher:
             self.store.rollouts.mark_completed(workload, seen.revision, now)
         self._seen[workload.key] = (seen.revision, seen.complete)
         return rollout
+
+    def observe_page(self, kind: str, objects: list[dict]) -> None:
+        """Observe several objects (a LIST page, or one watch event). Those whose announced
+        revision the store already holds are settled by one pipelined read for the lot;
+        only the others cost a LIST of their ReplicaSets or ControllerRevisions."""
+        pending = []
+        for obj in objects:
+            hint = self._revision_hint(kind, obj)
+            if hint is None:
+                self.observe(kind, obj)  # StatefulSet/DaemonSet: only their children tell
+                continue
+            meta = obj["metadata"]
+            workload = Workload(self.cluster, meta["namespace"], kind, meta["name"])
+            if self._seen.get(workload.key) != (hint, True):
+                pending.append((obj, workload, hint))
+        if not pending:
+            return
+        found = self.store.rollouts.recorded([(w, hint) for _, w, hint in pending])
+        for (obj, workload, hint), stored in zip(pending, found, strict=True):
+            # An expected rollback may mark the stored revision as Backstop's: the full path.
+            if not stored.stored or stored.rollback_expected:
+                self.observe(kind, obj)
+                continue
+            complete = is_complete(kind, obj)
+            if complete and not stored.completed:
+                self.store.rollouts.mark_completed(workload, hint, self.clock())
+            self._seen[workload.key] = (hint, complete)
 
     def _rollout(self, workload: Workload, seen, metadata: dict) -> Rollout:
         expected = self.store.rollouts.expected_rollback(workload)
@@ -149,11 +183,44 @@ class Watcher:
     # -- list and watch --------------------------------------------------------------------
 
     def sync(self, kind: str, namespace: str | None) -> str:
-        """List and observe every object of `kind`; return the list's resourceVersion."""
-        items, resource_version = self.kube.list_all(kind, namespace)
-        for obj in items:
-            self.observe(kind, obj)
+        """List and observe every object of `kind`, page by page; return the list's
+        resourceVersion (every page of one list shares it: the watch starts there)."""
+        started, objects, resource_version = time.monotonic(), 0, ""
+        for page in self.pages(kind, namespace):
+            objects += len(page.items)  # after an expired token's restart: counted again
+            self.observe_page(kind, page.items)
+            resource_version = page.resource_version
+        fields = {
+            "cluster": self.cluster,
+            "kind": kind,
+            "namespace": namespace,
+            "objects": objects,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        log.info("listed", extra={"fields": fields})
         return resource_version
+
+    def pages(self, kind: str, namespace: str | None) -> Iterator[Page]:
+        """The pages of one consistent LIST of `kind`, each object briefed. A continue token
+        that expired (410 Gone: the snapshot was compacted) restarts the list from the
+        start, for a consistent one; observing twice is harmless."""
+        token = None
+        while True:
+            try:
+                page = self.kube.list_page(
+                    kind, namespace, limit=self.page_size, token=token, brief=brief
+                )
+            except Gone:
+                if token is None:
+                    raise
+                fields = {"cluster": self.cluster, "kind": kind}
+                log.info("list page expired; listing again", extra={"fields": fields})
+                token = None
+                continue
+            yield page
+            token = page.token
+            if token is None:
+                return
 
     def follow(self, kind: str, namespace: str | None, stop: threading.Event) -> None:
         """List, then watch, until stopped; relist after 410 Gone or errors, with backoff."""
@@ -168,7 +235,7 @@ class Watcher:
                     ):
                         resource_version = obj["metadata"].get("resourceVersion", resource_version)
                         if event in ("ADDED", "MODIFIED"):
-                            self.observe(kind, obj)
+                            self.observe_page(kind, [brief(obj)])
                         if stop.is_set():
                             return
             except Gone:

@@ -6,23 +6,54 @@ import signal
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
-from core.connection import RedisVersionError, VersionCheck
+import redis
+
+from config.policy import Policy, load_policy
+from config.settings import Settings
+from core.clusters import Clusters
+from core.connection import RedisVersionError, VersionCheck, connect
 from core.errors import PermanentError
 from core.integrations.kubeconfig import api_client
 from core.integrations.lease import Lease
 from core.logs import configure_logging
 from core.records import utcnow
-from workers.context import process_context
+from core.store import Store
 from workers.leadership import lead
 from workers.watcher import watch_clusters
 
 
+@dataclass(frozen=True)
+class WatcherContext:
+    """What the watcher needs, and only that: a worker's context (workers/context.py) also
+    loads the judgment's statistics stack, which would double the watcher's resident memory
+    for code it never runs."""
+
+    settings: Settings
+    policy: Policy
+    connection: redis.Redis
+    store: Store
+    clusters: Clusters
+
+
+def watcher_context() -> WatcherContext:
+    """Settings, policy, Redis, store and clusters, read from the environment."""
+    settings = Settings()
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set")
+    connection = connect(settings.redis_url, timeout=None)
+    policy = load_policy(settings.config_path)
+    return WatcherContext(
+        settings, policy, connection, Store(connection, policy), Clusters(policy, settings)
+    )
+
+
 def run_watcher() -> int:
     """Run the deployment watcher until SIGTERM or SIGINT; the process's exit status."""
-    context = process_context()
+    context = watcher_context()
     configure_logging(context.settings.log_level, context.settings.log_format)
     log = logging.getLogger("backstop.watcher")
     try:

@@ -3,9 +3,11 @@
 Objects are read with `_preload_content=False` and parsed as JSON, so the rest of Backstop
 works with the API's own camelCase documents, whatever the client's model classes do.
 
-Errors: `ApiException` with status 409, 429 or 5xx, urllib3 timeouts and connection
-errors → TransientError (retry); 410 Gone on a watch → Gone (relist); any other status
-(400, 401, 403, 404, 422, ...) → PermanentError. No network call happens in a constructor.
+Errors are mapped by core/integrations/kubeerrors.py (re-exported here): 409, 429, 5xx,
+timeouts → TransientError (retry); 410 Gone on a watch or a LIST's continue token → Gone
+(list again); 404 → NotFound; any other status → PermanentError. No network call happens
+in a constructor. The watcher lists in pages (`list_page`), each object cut down as its
+page is parsed, so its memory does not grow with the cluster.
 
 Time: a call that times out is never repeated inside the client (see BoundedRetry in
 core/integrations/kubeconfig.py), so a hung API server costs a worker one `timeout` per
@@ -24,25 +26,24 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from urllib3 import BaseHTTPResponse as HTTPResponse
 
-from core.errors import PermanentError, TransientError
+from core.integrations.kubeerrors import Conflict as Conflict
+from core.integrations.kubeerrors import Gone as Gone
+from core.integrations.kubeerrors import NotFound as NotFound
+from core.integrations.kubeerrors import classify
 
 ApiClient = client.ApiClient  # for modules that hold a client but must not import the library
 
 ARGO = ("argoproj.io", "v1alpha1", "rollouts")
 REQUEST_TIMEOUT = 30
 FIELD_MANAGER = "backstop"  # on every write: managedFields say which fields Backstop set
-
-
-class Gone(TransientError):
-    """A watch's resourceVersion is too old: list again."""
-
-
-class NotFound(PermanentError):
-    """The object does not exist (404)."""
-
-
-class Conflict(TransientError):
-    """409: the object changed under us (retry from a fresh read), or already exists."""
+# The apps/v1 kinds listed and watched, by the noun of the client's list methods.
+APPS_KINDS = {
+    "Deployment": "deployment",
+    "StatefulSet": "stateful_set",
+    "DaemonSet": "daemon_set",
+    "ReplicaSet": "replica_set",
+    "ControllerRevision": "controller_revision",
+}
 
 
 PATCH_TYPES = {
@@ -52,23 +53,22 @@ PATCH_TYPES = {
 }
 
 
-def classify(exc: Exception) -> Exception:
-    """Map a client error to TransientError or PermanentError (see module docstring)."""
-    if isinstance(exc, ApiException):
-        status = exc.status or 0
-        detail = f"Kubernetes API {status}: {exc.reason}"
-        if status == 410:
-            return Gone(detail)
-        if status == 404:
-            return NotFound(detail)
-        if status == 409:
-            return Conflict(detail)
-        if status == 429 or status >= 500 or status == 0:
-            return TransientError(detail)
-        return PermanentError(detail)
-    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
-        return TransientError(f"Kubernetes API unreachable: {type(exc).__name__}")
-    return exc
+def _document(response) -> dict:
+    """The JSON body of a response read with `_preload_content=False`; the connection is
+    given back to the pool whatever happens."""
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a LIST: its objects, the list's resourceVersion, the next page's token."""
+
+    items: list[dict]
+    resource_version: str
+    token: str | None
 
 
 @dataclass(frozen=True)
@@ -91,33 +91,14 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.apps = apps
         self.kinds = {
-            "Deployment": Kind(
-                "Deployment",
-                apps.list_namespaced_deployment,
-                apps.list_deployment_for_all_namespaces,
-            ),
-            "StatefulSet": Kind(
-                "StatefulSet",
-                apps.list_namespaced_stateful_set,
-                apps.list_stateful_set_for_all_namespaces,
-            ),
-            "DaemonSet": Kind(
-                "DaemonSet",
-                apps.list_namespaced_daemon_set,
-                apps.list_daemon_set_for_all_namespaces,
-            ),
-            "ReplicaSet": Kind(
-                "ReplicaSet",
-                apps.list_namespaced_replica_set,
-                apps.list_replica_set_for_all_namespaces,
-            ),
-            "ControllerRevision": Kind(
-                "ControllerRevision",
-                apps.list_namespaced_controller_revision,
-                apps.list_controller_revision_for_all_namespaces,
-            ),
-            "Rollout": Kind("Rollout", self._list_rollouts, self._list_all_rollouts),
+            kind: Kind(
+                kind,
+                getattr(apps, f"list_namespaced_{noun}"),
+                getattr(apps, f"list_{noun}_for_all_namespaces"),
+            )
+            for kind, noun in APPS_KINDS.items()
         }
+        self.kinds["Rollout"] = Kind("Rollout", self._list_rollouts, self._list_all_rollouts)
 
     def _list_rollouts(self, namespace: str, **kwargs):
         return self.custom.list_namespaced_custom_object(*ARGO[:2], namespace, ARGO[2], **kwargs)
@@ -138,13 +119,32 @@ class Kube:
         self, kind: str, namespace: str | None = None, *, label_selector: str | None = None
     ) -> tuple[list[dict], str]:
         """Every object of `kind` (in `namespace`, or everywhere) and the list's resourceVersion."""
-        extra = {"label_selector": label_selector} if label_selector else {}
-        response = self._raw(kind, namespace, _request_timeout=self.timeout, **extra)
-        try:
-            document = json.loads(response.data)
-        finally:
-            response.release_conn()
-        return document.get("items", []), document["metadata"].get("resourceVersion", "")
+        page = self.list_page(kind, namespace, label_selector=label_selector)
+        return page.items, page.resource_version
+
+    def list_page(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        limit: int | None = None,
+        token: str | None = None,
+        label_selector: str | None = None,
+        brief: Callable[[dict], dict] | None = None,
+    ) -> Page:
+        """One page of at most `limit` objects, from the start or from a continue `token`
+        (an expired token raises Gone); each object cut down by `brief` as soon as its page
+        is parsed, so the page's full JSON is dropped before the next one is read."""
+        given = {"label_selector": label_selector, "limit": limit, "_continue": token}
+        extra = {name: value for name, value in given.items() if value}
+        document = _document(self._raw(kind, namespace, _request_timeout=self.timeout, **extra))
+        items = document.get("items") or []
+        metadata = document.get("metadata") or {}
+        return Page(
+            [brief(item) for item in items] if brief else items,
+            metadata.get("resourceVersion", ""),
+            metadata.get("continue") or None,
+        )
 
     def watch(
         self, kind: str, namespace: str | None, resource_version: str, *, seconds: int = 60
@@ -173,11 +173,15 @@ class Kube:
         finally:
             response.release_conn()
 
-    def owned(self, kind: str, owner: dict) -> list[dict]:
-        """Objects of `kind` in the owner's namespace whose controller is `owner`."""
+    def owned(
+        self, kind: str, owner: dict, *, brief: Callable[[dict], dict] | None = None
+    ) -> list[dict]:
+        """Objects of `kind` in the owner's namespace whose controller is `owner` (each cut
+        down by `brief` when given)."""
         selector = owner["spec"].get("selector", {}).get("matchLabels", {})
         text = ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or None
-        items, _ = self.list_all(kind, owner["metadata"]["namespace"], label_selector=text)
+        namespace = owner["metadata"]["namespace"]
+        items = self.list_page(kind, namespace, label_selector=text, brief=brief).items
         uid = owner["metadata"]["uid"]
         return [
             item
@@ -200,6 +204,8 @@ class Kube:
             ),
             "CronJob": self._read_cron_job,
             "Job": client.BatchV1Api(self.api).read_namespaced_job,
+            # For what changed: a ConfigMap's resourceVersion and write times (core/changes.py).
+            "ConfigMap": self.core.read_namespaced_config_map,
         }[kind]
 
     def _read_cron_job(self, name: str, namespace: str, **kwargs):
@@ -234,10 +240,7 @@ class Kube:
             response = call()
         except Exception as exc:
             raise classify(exc) from exc
-        try:
-            return json.loads(response.data)
-        finally:
-            response.release_conn()
+        return _document(response)
 
     def get(self, kind: str, namespace: str, name: str) -> dict:
         """One object; NotFound when it does not exist."""

@@ -7,6 +7,7 @@ transactions on the workload's keys, so the watcher and several receivers can re
 same rollout concurrently without duplicating it.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -30,6 +31,15 @@ CI_FIELDS = (
     "author",
     "url",
 )
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the store holds of one workload's revision (see RolloutStore.recorded)."""
+
+    stored: bool  # a rollout of this revision is recorded
+    completed: bool  # ... and its completion too
+    rollback_expected: bool  # Backstop announced a rollback of the workload (expect_rollback)
 
 
 class RolloutStore:
@@ -79,6 +89,34 @@ class RolloutStore:
         return records.newest(
             self.redis, keys.ROLLOUTS, keys.ROLLOUT, Rollout, limit=limit, keep=keep
         )
+
+    def recorded(self, revisions: list[tuple[Workload, str]]) -> list[Recorded]:
+        """What is stored of each (workload, revision), in order: two pipelined round trips
+        for a whole page of workloads, so a relist of a known cluster reads Redis in bulk
+        rather than one transaction per object."""
+        pipe = self.redis.pipeline(transaction=False)
+        for workload, revision in revisions:
+            pipe.hget(keys.workload_revisions(workload.key), revision)
+            pipe.exists(keys.EXPECTED_ROLLBACK + workload.key)
+        found = pipe.execute()
+        ids, expected = found[0::2], found[1::2]
+        pipe = self.redis.pipeline(transaction=False)
+        for rollout_id in ids:
+            if rollout_id:
+                pipe.get(keys.ROLLOUT + rollout_id.decode())
+        bodies = iter(pipe.execute())
+        answers = []
+        for rollout_id, waiting in zip(ids, expected, strict=True):
+            body = next(bodies) if rollout_id else None
+            stored = Rollout.model_validate_json(body) if body else None
+            answers.append(
+                Recorded(
+                    stored=stored is not None,
+                    completed=stored is not None and stored.completed_at is not None,
+                    rollback_expected=bool(waiting),
+                )
+            )
+        return answers
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -246,3 +246,32 @@ def test_daemonset_revisions_come_from_controller_revisions(
     assert second.template_hash == newest.metadata.labels["controller-revision-hash"]
     assert newest.metadata.name == f"agent-{second.template_hash}"
     assert wait_for(lambda: store.rollouts.by_revision(workload, "2").completed_at)
+
+
+def test_a_relist_in_small_pages_records_every_workload_once(
+    kube, apps, kube_namespace, store, policy
+):
+    names = [f"paged-{i}" for i in range(5)]
+    for name in names:
+        apps.create_namespaced_deployment(kube_namespace, deployment(name, f"shop/{name}:1", 0))
+    annotated = "deployment.kubernetes.io/revision"
+    wait_for(
+        lambda: all(
+            annotated in (d.metadata.annotations or {})
+            for d in apps.list_namespaced_deployment(kube_namespace).items
+        ),
+        message="the controller's revisions",
+    )
+    with kube.api_client() as api:
+        watcher = Watcher(Kube(api), store, policy, utcnow, page_size=2)
+        pages = list(watcher.pages("Deployment", kube_namespace))
+        assert [len(page.items) for page in pages] == [2, 2, 1]
+        assert len({page.resource_version for page in pages}) == 1  # one consistent list
+        assert all("managedFields" not in page.items[0]["metadata"] for page in pages)
+        assert watcher.sync("Deployment", kube_namespace)  # the watch starts from its version
+        watcher.sync("Deployment", kube_namespace)  # a second relist adds nothing
+    for name in names:
+        history = store.rollouts.for_workload(
+            Workload("default", kube_namespace, "Deployment", name)
+        )
+        assert [(r.revision, r.images) for r in history] == [("1", [f"shop/{name}:1"])]
