@@ -2,6 +2,7 @@
 
 import json
 from datetime import datetime, timedelta
+from typing import cast
 
 import redis
 
@@ -11,7 +12,10 @@ from core.store.records import ms
 from core.vocabulary import ROLLBACK_STATUSES
 
 RETENTION = timedelta(days=30)
-MAX_ROLLBACKS = 10_000
+# Rollbacks kept, each with its evidence (about 75 KB together, bench/store.py): 5,000 keep
+# a default install's Redis within 1 GiB at every cap. The oldest beyond it are deleted,
+# record and evidence, not left to their TTL.
+MAX_ROLLBACKS = 5_000
 
 # Take the lock when free, or from an earlier attempt of the same rollback: RQ runs one job id
 # at most once at a time, so that attempt is over (its worker died). Never from another.
@@ -52,7 +56,8 @@ class RollbackStore:
             rollback,
             score_ms=created,
             ttl=RETENTION,
-            cap=MAX_ROLLBACKS,
+            # One over the cap: the index keeps the id `_evict` needs to delete the record.
+            cap=MAX_ROLLBACKS + 1,
             pipe=pipe,
         )
         # One index per status, for counts and lists by status without reading every record.
@@ -63,6 +68,23 @@ class RollbackStore:
                 pipe.zremrangebyscore(keys.rollbacks_with(status), "-inf", oldest)
             else:
                 pipe.zrem(keys.rollbacks_with(status), rollback.id)
+        pipe.zcard(keys.ROLLBACKS)
+        if pipe.execute()[-1] > MAX_ROLLBACKS:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Delete the oldest rollbacks beyond MAX_ROLLBACKS: records, evidence, index entries."""
+        excess = self.redis.zcard(keys.ROLLBACKS) - MAX_ROLLBACKS
+        if excess <= 0:
+            return
+        ids = cast(list[bytes], self.redis.zrange(keys.ROLLBACKS, 0, excess - 1))
+        old = [i.decode() for i in ids]
+        pipe = self.redis.pipeline(transaction=False)
+        for rollback_id in old:
+            pipe.delete(keys.ROLLBACK + rollback_id, keys.EVIDENCE + rollback_id)
+        for status in ROLLBACK_STATUSES:
+            pipe.zrem(keys.rollbacks_with(status), *old)
+        pipe.zrem(keys.ROLLBACKS, *old)
         pipe.execute()
 
     def get(self, rollback_id: str) -> Rollback | None:

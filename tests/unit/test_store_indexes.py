@@ -63,6 +63,28 @@ def test_rollbacks_are_counted_and_listed_by_their_current_status(client):
     assert [r.id for r in store.recent(status="running")] == ["r2"]
 
 
+def test_rollbacks_beyond_the_cap_go_with_their_evidence(client, monkeypatch):
+    from core.store import rollbacks
+
+    monkeypatch.setattr(rollbacks, "MAX_ROLLBACKS", 3)
+    store = RollbackStore(client)
+    for i in range(5):
+        rollback = Rollback(
+            id=f"r{i}",
+            decision_id=f"d{i}",
+            workload=CHECKOUT,
+            bad_revision="2",
+            created_at=T0 + timedelta(minutes=i),
+        )
+        store.save(rollback)
+        store.save_evidence(rollback.id, {"pods": []})
+        store.save(rollback.model_copy(update={"status": "verified"}))
+    assert [r.id for r in store.recent(limit=10)] == ["r4", "r3", "r2"]
+    assert store.get("r1") is None and store.evidence("r1") is None
+    assert store.evidence("r2") == {"pods": []}
+    assert store.counts(since=T0 - timedelta(hours=1))["verified"] == 3
+
+
 def test_sessions_live_hashed_and_end(client):
     store, key, hour = SessionStore(client), b"k" * 32, timedelta(hours=1)
     session_id, session = store.create(
@@ -142,6 +164,7 @@ def test_workload_indexes_are_bounded_and_trimmed_with_the_decisions(client, mon
     from core.store import decisions
 
     monkeypatch.setattr(decisions, "MAX_DECISIONS", 50)
+    monkeypatch.setattr(decisions, "TRIM_SLACK", 0)
     monkeypatch.setattr(decisions, "MAX_PER_WORKLOAD", 20)
     store = DecisionStore(client)
     for i in range(60):
@@ -155,6 +178,22 @@ def test_workload_indexes_are_bounded_and_trimmed_with_the_decisions(client, mon
     monkeypatch.setattr(decisions, "MAX_DECISIONS", 40)
     store.save(about(60, CART, T0 + timedelta(seconds=60)))  # trims d10-d20 from everywhere
     assert client.zrange(checkout, 0, -1) == [f"d{i}".encode() for i in range(21, 30)]
+
+
+def test_decisions_are_trimmed_in_batches_past_the_slack(client, monkeypatch):
+    from core.store import decisions
+
+    monkeypatch.setattr(decisions, "MAX_DECISIONS", 20)
+    monkeypatch.setattr(decisions, "TRIM_SLACK", 5)
+    store = DecisionStore(client)
+    for i in range(25):
+        store.save(about(i, CHECKOUT, T0 + timedelta(seconds=i)))
+    assert client.zcard("backstop:decisions") == 25  # within the slack: nothing evicted yet
+    assert client.exists("backstop:decision:d0")
+    store.save(about(25, CHECKOUT, T0 + timedelta(seconds=25)))  # over it: back to the cap
+    assert client.zcard("backstop:decisions") == 20
+    assert not client.exists("backstop:decision:d5")
+    assert client.exists("backstop:decision:d6")
 
 
 def test_a_worker_indexes_an_old_store_at_start_and_starts_when_redis_is_down(client, caplog):
