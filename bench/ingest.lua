@@ -1,15 +1,25 @@
--- wrk script: Alertmanager-shaped webhooks of 10 alerts each. Fingerprints cycle through
--- 2,000 per thread (4,000 episodes in all), so the run mixes new episodes with the repeated
--- notifications that dominate real Alertmanager traffic (group_interval, repeat_interval, HA).
--- BENCH_DISTINCT=1 makes every body's bytes unique (a sequence number in a field the
--- receiver keeps but does not use), so none is a byte-for-byte repeat of an earlier one.
+-- wrk script: Alertmanager-shaped webhooks of 10 alerts each, in one of three modes
+-- (BENCH_MODE):
+--   repeat   (P1) fingerprints cycle through 2,000 per thread (4,000 episodes in all), so the
+--            run mixes new episodes with the repeated notifications that dominate real
+--            Alertmanager traffic (group_interval, repeat_interval, HA); bodies repeat.
+--   distinct (P1-distinct) the same alerts, but every body's bytes are unique (a sequence
+--            number in a field the receiver keeps but does not use), so none is a
+--            byte-for-byte repeat of an earlier one.
+--   fresh    (P1-fresh) every alert has a fingerprint never sent before: every alert is a
+--            new episode, recorded and decided.
+-- BENCH_RUN (a number) makes sequence numbers and fresh fingerprints unique across runs
+-- against one Redis, so a round never repeats an earlier round's alerts.
 local counter = 0
 -- A global, not a local: setup() below gives each thread its own through thread:set, which
 -- writes the thread's global after the script has loaded (a local here would shadow it, and
 -- every thread would send the same fingerprints and sequence numbers).
 offset = 0
 local token = os.getenv("BENCH_TOKEN") or ""
-local distinct = os.getenv("BENCH_DISTINCT") == "1"
+local mode = os.getenv("BENCH_MODE") or "repeat"
+-- 2^24 per run and 2^23 per thread: far more than a thread sends in a run (about 10^5
+-- alerts), and every number stays below 2^31, which LuaJIT's string.format("%x") needs.
+local run = (tonumber(os.getenv("BENCH_RUN") or "0") % 127) * 16777216
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -28,7 +38,7 @@ local head = [[{"version":"4","groupKey":"{}:{alertname=\"CheckoutHigh5xx\"}","t
 
 local threads = 0
 function setup(thread)
-  thread:set("offset", threads * 1000000)
+  thread:set("offset", threads * 8388608)
   threads = threads + 1
 end
 
@@ -36,11 +46,17 @@ function request()
   counter = counter + 1
   local alerts = {}
   for k = 0, 9 do
-    alerts[#alerts + 1] = string.format(alert, k, offset + (counter * 10 + k) % 2000)
+    local fingerprint
+    if mode == "fresh" then
+      fingerprint = run + offset + counter * 10 + k
+    else
+      fingerprint = offset + (counter * 10 + k) % 2000
+    end
+    alerts[#alerts + 1] = string.format(alert, k, fingerprint)
   end
   local body = string.format(head, table.concat(alerts, ","))
-  if distinct then
-    body = string.format('{"benchSequence":%d,', offset + counter) .. string.sub(body, 2)
+  if mode == "distinct" then
+    body = string.format('{"benchSequence":%d,', run + offset + counter) .. string.sub(body, 2)
   end
   return wrk.format(nil, nil, nil, body)
 end

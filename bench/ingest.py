@@ -3,11 +3,14 @@
 Run with `make bench-ingest`. Both apps run under gunicorn with Backstop's gunicorn config
 and the same worker count; the load comes from `wrk` in a separate process over loopback,
 bounded in time. Rounds alternate between the two apps so drift affects both alike.
-The target (P1 in docs/benchmarks.md) is a throughput ratio of at least 0.70.
+The target (P1 in docs/benchmarks.md) is a throughput ratio of at least 0.85, for repeated
+and for distinct bodies; P1-fresh has no ratio target (the bare app records nothing).
 
 The load repeats bodies byte for byte, as Alertmanager's re-notifications and HA peers do
 (bench/ingest.lua); `--distinct-bodies` makes every body unique (P1-distinct), so the
-receiver's cache of recent bodies (receiver/payloads.py) never hits.
+receiver's cache of recent bodies (receiver/payloads.py) never hits; `--fresh-alerts`
+(P1-fresh) sends only alerts never seen before, so every alert is a new episode that the
+receiver records and decides about before it answers.
 
 Everything shares the machine's cores, so each run also records the CPU time per request of
 the app's gunicorn workers, of Redis and of wrk itself: the load generator's share shows
@@ -15,6 +18,7 @@ whether it, rather than the app, limits a run, and that it costs both apps alike
 """
 
 import argparse
+import itertools
 import os
 import re
 import resource
@@ -32,10 +36,20 @@ from testbed.servers import Gunicorn
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token"
-TARGET = 0.70
+TARGET = 0.85
+MODES = ("repeat", "distinct", "fresh")  # bench/ingest.lua's BENCH_MODE
+IDS = {"repeat": "P1", "distinct": "P1-distinct", "fresh": "P1-fresh"}
+WHAT = {
+    "repeat": ", bodies repeated as Alertmanager does",
+    "distinct": ", every body unique",
+    "fresh": ", every alert a new episode",
+}
+# Each wrk run's number (BENCH_RUN): no run repeats an earlier one's sequence numbers or
+# fresh fingerprints against the same Redis.
+_RUNS = itertools.count(1)
 
 
-def wrk(url: str, seconds: int, connections: int, distinct: bool = False) -> dict:
+def wrk(url: str, seconds: int, connections: int, mode: str = "repeat") -> dict:
     """One bounded wrk run; returns requests/s, latency percentiles (ms), errors, and
     wrk's own CPU time (seconds)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -52,7 +66,7 @@ def wrk(url: str, seconds: int, connections: int, distinct: bool = False) -> dic
             str(HERE / "ingest.lua"),
             f"{url}/webhooks/alertmanager",
         ],
-        env={**os.environ, "BENCH_TOKEN": TOKEN, "BENCH_DISTINCT": "1" if distinct else "0"},
+        env={**os.environ, "BENCH_TOKEN": TOKEN, "BENCH_MODE": mode, "BENCH_RUN": str(next(_RUNS))},
         capture_output=True,
         text=True,
         check=True,
@@ -102,13 +116,11 @@ def workers_of(master: int) -> list[int]:
     return found
 
 
-def measured(
-    server: Gunicorn, redis_pid: int, seconds: int, connections: int, distinct: bool
-) -> dict:
+def measured(server: Gunicorn, redis_pid: int, seconds: int, connections: int, mode: str) -> dict:
     """One wrk run against `server`, with the CPU time per request of each party (µs)."""
     workers = workers_of(server.process.pid)
     app0, redis0 = cpu_seconds(workers), cpu_seconds([redis_pid])
-    row = wrk(server.url, seconds, connections, distinct)
+    row = wrk(server.url, seconds, connections, mode)
     per_request = 1e6 / max(1, row.pop("requests"))
     row["cpu_us_per_request"] = {
         "app": round((cpu_seconds(workers) - app0) * per_request),
@@ -118,9 +130,9 @@ def measured(
     return row
 
 
-def run(rounds: int, seconds: int, connections: int, workers: int, distinct: bool = False) -> dict:
-    """Measure both apps in alternating rounds; return the summary (P1, or P1-distinct
-    when no body is a byte-for-byte repeat of another)."""
+def run(rounds: int, seconds: int, connections: int, workers: int, mode: str = "repeat") -> dict:
+    """Measure both apps in alternating rounds; return the summary (P1, P1-distinct when no
+    body is a byte-for-byte repeat of another, P1-fresh when every alert is new)."""
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     work = Path(tempfile.mkdtemp(prefix="backstop-bench-"))
@@ -142,11 +154,11 @@ def run(rounds: int, seconds: int, connections: int, workers: int, distinct: boo
             server.start()
         try:
             for server in apps.values():  # warm-up: imports, connections, Lua script load
-                wrk(server.url, 2, connections, distinct)
+                wrk(server.url, 2, connections, mode)
             for _ in range(rounds):
                 for name, server in apps.items():
                     results[name].append(
-                        measured(server, redis_server.process.pid, seconds, connections, distinct)
+                        measured(server, redis_server.process.pid, seconds, connections, mode)
                     )
         finally:
             for server in apps.values():
@@ -157,24 +169,26 @@ def run(rounds: int, seconds: int, connections: int, workers: int, distinct: boo
     # Each round measures the two apps back to back: their ratio shows the run's spread.
     pairs = zip(results["bare"], results["backstop"], strict=True)
     round_ratios = [ours["rps"] / bare["rps"] for bare, ours in pairs]
+    fresh = mode == "fresh"
     return {
-        "id": "P1-distinct" if distinct else "P1",
-        "what": "ingest throughput, receiver / bare Flask, 10 alerts per webhook"
-        + (", every body unique" if distinct else ", bodies repeated as Alertmanager does"),
+        "id": IDS[mode],
+        "what": "ingest throughput, receiver / bare Flask, 10 alerts per webhook" + WHAT[mode],
         "measured": round(ratio, 3),
         "round_ratios": [round(r, 3) for r in round_ratios],
         # What the ratio would be on cores kept busy by this load alone: CPU per request,
         # app + Redis + wrk. Unlike req/s, others' load on the machine hardly moves it.
         "cpu_ratio": round(_cpu_total(summary["bare"]) / _cpu_total(summary["backstop"]), 3),
-        "target": f">= {TARGET}",
-        "pass": ratio >= TARGET and summary["backstop"]["errors"] == 0,
+        # Fresh alerts are recorded and decided (Redis writes the bare app never does): the
+        # ratio is measured and explained, not held to P1's target; no errors still is.
+        "target": "no errors (ratio recorded)" if fresh else f">= {TARGET}",
+        "pass": (fresh or ratio >= TARGET) and summary["backstop"]["errors"] == 0,
         "apps": summary,
         "settings": {
             "rounds": rounds,
             "seconds": seconds,
             "connections": connections,
             "gunicorn_workers": workers,
-            "distinct_bodies": distinct,
+            "mode": mode,
             **machine(),
         },
     }
@@ -206,13 +220,20 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument(
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument(
         "--distinct-bodies",
         action="store_true",
         help="make every body unique, so none is a repeat (recorded as P1-distinct)",
     )
+    modes.add_argument(
+        "--fresh-alerts",
+        action="store_true",
+        help="send only alerts never sent before: every one a new episode (P1-fresh)",
+    )
     args = parser.parse_args()
-    result = run(args.rounds, args.seconds, args.connections, args.workers, args.distinct_bodies)
+    mode = "fresh" if args.fresh_alerts else "distinct" if args.distinct_bodies else "repeat"
+    result = run(args.rounds, args.seconds, args.connections, args.workers, mode)
     print(
         f"{'app':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}   "
         "CPU µs/request: app redis wrk"

@@ -149,10 +149,11 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _end(moment: datetime | None) -> datetime | None:
-    """Alertmanager marks "no end yet" with the zero time 0001-01-01T00:00:00Z."""
+    """Alertmanager marks "no end yet" with the zero time 0001-01-01T00:00:00Z; any other
+    end is validated and in UTC already (_end_in_range)."""
     if moment is None or moment.year <= 1:
         return None
-    return _utc(moment)
+    return moment
 
 
 class _RecentEvents:
@@ -261,7 +262,8 @@ def _event(source: Source, hook: AlertmanagerWebhook, alert: AlertmanagerAlert) 
         status=alert.status,
         labels=alert.labels,
         annotations=alert.annotations,
-        starts_at=_utc(alert.startsAt),
+        # Already in UTC: the validators (_in_range) converted them.
+        starts_at=alert.startsAt,
         ends_at=_end(alert.endsAt),
         generator_url=alert.generatorURL,
         group_key=hook.groupKey,

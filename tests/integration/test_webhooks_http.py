@@ -2,11 +2,13 @@
 
 import json
 import logging
+import re
 import time
 
 import pytest
 
 from config.policy import Policy
+from receiver.answers import WebhookAnswer
 from receiver.app import StartupError, create_app
 from receiver.auth import grafana_signature
 from tests import samples
@@ -40,6 +42,8 @@ def test_accepted_then_duplicate(client, webhook_headers):
     assert answer["request_id"] == first.headers["X-Request-Id"]
     # No service and no backstop_rollback label: recorded, and skipped with its reason.
     assert [d["reason"] for d in answer["decisions"]] == ["not_kill_switch"] * 2
+    # Built as a plain dict on the hot path: still exactly the documented answer.
+    assert WebhookAnswer.model_validate(answer).model_dump(mode="json") == answer
     again = post(client, AM, body, webhook_headers).get_json()
     assert (again["accepted"], again["duplicates"]) == (0, 2)
 
@@ -140,6 +144,10 @@ def test_request_id_is_echoed_when_sane(client, webhook_headers):
     assert mine.headers["X-Request-Id"] == "am-42" == mine.get_json()["request_id"]
     odd = post(client, AM, samples.alertmanager(), {**webhook_headers, "X-Request-Id": "a b\x01"})
     assert odd.headers["X-Request-Id"] != "a b\x01"
+    # A fresh id is 32 hex digits, as uuid4().hex was, and another for every request.
+    fresh = {post(client, AM, samples.alertmanager(), webhook_headers).headers["X-Request-Id"]}
+    fresh.add(odd.headers["X-Request-Id"])
+    assert len(fresh) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in fresh)
 
 
 def test_redis_down_is_503_never_500(make_settings, webhook_headers):
