@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from config.chat import ChatPolicy, TargetName
 from config.durations import Duration
 from config.judgment import JudgmentPolicy
 from config.owners import OwnersPolicy
@@ -145,6 +146,9 @@ class ServicePolicy(StrictModel):
     verify: VerifyPolicy | None = None
     migration_guard: MigrationGuard | None = None
     judgment: JudgmentPolicy | None = None
+    chat: list[TargetName] | None = Field(
+        None, description="the chat targets of this service's rollbacks, instead of chat.routes"
+    )
 
     @field_validator("kill_switches")
     @classmethod
@@ -292,6 +296,18 @@ class Policy(StrictModel):
     intake: IntakePolicy = IntakePolicy()
     owners: OwnersPolicy = OwnersPolicy()
     quarantine: QuarantinePolicy = QuarantinePolicy()
+    chat: ChatPolicy = ChatPolicy()
+
+    @model_validator(mode="after")
+    def _chat_targets_known(self) -> "Policy":
+        for index, service in enumerate(self.services):
+            unknown = sorted(set(service.chat or ()) - set(self.chat.targets))
+            if unknown:
+                raise ValueError(
+                    f"services.{index} ({service.name}): chat names no target called "
+                    + ", ".join(unknown)
+                )
+        return self
 
     def service_for(self, labels: dict[str, str]) -> ServicePolicy | None:
         """The first service whose `match` labels all equal the alert's."""

@@ -242,6 +242,15 @@ class Engine:
             reason in ALWAYS_PAGE or reason in self.policy.incidents.pagerduty.page_decisions
         ):
             paging.request_page(self.store, self.connection, self.policy, decision, now)
+        if outcome == "awaiting_approval" and decision.workload and decision.rollout:
+            # Under its rollback's id: in Slack, the rollback's one message once approved.
+            queues.notify_chat(
+                self.connection,
+                self.policy.chat,
+                rollback_id=_request(decision).id,
+                event="awaiting_approval",
+                decision_id=decision.id,
+            )
         fields = {
             "decision_id": decision.id,
             "outcome": outcome,

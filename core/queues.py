@@ -5,6 +5,7 @@ concurrent receivers never create two jobs for the same thing. Jobs are referenc
 their import path, so the receiver never imports the job bodies.
 """
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -15,8 +16,11 @@ from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
+from config.chat import ChatPolicy
 from core import logs
 from core.models import Workload
+
+log = logging.getLogger("backstop.queues")
 
 ROLLBACKS, DECISIONS, INCIDENTS = "rollbacks", "decisions", "incidents"
 # Priority order: a Jira or PagerDuty outage must never delay a revert.
@@ -89,6 +93,22 @@ def incident_job_id(rollback_id: str, attempt: int = 1) -> str:
     return f"incident-{rollback_id}-{attempt}"
 
 
+def chat_event(event: str, *, attempt: int = 1, decision_id: str | None = None) -> str:
+    """The key of one chat event of a rollback, told once to each target: an outcome or a
+    start per attempt of the rollback (`verified:2`), a wait for approval per decision, the
+    end of its quarantine once."""
+    if event == "awaiting_approval" and decision_id:
+        return f"{event}:{decision_id}"
+    if event == "quarantine_released":
+        return event
+    return f"{event}:{attempt}"
+
+
+def chat_job_id(rollback_id: str, event_key: str) -> str:
+    """One chat job per rollback and event key (`chat_event`)."""
+    return f"chat-{rollback_id}-{_UNSAFE.sub('_', event_key)[:80]}"
+
+
 def page_job_id(decision_id: str, group: str | None = None) -> str:
     """One page per page group (core/paging.py); without one, per decision."""
     return f"page-{group or decision_id}"
@@ -110,8 +130,8 @@ def freeze_review_job_id(due: datetime) -> str:
 
 
 # A rollback is retried three times over a minute and a half (transient API errors); an
-# outage of Jira or PagerDuty for hours (20 retries, the last ones 15 minutes apart), on its
-# own queue, never in a rollback's way.
+# outage of Jira, PagerDuty, Slack or Teams for hours (20 retries, the last ones 15 minutes
+# apart), on its own queue, never in a rollback's way.
 ROLLBACK_RETRY = Retry(max=3, interval=[10, 30, 60])
 INCIDENT_RETRY = Retry(max=20, interval=[10, 30, 60, 120, 300, 600, 900])
 RECHECK_RETRY = Retry(max=5, interval=[5, 15, 30, 60, 120])
@@ -184,6 +204,58 @@ def enqueue_incident(connection: redis.Redis, *, rollback_id: str, attempt: int 
         retry=INCIDENT_RETRY,
         description=f"file the incident for rollback {rollback_id}",
     )
+
+
+def enqueue_chat(
+    connection: redis.Redis,
+    *,
+    rollback_id: str,
+    event: str,
+    attempt: int = 1,
+    decision_id: str | None = None,
+) -> str:
+    """Enqueue `workers.jobs.chat`: tell the chat targets of one event of a rollback."""
+    kwargs: dict = {"rollback_id": rollback_id, "event": event, "attempt": attempt}
+    if decision_id is not None:
+        kwargs["decision_id"] = decision_id
+    key = chat_event(event, attempt=attempt, decision_id=decision_id)
+    return _enqueue_once(
+        connection,
+        INCIDENTS,
+        "workers.jobs.chat",
+        job_id=chat_job_id(rollback_id, key),
+        kwargs=kwargs,
+        retry=INCIDENT_RETRY,
+        description=f"tell chat of {event} of rollback {rollback_id}",
+    )
+
+
+def notify_chat(
+    connection: redis.Redis,
+    chat: ChatPolicy,
+    *,
+    rollback_id: str,
+    event: str,
+    attempt: int = 1,
+    decision_id: str | None = None,
+) -> str | None:
+    """`enqueue_chat` when a chat target hears of `event`; the job id, or None. Never
+    raises: telling chat must never stand in the way of a rollback or a decision, so a
+    failure to enqueue is logged and that message is not sent."""
+    if not chat.wants(event):
+        return None
+    try:
+        return enqueue_chat(
+            connection,
+            rollback_id=rollback_id,
+            event=event,
+            attempt=attempt,
+            decision_id=decision_id,
+        )
+    except Exception as exc:
+        fields = {"rollback_id": rollback_id, "event": event, "error": type(exc).__name__}
+        log.warning("chat notice not enqueued", extra={"fields": fields})
+        return None
 
 
 def enqueue_page(connection: redis.Redis, *, decision_id: str, group: str | None = None) -> str:

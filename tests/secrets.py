@@ -9,6 +9,9 @@ import inspect
 
 from testbed.doubles.jira import CLOUD_API_TOKEN, CLOUD_EMAIL, SERVER_PAT
 from testbed.doubles.pagerduty import PagerDutyDouble
+from testbed.doubles.slack import BOT_TOKEN as SLACK_BOT_TOKEN
+from testbed.doubles.slack import WEBHOOK_SECRET as SLACK_WEBHOOK_SECRET
+from testbed.doubles.teams import SIGNATURE as TEAMS_SIGNATURE
 
 WEBHOOK_USER = "backstop"  # Settings.webhook_user's default: Alertmanager's basic-auth name
 WEBHOOK_TOKEN = "test-webhook-token"
@@ -21,7 +24,8 @@ OPERATOR_PASSWORD = "operator-password-1"
 VIEWER_PASSWORD = "viewer-password-1"
 DASHBOARD_PASSWORDS = {"alice": "alice-operator-pw", "victor": "victor-viewer-pw"}
 
-# The doubles' own credentials (Jira Cloud API token, Jira Server PAT, PagerDuty routing key).
+# The doubles' own credentials (Jira Cloud API token, Jira Server PAT, PagerDuty routing key,
+# Slack webhook secret and bot token, Teams trigger signature).
 PAGERDUTY_ROUTING_KEY = inspect.signature(PagerDutyDouble).parameters["routing_key"].default
 
 
@@ -45,4 +49,7 @@ SECRETS: tuple[tuple[str, str], ...] = (
     ("Jira Cloud API token as basic auth", _basic(CLOUD_EMAIL, CLOUD_API_TOKEN)),
     ("Jira Server PAT", SERVER_PAT),
     ("PagerDuty routing key", PAGERDUTY_ROUTING_KEY),
+    ("Slack webhook URL's secret", SLACK_WEBHOOK_SECRET),
+    ("Slack bot token", SLACK_BOT_TOKEN),
+    ("Teams webhook's signature", TEAMS_SIGNATURE),
 )

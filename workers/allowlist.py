@@ -27,6 +27,7 @@ JOB_FUNCTIONS = frozenset(
         "workers.jobs.rollback",
         "workers.jobs.incident",
         "workers.jobs.page",
+        "workers.jobs.chat",
         "workers.jobs.recheck",
         "workers.jobs.judge_candidates",
         "workers.jobs.review_freezes",

@@ -17,6 +17,7 @@ from core.integrations.objects import Objects
 from core.records import FrozenOwner, utcnow
 from core.store import keys
 from workers import freezes, quarantines
+from workers.chat import Chatter
 from workers.context import Context, process_context
 from workers.incidents import Notifier
 from workers.owners import Hand, Situation, registry
@@ -106,6 +107,21 @@ def page(decision_id: str, group: str | None = None) -> dict:
     return _incident_summary(found, decision_id)
 
 
+@traced
+def chat(rollback_id: str, event: str, attempt: int = 1, decision_id: str | None = None) -> dict:
+    """Tell the chat targets (Slack, Teams) of one event of a rollback (workers/chat.py)."""
+    context = process_context()
+    job = get_current_job()
+    states = Chatter.from_settings(context.store, context.policy, context.settings).deliver(
+        rollback_id=rollback_id,
+        event=event,
+        attempt=attempt,
+        decision_id=decision_id,
+        owner=job.id if job is not None else None,
+    )
+    return {"rollback_id": rollback_id, "event": event, "targets": states}
+
+
 def _incident_summary(incident, ref: str) -> dict:
     if incident is None:
         return {"ref": ref, "filed": False}
@@ -153,7 +169,9 @@ def review_quarantines() -> dict:
     context = process_context()
     tickets = Tickets.from_settings(context.settings)
     policy = context.policy.quarantine
-    summary = quarantines.review_quarantines(context.store, tickets, policy, utcnow())
+    summary = quarantines.review_quarantines(
+        context.store, tickets, policy, utcnow(), chat=context.policy.chat
+    )
     if summary["active"]:
         due = freezes.next_review(utcnow(), policy.review_interval)
         queues.schedule_quarantine_review(context.connection, due)

@@ -1,7 +1,8 @@
 """Recording a rollback as it goes: each step with its timing, the terminal outcome, and
 the hand-over to incidents. The rollback record doubles as the job's checkpoint, so every
 step is saved as soon as it ends (workers/rollback.py runs the steps). A revision reverted
-for good (verified, or verification_failed) is quarantined (core/quarantine.py)."""
+for good (verified, or verification_failed) is quarantined (core/quarantine.py). A real
+rollback's start and outcome are told to chat (workers/chat.py)."""
 
 import logging
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import redis
 
 from config.policy import Policy
 from core import queues
+from core.decisions import INCONCLUSIVE
 from core.models import Workload
 from core.quarantine import quarantine_for
 from core.records import AuditEntry, Rollback, RollbackStep
@@ -79,11 +81,23 @@ class Recorder:
             rollback.incident_job_id = queues.enqueue_incident(
                 self.connection, rollback_id=rollback.id, attempt=rollback.attempts
             )
+            if reason != INCONCLUSIVE:  # the decision's awaiting_approval says it all
+                self._announce(rollback, status)
         self.store.rollbacks.save(rollback)
         fields = {"status": status, "reason": reason, "workload": rollback.workload.workload().key}
         level = logging.INFO if status in ("verified", "dry_run") else logging.WARNING
         log.log(level, "rollback %s: %s", status, reason, extra={"fields": fields})
         return rollback
+
+    def _announce(self, rollback: Rollback, event: str) -> None:
+        """Tell the chat targets (workers/chat.py); never raises, never waits."""
+        queues.notify_chat(
+            self.connection,
+            self.policy.chat,
+            rollback_id=rollback.id,
+            event=event,
+            attempt=rollback.attempts,
+        )
 
     def _quarantine(self, rollback: Rollback) -> None:
         """Keep the reverted revision's images out until a human releases them."""

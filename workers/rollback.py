@@ -18,9 +18,9 @@ import redis
 
 from config.policy import DecisionDefaults, Policy
 from core import testpoints
-from core.changes import what_changed
+from core.changes import ReadConfigMap, what_changed
 from core.errors import PermanentError, TransientError
-from core.integrations.kubernetes import Conflict, Kube
+from core.integrations.kubernetes import Conflict, Kube, NotFound
 from core.integrations.objects import Objects
 from core.integrations.prometheus import Prometheus
 from core.models import Workload
@@ -46,6 +46,24 @@ log = logging.getLogger("backstop.rollback")
 LOCK_TTL = timedelta(minutes=2)
 CONFLICT_ATTEMPTS = 3
 RESOURCE_VERSION = "/metadata/resourceVersion"
+
+
+def config_map_reader(cluster: Kube, namespace: str) -> ReadConfigMap:
+    """Reads a ConfigMap of the workload's namespace for the diff; None when not found."""
+
+    def read(name: str) -> dict | None:
+        try:
+            return cluster.get("ConfigMap", namespace, name)
+        except NotFound:
+            return None
+
+    return read
+
+
+def bad_rollout_began(decision: Decision, rollback: Rollback) -> datetime | None:
+    """When the rollout of the revision being reverted began, if the decision knows it."""
+    rollout = decision.rollout
+    return rollout.started_at if rollout and rollout.revision == rollback.bad_revision else None
 
 
 class LockLost(TransientError):
@@ -231,6 +249,7 @@ class Executor(JudgmentStep):
                 self._step(
                     rollback, "revert", "ok", started, "; ".join(filter(None, [detail, recorded]))
                 )
+                self._announce(rollback, "started")  # unless that attempt told it already
                 return None
             self._step(rollback, "preflight", "blocked", started, check.blocked)
             return self.finish(rollback, "blocked", check.blocked)
@@ -247,7 +266,10 @@ class Executor(JudgmentStep):
             evidence = capture(self.cluster, workload, revisions.owner, bad_child, events)
             target_template = pod_template(workload.kind, revisions.children[target])
             evidence["changes"] = what_changed(
-                target_template, pod_template(workload.kind, bad_child)
+                target_template,
+                pod_template(workload.kind, bad_child),
+                read_config_map=config_map_reader(self.cluster, workload.namespace),
+                rolled_out_at=bad_rollout_began(decision, rollback),
             )
             self.store.rollbacks.save_evidence(rollback.id, evidence)
             self._step(
@@ -310,6 +332,7 @@ class Executor(JudgmentStep):
                 )
         testpoints.reached("after_patch")
         self._step(rollback, "revert", "ok", started, detail)
+        self._announce(rollback, "started")  # after the PATCH: chat never delays it
         return None
 
     def _owner_record(self, rollback: Rollback, workload: Workload) -> str:

@@ -13,6 +13,7 @@ from redis.commands.core import Script
 
 from config.policy import Policy
 from core.store.automation import AutomationStore
+from core.store.chat import ChatStore
 from core.store.decisions import DecisionStore
 from core.store.episodes import (
     DUPLICATE,
@@ -51,6 +52,7 @@ class Store:
         self.sessions = SessionStore(client)
         self.freezes = FreezeStore(client)
         self.quarantine = QuarantineStore(client)
+        self.chat = ChatStore(client)
 
     def ping(self) -> bool:
         """True when Redis answers."""

@@ -55,6 +55,8 @@ QUARANTINE = PREFIX + "quarantine:"  # + rollback id -> JSON: a quarantined revi
 QUARANTINES = PREFIX + "quarantines"  # zset: rollback id -> quarantined at (ms)
 QUARANTINES_ACTIVE = PREFIX + "quarantines:active"  # set of the ids not yet released
 FREEZE_REVIEW_LOCK = PREFIX + "freeze-review-lock"  # token of the review running now (expiring)
+CHAT = PREFIX + "chat:"  # + rollback id -> hash: per chat target, its message and deliveries
+CHAT_LOCK = PREFIX + "chat-lock:"  # + rollback id:target -> token of the delivery at work
 
 # Dashboard sessions and login throttling.
 SESSION = PREFIX + "session:"  # + sha256(session id) -> JSON: user, role, csrf (expiring)

@@ -21,6 +21,7 @@ def test_the_allowlist_is_every_function_backstop_enqueues():
         "rollback",
         "incident",
         "page",
+        "chat",
         "recheck",
         "judge_candidates",
         "review_freezes",
