@@ -14,10 +14,31 @@ hidden)". A value from a Secret or ConfigMap shows where it comes from (`Secret 
 never the value. Every value is a string of at most MAX_VALUE characters, and at most
 MAX_CHANGES changes are listed (the count of the rest is said). Values come from the cluster:
 whoever shows them escapes them for where they go.
+
+`configs` lists the ConfigMaps and Secrets either template names (volumes, projected
+volumes, `envFrom`, `env[].valueFrom`), with the revision that uses each: `bad`, `target`
+or `both`. Secrets are only names. A ConfigMap is not part of a revision, and nothing
+records its version when a revision rolls out, so its `resourceVersion` is read from the
+cluster when the evidence is captured (`read_config_map`, before the revert), with its
+creation time and its newest `managedFields` time (whole seconds). Against the moment the
+bad rollout began, `since_rollout` says only what those times prove:
+
+- `created_after`: created in a later second than the bad rollout began;
+- `changed_after`: a managedFields entry was stamped in a later second: some writer added,
+  took or dropped fields of it since (also listed as a change: the alert may come from
+  the ConfigMap, and a rollback does not revert it);
+- `unknown`: nothing proves a write since. Not "unchanged": the API server does not
+  restamp a manager's entry when it only changes a value it already owned (seen on
+  v1.20), so a change of a value can leave no trace in the times;
+- `missing` (not found), `unreadable` (the cluster refused or failed the read).
 """
 
 import json
 import re
+from collections.abc import Callable
+from datetime import datetime
+
+from core.errors import PermanentError, TransientError
 
 MAX_VALUE = 300
 MAX_CHANGES = 100
@@ -26,11 +47,34 @@ HIDDEN = "(value hidden)"
 CONTAINER_FIELDS = ("image", "command", "args", "resources", "workingDir")
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 POD_FIELDS = ("serviceAccountName", "nodeSelector")
+MAX_CONFIGS = 50  # ConfigMaps and Secrets listed (and ConfigMaps read) per rollback
+ReadConfigMap = Callable[[str], dict | None]  # name -> the ConfigMap, None when not found
 
 
-def what_changed(target: dict, bad: dict) -> dict:
+def what_changed(
+    target: dict,
+    bad: dict,
+    *,
+    read_config_map: ReadConfigMap | None = None,
+    rolled_out_at: datetime | None = None,
+) -> dict:
     """The changes from `target`'s pod template to `bad`'s (both `spec.template` shapes),
-    as {"changes": [...], "more": how many were left out}."""
+    as {"changes": [...], "more": how many were left out, "configs": [...]}; each
+    ConfigMap read with `read_config_map` when given, judged against `rolled_out_at` (when
+    the bad rollout began)."""
+    found = _template_changes(target, bad)
+    configs = references(target, bad)
+    if read_config_map is not None:
+        configs = [
+            _versioned(ref, read_config_map, rolled_out_at) if ref["kind"] == "ConfigMap" else ref
+            for ref in configs
+        ]
+    found["changes"] += [change for ref in configs if (change := _config_change(ref))]
+    found["configs"] = configs
+    return found
+
+
+def _template_changes(target: dict, bad: dict) -> dict:
     changes: list[dict] = []
     target_spec, bad_spec = target.get("spec") or {}, bad.get("spec") or {}
     for kind in ("initContainers", "containers"):
@@ -153,3 +197,110 @@ def _by_name(items: list | None) -> dict[str, dict]:
 def _ordered(before: dict, after: dict) -> list:
     """Keys of both, those of `before` first in their order, then the new ones."""
     return [*before, *(key for key in after if key not in before)]
+
+
+# -- ConfigMaps and Secrets ------------------------------------------------------------------
+
+
+def references(target: dict, bad: dict) -> list[dict]:
+    """The ConfigMaps and Secrets each template names, the bad revision's first:
+    [{"kind", "name", "used_by": "bad" | "target" | "both"}], at most MAX_CONFIGS."""
+    used_by_bad, used_by_target = _named(bad), _named(target)
+    found = []
+    for ref in _ordered(used_by_bad, used_by_target):
+        used = "both" if ref in used_by_bad and ref in used_by_target else None
+        used = used or ("bad" if ref in used_by_bad else "target")
+        found.append({"kind": ref[0], "name": _short(ref[1]), "used_by": used})
+    return found[:MAX_CONFIGS]
+
+
+def _named(template: dict) -> dict[tuple[str, str], None]:
+    """(kind, name) of every ConfigMap and Secret one pod template uses, in order."""
+    spec = template.get("spec") or {}
+    found: dict[tuple[str, str], None] = {}
+
+    def add(kind: str, name) -> None:
+        if isinstance(name, str) and name:
+            found[(kind, name)] = None
+
+    for volume in _dicts(spec.get("volumes")):
+        add("ConfigMap", (volume.get("configMap") or {}).get("name"))
+        add("Secret", (volume.get("secret") or {}).get("secretName"))
+        for source in _dicts((volume.get("projected") or {}).get("sources")):
+            add("ConfigMap", (source.get("configMap") or {}).get("name"))
+            add("Secret", (source.get("secret") or {}).get("name"))
+    for container in _dicts(spec.get("initContainers")) + _dicts(spec.get("containers")):
+        for source in _dicts(container.get("envFrom")):
+            add("ConfigMap", (source.get("configMapRef") or {}).get("name"))
+            add("Secret", (source.get("secretRef") or {}).get("name"))
+        for variable in _dicts(container.get("env")):
+            value_from = variable.get("valueFrom") or {}
+            if isinstance(value_from, dict):
+                add("ConfigMap", (value_from.get("configMapKeyRef") or {}).get("name"))
+                add("Secret", (value_from.get("secretKeyRef") or {}).get("name"))
+    return found
+
+
+def _dicts(items) -> list[dict]:
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def _versioned(ref: dict, read: ReadConfigMap, rolled_out_at: datetime | None) -> dict:
+    """A ConfigMap reference with its resourceVersion, creation and last write, and what
+    they prove against the bad rollout's start."""
+    try:
+        found = read(ref["name"])
+    except (PermanentError, TransientError) as exc:
+        # The diff is evidence, not a step: a refused read is said, never fatal.
+        return {**ref, "since_rollout": "unreadable", "error": _short(str(exc))}
+    if found is None:
+        return {**ref, "since_rollout": "missing"}
+    metadata = found.get("metadata") or {}
+    created = _time(metadata.get("creationTimestamp"))
+    writes = [_time(e.get("time")) for e in _dicts(metadata.get("managedFields"))]
+    written = max((w for w in writes if w is not None), default=None)
+    version = metadata.get("resourceVersion")
+    return {
+        **ref,
+        "resource_version": _short(version) if isinstance(version, str) else None,
+        "created_at": created.isoformat() if created else None,
+        "written_at": written.isoformat() if written else None,
+        "since_rollout": _since(created, written, rolled_out_at),
+    }
+
+
+def _since(created: datetime | None, written: datetime | None, began: datetime | None) -> str:
+    """What the API server's whole-second times prove about the ConfigMap since `began`:
+    a time T stands for a moment in [T, T + 1 s), so only T > `began` is after it."""
+    if began is None:
+        return "unknown"
+    if created is not None and created > began:
+        return "created_after"
+    if written is not None and written > began:
+        return "changed_after"
+    return "unknown"
+
+
+def _config_change(ref: dict) -> dict | None:
+    """The change a ConfigMap written after the bad rollout began makes to the list."""
+    since = ref.get("since_rollout")
+    if since not in ("created_after", "changed_after"):
+        return None
+    when = ref.get("created_at") if since == "created_after" else ref.get("written_at")
+    return {
+        "where": f"ConfigMap {ref['name']}",
+        "field": f"{since.split('_')[0]} after the bad rollout began",
+        "before": None,
+        "after": _short(f"resourceVersion {ref.get('resource_version')}, at {when}"),
+    }
+
+
+def _time(value) -> datetime | None:
+    """An API server timestamp (RFC 3339, `Z`), None for anything else."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

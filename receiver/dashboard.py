@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, abort, g, redirect, render_template, request
 from core import markup, queues, registries, urls
 from core.records import Decision, utcnow
 from core.vocabulary import OUTCOMES, REASONS, ROLLBACK_STATUSES
-from receiver import access, charts, owners
+from receiver import access, charts, owners, quarantine_page
 from receiver.state import app_state
 
 bp = Blueprint("dashboard", __name__)
@@ -366,6 +366,13 @@ def frozen_owners():
             key = owners.jira_key(store, freeze.rollback_id)
             jira[freeze.rollback_id] = (key, owners.jira_url(state.settings.jira_url, key))
     return page("frozen.html", active=active, ended=ended, jira=jira)
+
+
+@bp.get("/quarantine")
+def quarantines():
+    """Quarantined revisions: those in force (operators can release them, with a reason),
+    newest first, then those ended lately, with how, by whom and why."""
+    return page("quarantine.html", **quarantine_page.listing(app_state(), _limit()))
 
 
 @bp.get("/approvals")

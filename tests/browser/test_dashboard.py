@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 from config.policy import Policy
 from core import queues
 from core.models import Workload
-from core.records import Decision, Rollback, WorkloadRecord, utcnow
+from core.records import Decision, Incident, Rollback, WorkloadRecord, utcnow
 from core.store import Store
 from testbed.processes import run_burst_worker
 from tests import samples
@@ -272,6 +272,53 @@ def test_an_operator_approves_an_awaiting_rollback(backstop, page):
     entry = audit_entry(page, "approve")
     expect(entry).to_contain_text(f"user:{OPERATOR}")
     expect(entry).to_contain_text("confirmed on the dashboard")
+
+
+# -- releasing a quarantine -------------------------------------------------------------------
+
+
+def test_an_operator_releases_a_quarantine_with_a_reason(backstop, redis_client, page, screenshot):
+    server = backstop(ENFORCE)
+    store = Store(redis_client, Policy.model_validate(ENFORCE))
+    store.quarantine.add(
+        samples.quarantine(
+            id="rb-7",
+            images=["shop/checkout:3"],
+            digests=[f"docker.io/shop/checkout@sha256:{'c0' * 32}"],
+            reason="rolled back: verified (kpis_recovered)",
+        )
+    )
+    incident = Incident(id="rb-7", key="k")
+    incident.jira.ref = "OPS-7"
+    store.incidents.save(incident)
+    log_in_as(page, server, OPERATOR, OPERATOR_PASSWORD)
+    page.get_by_role("link", name="Quarantine").click()
+    row = page.get_by_test_id("quarantine-table").locator('tr[data-quarantine="rb-7"]')
+    expect(row).to_contain_text("shop/checkout:3")
+    expect(row.get_by_test_id("quarantine-rollback")).to_have_attribute("href", "/rollbacks/rb-7")
+    expect(row.get_by_test_id("quarantine-jira")).to_have_text("OPS-7")
+    screenshot(page, "quarantine")
+    questions = []
+    page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    release = row.get_by_test_id("release")
+    # The reason is required: the browser keeps the empty form from being sent.
+    release.get_by_role("button", name="Release").click()
+    expect(row).to_have_count(1)
+    assert questions == [] and store.quarantine.get("rb-7").active
+    release.get_by_label("reason for Release").fill("fixed in 3.1")
+    release.get_by_role("button", name="Release").click()
+    expect(page.get_by_role("status")).to_contain_text("Quarantine released")
+    expect(page.get_by_test_id("no-quarantine")).to_be_visible()
+    ended = page.get_by_test_id("ended-quarantine-table").locator('tr[data-quarantine="rb-7"]')
+    expect(ended.get_by_test_id("quarantine-end")).to_have_text("released")
+    expect(ended).to_contain_text(f"user:{OPERATOR}")
+    expect(ended).to_contain_text("fixed in 3.1")
+    assert questions == ["Release this quarantine? Its images may deploy again."]
+
+    page.get_by_role("link", name="Audit").click()
+    entry = audit_entry(page, "release_quarantine")
+    expect(entry).to_contain_text(f"user:{OPERATOR}")
+    expect(entry).to_contain_text("fixed in 3.1")
 
 
 # -- retrying a failed job ---------------------------------------------------------------------
