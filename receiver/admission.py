@@ -19,14 +19,17 @@ Anything the API server could not have sent (not JSON, no `request.uid`) is a 40
 JSON error; an AdmissionReview about another kind is allowed.
 """
 
-import json
 import logging
+from typing import Any
 
 from flask import Blueprint, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from config.policy import field_path
 from core import quarantine as rules
 from core.records import utcnow
 from receiver import auth
+from receiver.answers import AdmissionAnswer, AdmissionResponse, AdmissionStatus
 from receiver.bodies import require_json
 from receiver.errors import ApiError
 from receiver.state import app_state
@@ -36,6 +39,33 @@ log = logging.getLogger("backstop.admission")
 
 KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Rollout"})
 MAX_MESSAGE = 1000  # characters of the denial, shown by kubectl
+
+
+class Kubernetes(BaseModel):
+    """Base for what the API server sends: its fields Backstop does not read are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class GroupVersionKind(Kubernetes):
+    kind: str | None = None
+
+
+class AdmissionRequest(Kubernetes):
+    """The part of an AdmissionReview's request Backstop reads; an object is any JSON
+    object (its pod template is read only where it is one: see _images)."""
+
+    uid: str = Field(min_length=1)
+    kind: GroupVersionKind | None = None
+    operation: str | None = None
+    object: dict[str, Any] | None = None
+    oldObject: dict[str, Any] | None = None
+
+
+class AdmissionReview(Kubernetes):
+    """An AdmissionReview (admission.k8s.io/v1) as the API server sends it."""
+
+    request: AdmissionRequest
 
 
 @bp.before_request
@@ -52,13 +82,12 @@ def enabled() -> None:
 def validate():
     """Answer one AdmissionReview: allowed, or denied naming the quarantine."""
     require_json()
-    review = _review(request.get_data(cache=False))
-    asked = review["request"]
-    uid = asked["uid"]
-    kind = (asked.get("kind") or {}).get("kind")
-    if kind not in KINDS or asked.get("operation") not in ("CREATE", "UPDATE"):
+    asked = _review(request.get_data(cache=False)).request
+    uid = asked.uid
+    kind = asked.kind.kind if asked.kind else None
+    if kind not in KINDS or asked.operation not in ("CREATE", "UPDATE"):
         return _answer(uid, None)
-    brought = _images(asked.get("object")) - _images(asked.get("oldObject"))
+    brought = _images(asked.object) - _images(asked.oldObject)
     if not brought:
         return _answer(uid, None)
     state, now = app_state(), utcnow()
@@ -75,41 +104,49 @@ def validate():
     fields = {
         "image": image,
         "rollback_id": quarantine.rollback_id,
-        "operation": asked.get("operation"),
+        "operation": asked.operation,
     }
     log.info("admission denied", extra={"fields": fields})
     return _answer(uid, message[:MAX_MESSAGE])
 
 
-def _review(body: bytes) -> dict:
+def _review(body: bytes) -> AdmissionReview:
     """The AdmissionReview sent, or a 400 for anything else."""
     try:
-        review = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the body is not JSON") from None
-    asked = review.get("request") if isinstance(review, dict) else None
-    if not isinstance(asked, dict) or not isinstance(asked.get("uid"), str) or not asked["uid"]:
-        raise ApiError(400, "invalid_body", "not an AdmissionReview: request.uid is missing")
-    return review
+        return AdmissionReview.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_context=False, include_input=False)[0]
+        if error["type"] == "json_invalid":
+            raise ApiError(400, "invalid_json", "the body is not JSON") from None
+        where = field_path(error["loc"]) or "body"
+        raise ApiError(
+            400, "invalid_body", f"not an AdmissionReview: {where}: {error['msg']}"
+        ) from None
 
 
-def _images(obj) -> set[str]:
-    """The images a workload's pod template names (containers and init containers)."""
-    if not isinstance(obj, dict):
-        return set()
-    spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+def _images(obj: dict | None) -> set[str]:
+    """The images a workload's pod template names (containers and init containers). Any
+    level that is not what Kubernetes would send (a spec that is no object, containers
+    that are no list) names none: the API server validates objects, others may not."""
+    spec = _field(_field(_field(obj, "spec"), "template"), "spec")
     found = set()
-    for field in ("initContainers", "containers"):
-        for container in spec.get(field) or []:
+    for name in ("initContainers", "containers"):
+        containers = spec.get(name) if spec else None
+        for container in containers if isinstance(containers, list) else []:
             if isinstance(container, dict) and isinstance(container.get("image"), str):
                 found.add(container["image"])
     return found
 
 
+def _field(obj: Any, name: str) -> dict | None:
+    """`obj[name]` when both are JSON objects, else None."""
+    value = obj.get(name) if isinstance(obj, dict) else None
+    return value if isinstance(value, dict) else None
+
+
 def _answer(uid: str, denial: str | None):
-    response: dict = {"uid": uid, "allowed": denial is None}
-    if denial is not None:
-        response["status"] = {"code": 403, "reason": "Forbidden", "message": denial}
-    return jsonify(
-        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+    status = AdmissionStatus(code=403, reason="Forbidden", message=denial) if denial else None
+    answer = AdmissionAnswer(
+        response=AdmissionResponse(uid=uid, allowed=denial is None, status=status)
     )
+    return jsonify(answer.model_dump(mode="json", exclude_none=True))

@@ -7,26 +7,33 @@ need the operator role (and a session's CSRF token); every one is audited with w
 when, and why.
 """
 
-from collections.abc import Collection
-
 from flask import Blueprint, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from core import queues, registries
+from core import registries
 from core.decisions import DecisionError, UnknownRollback
 from core.models import KINDS, Workload
 from core.records import AuditEntry, utcnow
-from core.vocabulary import OUTCOMES, REASONS, ROLLBACK_STATUSES
 from receiver import access
+from receiver import queries as q
+from receiver.answers import (
+    AuditList,
+    AutomationState,
+    CircuitClosed,
+    DecisionList,
+    DeploymentList,
+    IncidentList,
+    Paused,
+    Resumed,
+    respond,
+)
 from receiver.bodies import parse_body
 from receiver.errors import ApiError
 from receiver.payloads import VisibleName
+from receiver.queries import parse_query
 from receiver.state import app_state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-STATUSES = ("firing", "resolved")
-MAX_LIMIT = 1000
 
 
 @bp.before_request
@@ -40,22 +47,6 @@ def authenticate() -> None:
 def actor() -> str:
     """Who is acting, as the audit log names them (`api:<name>` or `user:<name>`)."""
     return g.principal.actor
-
-
-def query_limit(default: int = 50) -> int:
-    """The `limit` query parameter, 1..MAX_LIMIT."""
-    raw = request.args.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ApiError(400, "invalid_query", f"limit: must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
-
-
-def query_choice(name: str, choices: Collection[str]) -> str | None:
-    """An optional query parameter restricted to `choices`."""
-    value = request.args.get(name)
-    if value is not None and value not in choices:
-        raise ApiError(400, "invalid_query", f"{name}: must be one of {', '.join(choices)}")
-    return value
 
 
 class ActionBody(BaseModel):
@@ -116,24 +107,19 @@ def audit(action: str, target: str, reason: str = "", **details) -> None:
 @bp.get("/alerts")
 def alerts():
     """Recent alert episodes, most recently active first."""
-    status = query_choice("status", STATUSES)
-    limit = query_limit()
-    episodes = app_state().store.episodes.recent_episodes(status=status, limit=limit)
+    query = parse_query(q.AlertsQuery)
+    episodes = app_state().store.episodes.recent_episodes(status=query.status, limit=query.limit)
     return jsonify({"alerts": [episode.to_json() for episode in episodes]})
 
 
 @bp.get("/decisions")
 def decisions():
     """Decisions, newest first; filter by outcome, reason, workload key."""
-    outcome = query_choice("outcome", OUTCOMES)
-    reason = query_choice("reason", REASONS)
+    query = parse_query(q.DecisionsQuery)
     found = app_state().store.decisions.recent(
-        outcome=outcome,
-        reason=reason,
-        workload=request.args.get("workload"),
-        limit=query_limit(),
+        outcome=query.outcome, reason=query.reason, workload=query.workload, limit=query.limit
     )
-    return jsonify({"decisions": [d.model_dump(mode="json") for d in found]})
+    return respond(DecisionList(decisions=found))
 
 
 @bp.get("/decisions/<decision_id>")
@@ -148,19 +134,18 @@ def decision(decision_id: str):
 @bp.get("/deployments")
 def deployments():
     """Deployment history, newest first; filter by namespace and name."""
+    query = parse_query(q.DeploymentsQuery)
     found = app_state().store.rollouts.recent(
-        namespace=request.args.get("namespace"),
-        name=request.args.get("name"),
-        limit=query_limit(),
+        namespace=query.namespace, name=query.name, limit=query.limit
     )
-    return jsonify({"deployments": [r.model_dump(mode="json") for r in found]})
+    return respond(DeploymentList(deployments=found))
 
 
 @bp.get("/rollbacks")
 def rollbacks():
     """Rollbacks, newest first; filter by status."""
-    status = query_choice("status", ROLLBACK_STATUSES)
-    found = app_state().store.rollbacks.recent(status=status, limit=query_limit())
+    query = parse_query(q.RollbacksQuery)
+    found = app_state().store.rollbacks.recent(status=query.status, limit=query.limit)
     return jsonify({"rollbacks": [r.to_json() for r in found]})
 
 
@@ -198,8 +183,8 @@ def retry_rollback(rollback_id: str):
 @bp.get("/incidents")
 def incidents():
     """Incidents with their delivery state per target, newest first."""
-    found = app_state().store.incidents.recent(limit=query_limit())
-    return jsonify({"incidents": [i.model_dump(mode="json") for i in found]})
+    found = app_state().store.incidents.recent(limit=parse_query(q.LimitQuery).limit)
+    return respond(IncidentList(incidents=found))
 
 
 @bp.get("/queues")
@@ -214,13 +199,12 @@ def queue_state():
 @bp.get("/jobs")
 def job_list():
     """Jobs in one registry (default failed), optionally of one queue, newest first."""
-    registry = query_choice("registry", registries.REGISTRIES) or "failed"
-    queue_name = query_choice("queue", queues.QUEUE_NAMES)
-    limit = min(query_limit(), registries.MAX_PAGE)
+    query = parse_query(q.JobsQuery)
+    limit = min(query.limit, registries.MAX_PAGE)
     found = registries.jobs(
-        app_state().store.redis, registry=registry, queue_name=queue_name, limit=limit
+        app_state().store.redis, registry=query.registry, queue_name=query.queue, limit=limit
     )
-    return jsonify({"registry": registry, "jobs": [job.to_json() for job in found]})
+    return jsonify({"registry": query.registry, "jobs": [job.to_json() for job in found]})
 
 
 @bp.get("/automation")
@@ -228,24 +212,23 @@ def automation():
     """Mode, pauses, and the circuit breaker."""
     state = app_state()
     store, breaker = state.store.automation, state.policy.circuit_breaker
-    return jsonify(
-        {
-            "mode": state.policy.mode,
-            "paused": store.paused(None),
-            "paused_workloads": store.paused_workloads(),
-            "circuit": {
-                **store.circuit(now=utcnow(), window=breaker.window),
-                "max_rollbacks": breaker.max_rollbacks,
-            },
-        }
+    answer = AutomationState(
+        mode=state.policy.mode,
+        paused=store.paused(None),
+        paused_workloads=store.paused_workloads(),
+        circuit={
+            **store.circuit(now=utcnow(), window=breaker.window),
+            "max_rollbacks": breaker.max_rollbacks,
+        },
     )
+    return respond(answer)
 
 
 @bp.get("/audit")
 def audit_log():
     """On-call actions, newest first."""
-    entries = app_state().store.automation.audit_log(limit=query_limit(100))
-    return jsonify({"audit": [e.model_dump(mode="json") for e in entries]})
+    entries = app_state().store.automation.audit_log(limit=parse_query(q.AuditQuery).limit)
+    return respond(AuditList(audit=entries))
 
 
 # -- actions -------------------------------------------------------------------------------
@@ -306,7 +289,7 @@ def pause():
     workload = body.workload.workload(state.policy.cluster) if body.workload else None
     state.store.automation.pause(workload=workload, actor=actor(), reason=body.reason, now=utcnow())
     audit("pause", workload.key if workload else "global", body.reason)
-    return jsonify({"paused": workload.key if workload else "global"})
+    return respond(Paused(paused=workload.key if workload else "global"))
 
 
 @bp.post("/automation/resume")
@@ -317,7 +300,7 @@ def resume():
     workload = body.workload.workload(state.policy.cluster) if body.workload else None
     was_paused = state.store.automation.resume(workload=workload)
     audit("resume", workload.key if workload else "global", body.reason, was_paused=was_paused)
-    return jsonify({"resumed": workload.key if workload else "global", "was_paused": was_paused})
+    return respond(Resumed(resumed=workload.key if workload else "global", was_paused=was_paused))
 
 
 @bp.post("/automation/circuit/reset")
@@ -326,4 +309,4 @@ def reset_circuit():
     body = parse_body(ActionBody, optional=True)
     app_state().store.automation.reset_circuit(actor=actor(), now=utcnow())
     audit("circuit_reset", "circuit", body.reason)
-    return jsonify({"circuit": "closed"})
+    return respond(CircuitClosed(circuit="closed"))

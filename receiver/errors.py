@@ -11,6 +11,8 @@ from flask import Flask, g, jsonify, render_template, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from receiver.answers import ErrorBody, ErrorEnvelope
+
 log = logging.getLogger("backstop.receiver")
 
 _CODES = {
@@ -48,10 +50,10 @@ def error_response(status: int, code: str, message: str, *, details=None, header
             "error.html", status=status, message=message, request_id=g.get("request_id", "")
         )
         return page, status, headers or {}
-    body = {"code": code, "message": message, "request_id": g.get("request_id", "")}
-    if details is not None:
-        body["details"] = details
-    response = jsonify({"error": body})
+    body = ErrorBody(
+        code=code, message=message, request_id=g.get("request_id", ""), details=details
+    )
+    response = jsonify(ErrorEnvelope(error=body).model_dump(exclude_none=True))
     response.status_code = status
     response.headers.update(headers or {})
     return response

@@ -16,10 +16,11 @@ from flask import Blueprint, current_app, jsonify, request
 
 from core.gates import PrometheusUnavailable, UnknownService, UnknownWorkload, judge
 from core.integrations.prometheus import Prometheus
-from core.models import KINDS, Workload
+from core.models import Workload
 from core.records import utcnow
 from receiver import access, auth
 from receiver.errors import ApiError
+from receiver.queries import GateQuery, parse_query
 from receiver.state import app_state
 
 bp = Blueprint("gates", __name__, url_prefix="/api/v1/gates")
@@ -48,14 +49,11 @@ def authenticate() -> None:
 def gate(namespace: str, name: str):
     """Judge the workload's current revision now."""
     state = app_state()
-    kind = request.args.get("kind", "Deployment")
-    if kind not in KINDS:
-        raise ApiError(400, "invalid_query", f"kind: must be one of {', '.join(KINDS)}")
-    verdict_in_body = _verdict_in_body()
-    cluster = request.args.get("cluster") or state.policy.cluster
+    query = parse_query(GateQuery)
+    cluster = query.cluster or state.policy.cluster
     if cluster not in state.policy.guarded_clusters():
         raise ApiError(404, "unknown_cluster", f"Backstop does not guard cluster {cluster!r}")
-    workload = Workload(cluster, namespace, kind, name)
+    workload = Workload(cluster, namespace, query.kind, name)
     try:
         verdict = judge(
             state.store,
@@ -63,21 +61,14 @@ def gate(namespace: str, name: str):
             _prometheus(),
             workload,
             utcnow(),
-            service_name=request.args.get("service"),
+            service_name=query.service,
         )
     except (UnknownWorkload, UnknownService) as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except PrometheusUnavailable as exc:
         raise ApiError(503, "prometheus_unavailable", str(exc)) from None
-    status = 200 if verdict.healthy or verdict_in_body else 412
+    status = 200 if verdict.healthy or query.verdict == "body" else 412
     return jsonify(verdict.to_json()), status
-
-
-def _verdict_in_body() -> bool:
-    value = request.args.get("verdict", "status")
-    if value not in ("status", "body"):
-        raise ApiError(400, "invalid_query", "verdict: must be one of status, body")
-    return value == "body"
 
 
 def _prometheus() -> Prometheus | None:

@@ -4,6 +4,7 @@ from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
 
 from receiver import metrics
+from receiver.answers import Health, Readiness
 from receiver.state import app_state
 
 bp = Blueprint("health", __name__)
@@ -12,7 +13,7 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz():
     """The process is up and serving."""
-    return jsonify({"status": "ok"})
+    return jsonify(Health(status="ok").model_dump())
 
 
 @bp.get("/readyz")
@@ -22,8 +23,8 @@ def readyz():
         app_state().store.ping()
     except RedisError as exc:
         checks = {"redis": f"unavailable ({type(exc).__name__})", "config": "ok"}
-        return jsonify({"status": "unavailable", "checks": checks}), 503
-    return jsonify({"status": "ready", "checks": {"redis": "ok", "config": "ok"}})
+        return jsonify(Readiness(status="unavailable", checks=checks).model_dump()), 503
+    return jsonify(Readiness(status="ready", checks={"redis": "ok", "config": "ok"}).model_dump())
 
 
 @bp.get("/metrics")

@@ -10,15 +10,17 @@ freeze in their name. The same credentials, roles and CSRF rules as the rest of 
 from typing import Annotated
 from urllib.parse import quote
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, jsonify, url_for
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from core import queues
 from core.records import FrozenOwner, utcnow
 from core.store import Store
 from receiver import api
+from receiver.answers import Flat, FreezeExtras, FreezeLinks, ReviewJob
 from receiver.bodies import parse_body
 from receiver.errors import ApiError
+from receiver.queries import ListQuery, parse_query
 from receiver.state import app_state
 
 bp = Blueprint("owners", __name__, url_prefix="/api/v1/owners")
@@ -26,7 +28,6 @@ bp.before_request(api.authenticate)
 
 # Freeze ids are `<group>.<kind>.<namespace>.<name>` (FrozenOwner.key): never longer.
 MAX_ID = 600
-BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 class LiftBody(BaseModel):
@@ -49,29 +50,23 @@ def jira_url(base: str | None, key: str | None) -> str | None:
 def freeze_json(freeze: FrozenOwner, store: Store, jira_base: str | None) -> dict:
     """A freeze as the API shows it: its record, whether active, its Jira key, links."""
     key = jira_key(store, freeze.rollback_id)
-    return {
-        **freeze.model_dump(mode="json"),
-        "active": freeze.active,
-        "jira": key,
-        "links": {
-            "rollback": url_for("api.rollback", rollback_id=freeze.rollback_id),
-            "dashboard": url_for("dashboard.rollback", rollback_id=freeze.rollback_id),
-            "lift": url_for("owners.lift", freeze_id=freeze.id) if freeze.active else None,
-            "jira": jira_url(jira_base, key),
-        },
-    }
+    links = FreezeLinks(
+        rollback=url_for("api.rollback", rollback_id=freeze.rollback_id),
+        dashboard=url_for("dashboard.rollback", rollback_id=freeze.rollback_id),
+        lift=url_for("owners.lift", freeze_id=freeze.id) if freeze.active else None,
+        jira=jira_url(jira_base, key),
+    )
+    return Flat.merge(freeze, FreezeExtras(active=freeze.active, jira=key, links=links))
 
 
 @bp.get("/frozen")
 def frozen():
     """Active freezes, newest first; `?all=true`: ended ones too (the newest `limit`)."""
-    everything = BOOLEANS.get(request.args.get("all", "false").lower())
-    if everything is None:
-        raise ApiError(400, "invalid_query", "all: must be true or false")
-    limit = api.query_limit()
+    query = parse_query(ListQuery)
+    limit = query.limit
     state = app_state()
     store = state.store
-    if everything:
+    if query.all:
         found = store.freezes.recent(limit=limit)
     else:
         found = sorted(store.freezes.active(), key=lambda f: f.frozen_at, reverse=True)[:limit]
@@ -98,6 +93,5 @@ def lift(freeze_id: str):
         raise ApiError(409, "conflict", f"freeze {freeze_id} already ended ({found.end})")
     api.audit("lift_freeze_requested", freeze_id, body.reason, owner=found.describe())
     job_id = queues.schedule_freeze_review(state.store.redis, at=utcnow())
-    return jsonify(
-        {**freeze_json(found, state.store, state.settings.jira_url), "review_job_id": job_id}
-    ), 202
+    view = freeze_json(found, state.store, state.settings.jira_url)
+    return jsonify({**view, **ReviewJob(review_job_id=job_id).model_dump()}), 202

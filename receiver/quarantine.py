@@ -9,16 +9,19 @@ like the gates (receiver/gates.py), so a pipeline needs no API account.
 
 from typing import Annotated
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, jsonify, url_for
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from core import quarantine as rules
+from core import queues
 from core.records import Quarantine, utcnow
 from core.store import Store
 from receiver import api, gates
+from receiver.answers import CheckAnswer, Flat, Objection, QuarantineExtras, QuarantineLinks
 from receiver.bodies import parse_body
 from receiver.errors import ApiError
-from receiver.owners import BOOLEANS, jira_key, jira_url
+from receiver.owners import jira_key, jira_url
+from receiver.queries import CheckQuery, ListQuery, parse_query
 from receiver.state import app_state
 
 bp = Blueprint("quarantine", __name__, url_prefix="/api/v1/quarantine")
@@ -27,9 +30,6 @@ check_bp = Blueprint("quarantine_check", __name__, url_prefix="/api/v1/quarantin
 check_bp.before_request(gates.authenticate)
 
 MAX_ID = 200
-MAX_IMAGES = 50
-MAX_REFERENCE = 1000  # characters of one image reference
-MAX_WORKLOAD = 800
 
 
 class ReleaseBody(BaseModel):
@@ -42,31 +42,25 @@ class ReleaseBody(BaseModel):
 def quarantine_json(quarantine: Quarantine, store: Store, jira_base: str | None, now) -> dict:
     """A quarantine as the API shows it: its record, its status, its Jira key, links."""
     key = jira_key(store, quarantine.rollback_id)
-    status = rules.status(quarantine, now)
-    return {
-        **quarantine.model_dump(mode="json"),
-        "status": status,
-        "jira": key,
-        "links": {
-            "rollback": url_for("api.rollback", rollback_id=quarantine.rollback_id),
-            "dashboard": url_for("dashboard.rollback", rollback_id=quarantine.rollback_id),
-            "release": url_for("quarantine.release", quarantine_id=quarantine.id)
-            if quarantine.active
-            else None,
-            "jira": jira_url(jira_base, key),
-        },
-    }
+    links = QuarantineLinks(
+        rollback=url_for("api.rollback", rollback_id=quarantine.rollback_id),
+        dashboard=url_for("dashboard.rollback", rollback_id=quarantine.rollback_id),
+        release=url_for("quarantine.release", quarantine_id=quarantine.id)
+        if quarantine.active
+        else None,
+        jira=jira_url(jira_base, key),
+    )
+    extras = QuarantineExtras(status=rules.status(quarantine, now), jira=key, links=links)
+    return Flat.merge(quarantine, extras)
 
 
 @bp.get("")
 def listed():
     """Quarantines in force, newest first; `?all=true`: ended and expired ones too."""
-    everything = BOOLEANS.get(request.args.get("all", "false").lower())
-    if everything is None:
-        raise ApiError(400, "invalid_query", "all: must be true or false")
-    limit = api.query_limit()
+    query = parse_query(ListQuery)
+    limit = query.limit
     state, now = app_state(), utcnow()
-    if everything:
+    if query.all:
         found = state.store.quarantine.recent(limit=limit)
     else:
         active = state.store.quarantine.active()
@@ -83,38 +77,28 @@ def listed():
 def check():
     """May these images deploy (`?image=` once or more, optionally `&workload=`
     namespace/kind/name)? 200 either way: `allowed`, and every quarantine that objects."""
-    images = request.args.getlist("image")
-    workload = request.args.get("workload")
-    if not images:
-        raise ApiError(400, "invalid_query", "image: give at least one image reference")
-    if len(images) > MAX_IMAGES or any(not i.strip() or len(i) > MAX_REFERENCE for i in images):
-        raise ApiError(
-            400,
-            "invalid_query",
-            f"image: 1 to {MAX_IMAGES} references of 1 to {MAX_REFERENCE} characters",
-        )
-    if workload is not None and not 0 < len(workload) <= MAX_WORKLOAD:
-        raise ApiError(400, "invalid_query", f"workload: 1 to {MAX_WORKLOAD} characters")
+    query = parse_query(CheckQuery)
     state, now = app_state(), utcnow()
-    found = rules.matching(state.store.quarantine.active(), images, now, workload)
+    found = rules.matching(state.store.quarantine.active(), query.image, now, query.workload)
     jira_base = state.settings.jira_url
     objections = [_objection(q, image, why, state.store, jira_base) for q, image, why in found]
-    return jsonify({"allowed": not objections, "images": images, "quarantined": objections})
+    answer = CheckAnswer(allowed=not objections, images=query.image, quarantined=objections)
+    return jsonify(answer.model_dump(mode="json"))
 
 
-def _objection(quarantine: Quarantine, image: str, why: str, store: Store, jira_base) -> dict:
+def _objection(quarantine: Quarantine, image: str, why: str, store: Store, jira_base) -> Objection:
     key = jira_key(store, quarantine.rollback_id)
-    return {
-        "image": image,
-        "why": why,
-        "quarantine_id": quarantine.id,
-        "workload": quarantine.workload.workload().key,
-        "revision": quarantine.revision,
-        "rollback_id": quarantine.rollback_id,
-        "jira": key,
-        "jira_url": jira_url(jira_base, key),
-        "expires_at": quarantine.expires_at.isoformat(),
-    }
+    return Objection(
+        image=image,
+        why=why,
+        quarantine_id=quarantine.id,
+        workload=quarantine.workload.workload().key,
+        revision=quarantine.revision,
+        rollback_id=quarantine.rollback_id,
+        jira=key,
+        jira_url=jira_url(jira_base, key),
+        expires_at=quarantine.expires_at,
+    )
 
 
 @bp.post("/<quarantine_id>/release")
@@ -132,4 +116,10 @@ def release(quarantine_id: str):
     if not changed:
         raise ApiError(409, "conflict", f"quarantine {quarantine_id} already ended ({found.end})")
     api.audit("release_quarantine", quarantine_id, body.reason, images=found.images)
+    queues.notify_chat(
+        state.store.redis,
+        state.policy.chat,
+        rollback_id=found.rollback_id,
+        event="quarantine_released",
+    )
     return jsonify(quarantine_json(found, state.store, state.settings.jira_url, now))

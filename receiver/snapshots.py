@@ -11,6 +11,7 @@ from flask import Blueprint, Response, request
 from core.snapshots import verify_signature
 from receiver import access
 from receiver.errors import ApiError
+from receiver.queries import SnapshotQuery, parse_query
 from receiver.state import app_state
 
 bp = Blueprint("snapshots", __name__)
@@ -23,11 +24,12 @@ def snapshot(snapshot_id: str, ext: str):
     state = app_state()
     if ext not in TYPES:
         raise ApiError(404, "not_found", "snapshots are .png or .csv")
-    if "sig" in request.args:
+    query = parse_query(SnapshotQuery)
+    if query.sig is not None:
         valid = verify_signature(
             snapshot_id,
-            request.args.get("exp", ""),
-            request.args.get("sig", ""),
+            query.exp or "",
+            query.sig,
             secret=state.settings.snapshot_key(),
             now=time.time(),
         )

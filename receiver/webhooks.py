@@ -19,6 +19,7 @@ from core.records import utcnow
 from core.replication import replicated
 from core.store.rollouts import rollout_for
 from receiver import auth, limits, metrics
+from receiver.answers import DeploymentAnswer
 from receiver.bodies import invalid_payload, parse_body, require_json
 from receiver.payloads import DeploymentEvent, alertmanager_events, grafana_events
 from receiver.state import AppState, app_state
@@ -61,7 +62,10 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
             metrics.child(metrics.ALERTS_RECEIVED, source, status).inc(count)
     if result.duplicates:
         metrics.child(metrics.ALERT_DUPLICATES, source).inc(result.duplicates)
-    answer = {
+    # WebhookAnswer's shape (receiver/answers.py, the OpenAPI document), built as a plain
+    # dict: validating our own values into the model and dumping them again cost every
+    # webhook ~15 µs (2 % of a worker's time under P1's load; py-spy).
+    answer: dict = {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
         "decisions": [decision.summary() for decision in result.decisions],
@@ -122,7 +126,8 @@ def deployments():
         ),
         merge_window=state.policy.watch.ci_merge_window,
     )
-    return jsonify({"rollout": rollout.model_dump(mode="json"), "request_id": g.request_id}), 202
+    answer = DeploymentAnswer(rollout=rollout, request_id=g.request_id)
+    return jsonify(answer.model_dump(mode="json")), 202
 
 
 @bp.after_request

@@ -79,6 +79,7 @@ FUZZED = {
     "api.pause": "test_api_actions",
     "api.resume": "test_api_actions",
     "api.reset_circuit": "test_api_actions",
+    "openapi.document_view": "test_api_reads",
     "owners.frozen": "test_api_reads",
     "owners.lift": "test_api_actions",
     "quarantine.listed": "test_api_reads",
@@ -104,6 +105,7 @@ FUZZED = {
     "dashboard.approvals": "test_dashboard_pages",
     "dashboard.audit": "test_dashboard_pages",
     "dashboard.frozen_owners": "test_dashboard_pages",
+    "dashboard.quarantines": "test_dashboard_pages",
 }
 
 pytestmark = pytest.mark.integration
@@ -894,6 +896,7 @@ API_LISTS = [
     "/api/v1/owners/frozen",
     "/api/v1/quarantine",
     "/api/v1/quarantine/check",
+    "/api/v1/openapi.json",
 ]
 PAGES = [
     "/",
@@ -904,6 +907,7 @@ PAGES = [
     "/approvals",
     "/audit",
     "/owners/frozen",
+    "/quarantine",
 ]
 QUERY_NAMES = [
     "limit",

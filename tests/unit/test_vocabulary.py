@@ -41,7 +41,12 @@ def test_the_docs_glossary_is_the_vocabulary():
 
 
 def test_the_dashboard_and_the_api_filter_with_the_vocabulary():
-    from receiver import api, dashboard
+    from receiver import dashboard, queries
 
     assert dashboard.OUTCOMES is OUTCOMES and dashboard.REASONS is REASONS
-    assert api.ROLLBACK_STATUSES is ROLLBACK_STATUSES
+    # The API's filters are its query models: their choices are the vocabulary's words.
+    decisions = queries.DecisionsQuery.model_json_schema()["properties"]
+    rollbacks = queries.RollbacksQuery.model_json_schema()["properties"]
+    assert decisions["outcome"]["anyOf"][0]["enum"] == list(OUTCOMES)
+    assert decisions["reason"]["anyOf"][0]["enum"] == list(REASONS)
+    assert rollbacks["status"]["anyOf"][0]["enum"] == list(ROLLBACK_STATUSES)
