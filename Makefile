@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 # (with a font) runs the dashboard's browser tests.
 TEST_DEBS := redis-server redis-sentinel prometheus-alertmanager prometheus chromium fonts-dejavu-core $(if $(shell command -v kubectl),,kubernetes-client)
 
-.PHONY: run test fuzz gameday lint bench bench-ingest bench-storm bench-latency bench-judged bench-dashboard bench-gameday screenshots system-deps clean kube-build kube-up kube-down
+.PHONY: run test fuzz gameday lint bench bench-ingest bench-storm bench-latency bench-judged bench-dashboard bench-gameday bench-safestate bench-watcher bench-store screenshots system-deps clean kube-build kube-up kube-down
 
 # The embedded Redis is Debian's redis-server (Backstop needs Redis 7.0 or newer).
 run: $(RUNTIME_STAMP)
@@ -22,9 +22,10 @@ run: $(RUNTIME_STAMP)
 test: $(DEV_STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# R5: the fuzz tests with over 10,000 generated cases (`make test` runs ~2,000, seeded).
+# R5: the fuzz tests with over 10,000 generated cases (`make test` runs ~2,000, seeded), and
+# schemathesis from the OpenAPI document with ten times `make test`'s examples.
 fuzz: $(DEV_STAMP) system-deps
-	BACKSTOP_FUZZ_PROFILE=full $(BIN)/python -m pytest -q tests/reliability/test_fuzz.py $(PYTEST_ARGS)
+	BACKSTOP_FUZZ_PROFILE=full $(BIN)/python -m pytest -q tests/reliability/test_fuzz.py tests/reliability/test_schemathesis.py $(PYTEST_ARGS)
 
 # Game days: the real alerting pipeline, every scenario (docs/gamedays.md).
 gameday: $(DEV_STAMP) system-deps
@@ -62,6 +63,19 @@ bench-dashboard: $(DEV_STAMP)
 
 bench-gameday: $(DEV_STAMP) system-deps
 	$(BIN)/python -m bench.gameday
+
+# P6: the deployment watcher at 5,000 Deployments on the Kubernetes test control plane.
+bench-watcher: $(DEV_STAMP) system-deps
+	$(BIN)/python -m bench.watcher
+
+# P8: the canary scenario with production's alerting windows (about 8 minutes).
+bench-safestate: $(DEV_STAMP) system-deps
+	$(BIN)/python -m bench.safestate
+
+# P7: Redis bytes per episode, decision and rollback, a default install at its caps, and
+# ingest/decision latency with the store full against empty.
+bench-store: $(DEV_STAMP) system-deps
+	$(BIN)/python -m bench.store
 
 # The browser tests, also writing the dashboard screenshots the docs show (docs/screenshots).
 screenshots: $(DEV_STAMP) system-deps

@@ -4,7 +4,11 @@ P1 (bench.ingest) and P1-distinct (no body a byte-for-byte repeat), P2 and P5 (b
 P2-deferred (the same storm with the rollbacks after it), P3 (bench.latency), P3-store (the
 same with 20,000 other decisions stored), P3-judged (bench.judged: P3 with a judgment, beside
 P3 without one in the same run), and P4 (bench.gameday,
-summarizing var/gameday-report.json when a game day already wrote it, else playing one).
+summarizing var/gameday-report.json when a game day already wrote it, else playing one),
+and P8 (bench.safestate: the canary scenario with production's alerting windows).
+P6 (bench.watcher): the deployment watcher at 5,000 Deployments, its memory, relist and lag.
+P1-fresh (bench.ingest --fresh-alerts: every alert a new episode) and P7 (bench.store: the
+store's footprint in Redis at its caps, and latency with the store full against empty).
 Each runs in its own process and records its entry in bench/results.json; a failed target
 does not stop the others. The exit status is 0 only when every target passed.
 """
@@ -27,12 +31,16 @@ def commands() -> list[list[str]]:
     return [
         ["bench.ingest"],
         ["bench.ingest", "--distinct-bodies"],
+        ["bench.ingest", "--fresh-alerts"],
         ["bench.storm"],
         ["bench.storm", "--min-firing", "8s"],
         ["bench.latency"],
         ["bench.latency", "--stored-decisions", "20000"],
         ["bench.judged"],
         gameday,
+        ["bench.safestate"],
+        ["bench.watcher"],
+        ["bench.store"],
     ]
 
 
