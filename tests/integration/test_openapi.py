@@ -172,3 +172,12 @@ def test_admission_allows_objects_with_odd_pod_templates(admission_client, obj):
     assert answer.status_code == 200
     assert answer.get_json()["response"] == {"uid": "u", "allowed": True}
     validator("/admission/validate", "post", 200).validate(answer.get_json())
+
+
+def test_a_body_of_only_whitespace_is_invalid_json_not_an_empty_body(client, api_headers):
+    # schemathesis: "\r\n" with a JSON content type was read as no body and acted on.
+    headers = {**api_headers, "Content-Type": "application/json"}
+    answer = client.post("/api/v1/automation/circuit/reset", headers=headers, data=b"\r\n")
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["code"] == "invalid_json"
+    assert client.post("/api/v1/automation/circuit/reset", headers=api_headers).status_code == 200

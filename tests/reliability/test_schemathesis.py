@@ -53,6 +53,15 @@ CONFIG = schemathesis.Config.from_dict(
         # max-examples says: too many for `make test`; `make fuzz` runs it.
         "phases": {"coverage": {"enabled": PROFILE == "full"}},
         "generation": {"mode": "all", "max-examples": EXAMPLES, "database": "none"},
+        # The credentials, per security scheme: schemathesis then sends them as they are
+        # instead of generating (and, for negative cases, breaking) its own.
+        "auth": {
+            "openapi": {
+                "apiToken": {"bearer": API_TOKEN},
+                "webhookToken": {"bearer": WEBHOOK_TOKEN},
+                "gateToken": {"bearer": GATE_TOKEN},
+            }
+        },
     }
 )
 schema = schemathesis.openapi.from_dict(copy.deepcopy(document()), config=CONFIG)
