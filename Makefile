@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 # (with a font) runs the dashboard's browser tests.
 TEST_DEBS := redis-server redis-sentinel prometheus-alertmanager prometheus chromium fonts-dejavu-core $(if $(shell command -v kubectl),,kubernetes-client)
 
-.PHONY: run test fuzz gameday lint bench bench-ingest bench-storm bench-latency bench-judged bench-dashboard bench-gameday bench-safestate bench-watcher bench-store screenshots system-deps clean kube-build kube-up kube-down
+.PHONY: run test fuzz gameday lint bench bench-ingest bench-peer bench-storm bench-latency bench-judged bench-dashboard bench-gameday bench-safestate bench-watcher bench-store screenshots system-deps clean kube-build kube-up kube-down
 
 # The embedded Redis is Debian's redis-server (Backstop needs Redis 7.0 or newer).
 run: $(RUNTIME_STAMP)
@@ -38,14 +38,20 @@ lint: $(DEV_STAMP)
 	$(BIN)/mkdocs build --strict --quiet --site-dir var/site
 
 # Every design target (P1-P5, docs/benchmarks.md), then one table of bench/results.json.
-# P1's load generator is wrk (Debian's package).
+# P1's load generator is wrk (Debian's package); P1-peer's alerta runs on PostgreSQL.
 bench: $(DEV_STAMP) system-deps
-	@$(MAKE) --no-print-directory system-deps TEST_DEBS=wrk
+	@$(MAKE) --no-print-directory system-deps TEST_DEBS="wrk postgresql"
 	$(BIN)/python -m bench
 
 bench-ingest: $(DEV_STAMP)
 	@$(MAKE) --no-print-directory system-deps TEST_DEBS=wrk
 	$(BIN)/python -m bench.ingest
+
+# P1-peer: the same ingest load against alerta-server (PyPI, installed pinned into
+# var/peer-venv on first use) on Debian's PostgreSQL, stock and tuned, rounds interleaved.
+bench-peer: $(DEV_STAMP)
+	@$(MAKE) --no-print-directory system-deps TEST_DEBS="wrk redis-server postgresql"
+	$(BIN)/python -m bench.peer
 
 # P2 (alert storm) and P5 (memory under it) on the real stack, Kubernetes included.
 bench-storm: $(DEV_STAMP) system-deps

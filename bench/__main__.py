@@ -9,6 +9,8 @@ and P8 (bench.safestate: the canary scenario with production's alerting windows)
 P6 (bench.watcher): the deployment watcher at 5,000 Deployments, its memory, relist and lag.
 P1-fresh (bench.ingest --fresh-alerts: every alert a new episode) and P7 (bench.store: the
 store's footprint in Redis at its caps, and latency with the store full against empty).
+P1-peer and P1-peer-repeat (bench.peer: the same load against alerta-server on PostgreSQL;
+it needs only Debian's postgresql and PyPI, which it installs into var/peer-venv itself).
 Each runs in its own process and records its entry in bench/results.json; a failed target
 does not stop the others. The exit status is 0 only when every target passed.
 """
@@ -32,6 +34,7 @@ def commands() -> list[list[str]]:
         ["bench.ingest"],
         ["bench.ingest", "--distinct-bodies"],
         ["bench.ingest", "--fresh-alerts"],
+        ["bench.peer"],
         ["bench.storm"],
         ["bench.storm", "--min-firing", "8s"],
         ["bench.latency"],

@@ -20,13 +20,21 @@ local mode = os.getenv("BENCH_MODE") or "repeat"
 -- 2^24 per run and 2^23 per thread: far more than a thread sends in a run (about 10^5
 -- alerts), and every number stays below 2^31, which LuaJIT's string.format("%x") needs.
 local run = (tonumber(os.getenv("BENCH_RUN") or "0") % 127) * 16777216
+-- BENCH_INSTANCE=1 (bench/peer.py) adds an `instance` label unique to each fingerprint: a
+-- peer that keys alerts by resource (alerta takes `instance`) then sees as many distinct
+-- alerts as Backstop sees episodes, not all of them as one. Off, the bodies are unchanged.
+local instance = os.getenv("BENCH_INSTANCE") == "1"
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. token
+-- No token, no header: a peer without authentication (bench/peer.py's alerta, as it ships)
+-- would read any Bearer header as a token to check and refuse the request.
+if token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
+end
 
 local alert = [[{"status":"firing","labels":{"alertname":"CheckoutHigh5xx","namespace":"shop",]]
-  .. [["deployment":"checkout","severity":"critical","pod":"checkout-%d","region":"eu-west-1"},]]
+  .. [["deployment":"checkout","severity":"critical","pod":"checkout-%d",%s"region":"eu-west-1"},]]
   .. [["annotations":{"summary":"5xx ratio above 1%% for 5m","runbook_url":"https://runbooks/5xx"},]]
   .. [["startsAt":"2026-11-26T10:00:00.123456789Z","endsAt":"0001-01-01T00:00:00Z",]]
   .. [["generatorURL":"http://prometheus:9090/graph?g0.expr=job%%3Aerrors%%3Aratio5m","fingerprint":"%016x"}]]
@@ -52,7 +60,8 @@ function request()
     else
       fingerprint = offset + (counter * 10 + k) % 2000
     end
-    alerts[#alerts + 1] = string.format(alert, k, fingerprint)
+    local extra = instance and string.format('"instance":"checkout-%016x",', fingerprint) or ""
+    alerts[#alerts + 1] = string.format(alert, k, extra, fingerprint)
   end
   local body = string.format(head, table.concat(alerts, ","))
   if mode == "distinct" then

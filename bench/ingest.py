@@ -49,9 +49,17 @@ WHAT = {
 _RUNS = itertools.count(1)
 
 
-def wrk(url: str, seconds: int, connections: int, mode: str = "repeat") -> dict:
-    """One bounded wrk run; returns requests/s, latency percentiles (ms), errors, and
-    wrk's own CPU time (seconds)."""
+def wrk(
+    url: str,
+    seconds: int,
+    connections: int,
+    mode: str = "repeat",
+    path: str = "/webhooks/alertmanager",
+    env: dict[str, str] | None = None,
+) -> dict:
+    """One bounded wrk run against `url` + `path`; returns requests/s, latency percentiles
+    (ms), errors, and wrk's own CPU time (seconds). `env`: more settings for ingest.lua
+    (bench/peer.py: BENCH_INSTANCE)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [
@@ -64,9 +72,15 @@ def wrk(url: str, seconds: int, connections: int, mode: str = "repeat") -> dict:
             "5s",
             "-s",
             str(HERE / "ingest.lua"),
-            f"{url}/webhooks/alertmanager",
+            f"{url}{path}",
         ],
-        env={**os.environ, "BENCH_TOKEN": TOKEN, "BENCH_MODE": mode, "BENCH_RUN": str(next(_RUNS))},
+        env={
+            **os.environ,
+            "BENCH_TOKEN": TOKEN,
+            "BENCH_MODE": mode,
+            "BENCH_RUN": str(next(_RUNS)),
+            **(env or {}),
+        },
         capture_output=True,
         text=True,
         check=True,
