@@ -3,6 +3,7 @@
 import logging
 import random
 import re
+from collections.abc import Callable
 from typing import cast
 
 from flask import Flask, g, request
@@ -40,6 +41,30 @@ class StartupError(RuntimeError):
     """Backstop refuses to start with this configuration."""
 
 
+class BackstopFlask(Flask):
+    """Flask, with its check of each view and hook for `async def` made once per function,
+    not on every call: six calls of `inspect.iscoroutinefunction` per webhook (py-spy,
+    docs/benchmarks.md) for an answer that never changes."""
+
+    _MOST_CACHED = 1024  # views, hooks, handlers and signal receivers: a few dozen
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Callable, Callable] = {}
+
+    def ensure_sync(self, func: Callable) -> Callable:
+        """The function Flask's own ensure_sync makes of `func`, remembered."""
+        try:
+            found = self._synced.get(func)
+        except TypeError:  # an unhashable callable: checked every time, as Flask does
+            return super().ensure_sync(func)
+        if found is None:
+            found = super().ensure_sync(func)
+            if len(self._synced) < self._MOST_CACHED:
+                self._synced[func] = found
+        return found
+
+
 def create_app(settings: Settings | None = None, *, policy: Policy | None = None) -> Flask:
     """Build the receiver app; refuse to start without credentials unless insecure."""
     settings = settings or Settings()
@@ -60,7 +85,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     except UsersError as exc:
         raise StartupError(f"BACKSTOP_USERS_FILE: {exc}") from None
 
-    app = Flask(__name__)
+    app = BackstopFlask(__name__)
     app.request_class = CappedRequest  # chunked bodies over the limit: 413, not truncated
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     cast(DefaultJSONProvider, app.json).sort_keys = False  # Flask's default provider class

@@ -15,6 +15,7 @@ beyond). Per alert, BACKSTOP_MAX_ALERT_BYTES (UTF-8) for everything it carries:
 
 import dataclasses
 import operator
+import threading
 
 from config.settings import Settings
 from core.models import AlertEvent
@@ -46,7 +47,40 @@ def bounded(events: list[AlertEvent], settings: Settings) -> list[AlertEvent]:
             f"{len(events)} alerts in one webhook; at most {limit} "
             "(set max_alerts in Alertmanager's webhook_config, maxAlerts in Grafana's)",
         )
-    return [_bounded(index, event, settings) for index, event in enumerate(events)]
+    budget, most = settings.max_alert_bytes, settings.max_alert_labels
+    found = []
+    for index, event in enumerate(events):
+        checked = _CHECKED.get(id(event))
+        if checked and checked[0] is event and checked[1] == budget and checked[2] == most:
+            found.append(checked[3])
+        else:
+            found.append(_CHECKED.add(event, budget, most, _bounded(index, event, settings)))
+    return found
+
+
+class _Checked:
+    """Events within the limits lately, by identity, with what the limits made of them:
+    the receiver reuses the AlertEvent of an alert it saw lately (receiver/fastpath.py,
+    payloads.py), so a repeated alert is not measured again. Each entry holds its event,
+    so no other object can take its id while the entry lives. Bounded; the oldest go first.
+    An event over a limit that is an error (400) is not kept: it is refused every time."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.seen: dict[int, tuple[AlertEvent, int, int, AlertEvent]] = {}
+        self.get = self.seen.get
+        self.lock = threading.Lock()  # gthread: evicting while another thread adds raises
+
+    def add(self, event: AlertEvent, budget: int, most: int, fitted: AlertEvent) -> AlertEvent:
+        """Remember `fitted` as what the limits `budget` and `most` make of `event`."""
+        with self.lock:
+            self.seen[id(event)] = (event, budget, most, fitted)
+            if len(self.seen) > self.size:
+                self.seen.pop(next(iter(self.seen)), None)
+        return fitted
+
+
+_CHECKED = _Checked(5_000)
 
 
 def _bounded(index: int, event: AlertEvent, settings: Settings) -> AlertEvent:

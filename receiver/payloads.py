@@ -16,12 +16,13 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Literal, TypedDict
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from config.policy import WorkloadKind
 from core import markup, urls
 from core.models import AlertEvent, Source, label_fingerprint
 from receiver.bodies import reject_non_finite
+from receiver.fastpath import Group, RecentAlerts
 
 Labels = dict[str, str]
 _ZERO = timedelta(0)
@@ -284,13 +285,53 @@ def grafana_events(body: bytes) -> list[AlertEvent]:
 
 
 def _parse_alertmanager(body: bytes) -> list[AlertEvent]:
-    reject_non_finite(body)
-    return _RECENT.events("alertmanager", AlertmanagerWebhook.model_validate_json(body))
+    return _parse("alertmanager", body)
 
 
 def _parse_grafana(body: bytes) -> list[AlertEvent]:
+    return _parse("grafana", body)
+
+
+_WEBHOOKS: dict[Source, type[AlertmanagerWebhook]] = {
+    "alertmanager": AlertmanagerWebhook,
+    "grafana": GrafanaWebhook,
+}
+_ALERTS: dict[Source, type[AlertmanagerAlert]] = {
+    "alertmanager": AlertmanagerAlert,
+    "grafana": GrafanaAlert,
+}
+# Alerts are about 0.5 KiB; a larger one is validated again each time, not kept.
+_RECENT_ALERTS = RecentAlerts(5_000, 4 * 1024)
+
+
+def _parse(source: Source, body: bytes) -> list[AlertEvent]:
+    """The fast path's events (receiver/fastpath.py) when it is certain of them, else the
+    events of the body validated whole by its model, which raises its errors."""
+    events = _RECENT_ALERTS.events(source, body, _built)
+    return events if events is not None else validated_events(source, body)
+
+
+def validated_events(source: Source, body: bytes) -> list[AlertEvent]:
+    """The webhook validated whole by its pydantic model: the reference, and the errors."""
     reject_non_finite(body)
-    return _RECENT.events("grafana", GrafanaWebhook.model_validate_json(body))
+    return _RECENT.events(source, _WEBHOOKS[source].model_validate_json(body))
+
+
+def _built(group: Group, alerts: list[bytes]) -> list[AlertEvent] | None:
+    """The events of alerts the fast path has not seen, each validated by the model's own
+    alert model, in the webhook's group; None when the model refuses one."""
+    source = group.source
+    hook = _WEBHOOKS[source].model_construct(
+        groupKey=group.group_key,
+        receiver=group.receiver,
+        externalURL=_vendor_url(group.external_url),  # as the model's validator does
+        alerts=[],
+    )
+    model = _ALERTS[source]
+    try:
+        return [_event(source, hook, model.model_validate_json(alert)) for alert in alerts]
+    except ValidationError:
+        return None
 
 
 class DeploymentEvent(BaseModel):

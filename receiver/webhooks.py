@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
+import msgspec
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import ValidationError
 
@@ -27,6 +28,7 @@ from receiver.state import AppState, app_state
 log = logging.getLogger("backstop.receiver.webhooks")
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 INTAKE = "backstop.intake"
+_JSON = msgspec.json.Encoder()
 
 
 def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
@@ -44,12 +46,16 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
     except ValidationError as exc:
         raise invalid_payload(exc) from None
     events = limits.bounded(events, state.settings)
-    # BACKSTOP_REDIS_MIN_REPLICAS: 202 only once replicas hold the writes, else 503.
-    with replicated(
-        state.store.redis,
-        replicas=state.settings.redis_min_replicas,
-        timeout=state.settings.redis_replica_timeout_seconds,
-    ):
+    replicas = state.settings.redis_min_replicas
+    if replicas:
+        # BACKSTOP_REDIS_MIN_REPLICAS: 202 only once replicas hold the writes, else 503.
+        with replicated(
+            state.store.redis,
+            replicas=replicas,
+            timeout=state.settings.redis_replica_timeout_seconds,
+        ):
+            result = intake(state).ingest(events)
+    else:
         result = intake(state).ingest(events)
     g.webhook_counts = {
         "alerts": len(events),
@@ -64,14 +70,16 @@ def receive(source: str, parse: Callable[[bytes], list[AlertEvent]]):
         metrics.child(metrics.ALERT_DUPLICATES, source).inc(result.duplicates)
     # WebhookAnswer's shape (receiver/answers.py, the OpenAPI document), built as a plain
     # dict: validating our own values into the model and dumping them again cost every
-    # webhook ~15 µs (2 % of a worker's time under P1's load; py-spy).
+    # webhook ~15 µs (2 % of a worker's time under P1's load; py-spy). Written by msgspec
+    # as jsonify would (compact, a final newline), but for non-ASCII characters, which
+    # stay UTF-8 rather than \u escapes: a quarter of jsonify's time.
     answer: dict = {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
         "decisions": [decision.summary() for decision in result.decisions],
         "request_id": g.request_id,
     }
-    return jsonify(answer), 202
+    return Response(_JSON.encode(answer) + b"\n", 202, mimetype="application/json")
 
 
 def intake(state: AppState) -> Intake:
