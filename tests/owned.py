@@ -12,8 +12,10 @@ from tests.gitops_fixtures import image
 from workers import freezes
 from workers.owners import Situation, registry
 
-# How long the good version must survive the owner's reconcile loops after a rollback.
-SETTLE = 60.0
+# How long the good version must survive the owner's reconcile loops after a rollback: 15 s
+# are seven of the stand-ins' 2 s cycles (a Flux object's `spec.interval`, Argo CD's
+# self-heal timeout), each of which would put the bad version back if the freeze did not hold.
+SETTLE = 15.0
 
 
 def released(stack, api, namespace) -> Workload:
