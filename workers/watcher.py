@@ -87,8 +87,12 @@ class Watcher:
 
     # -- observing -------------------------------------------------------------------------
 
-    def observe(self, kind: str, obj: dict) -> Rollout | None:
-        """Record the object's current revision (once) and its completion (once)."""
+    def observe(
+        self, kind: str, obj: dict, *, rollback_expected: bool | None = None
+    ) -> Rollout | None:
+        """Record the object's current revision (once) and its completion (once).
+        `rollback_expected` is what the store said just before (RolloutStore.recorded):
+        False spares the read of an expected rollback; None reads it."""
         meta = obj["metadata"]
         workload = Workload(self.cluster, meta["namespace"], kind, meta["name"])
         complete = is_complete(kind, obj)
@@ -104,7 +108,8 @@ class Watcher:
         if seen is None:
             return None
         rollout, created = self.store.rollouts.record_observed(
-            self._rollout(workload, seen, meta), merge_window=self.policy.watch.ci_merge_window
+            self._rollout(workload, seen, meta, rollback_expected),
+            merge_window=self.policy.watch.ci_merge_window,
         )
         if created:
             log.info(
@@ -143,15 +148,23 @@ class Watcher:
         for (obj, workload, hint), stored in zip(pending, found, strict=True):
             # An expected rollback may mark the stored revision as Backstop's: the full path.
             if not stored.stored or stored.rollback_expected:
-                self.observe(kind, obj)
+                self.observe(kind, obj, rollback_expected=stored.rollback_expected)
                 continue
             complete = is_complete(kind, obj)
             if complete and not stored.completed:
                 self.store.rollouts.mark_completed(workload, hint, self.clock())
             self._seen[workload.key] = (hint, complete)
 
-    def _rollout(self, workload: Workload, seen, metadata: dict) -> Rollout:
-        expected = self.store.rollouts.expected_rollback(workload)
+    def _rollout(
+        self, workload: Workload, seen, metadata: dict, rollback_expected: bool | None = None
+    ) -> Rollout:
+        # Each Redis round trip here delays a new revision's record (P6's own lag), and the
+        # page's pipelined read (RolloutStore.recorded) has just said whether a rollback is
+        # expected. Backstop announces a rollback before it patches, so that read, made after
+        # the revision was seen, cannot miss the announcement of a rollback that made it.
+        expected = (
+            None if rollback_expected is False else self.store.rollouts.expected_rollback(workload)
+        )
         marks = owners.claims(
             metadata, workload, argocd_namespace=self.policy.owners.argocd.namespace
         )
