@@ -23,6 +23,7 @@ from pydantic import (
 
 from config.chat import ChatPolicy, TargetName
 from config.durations import Duration
+from config.intake import IntakePolicy
 from config.judgment import JudgmentPolicy
 from config.owners import OwnersPolicy
 from config.quarantine import QuarantinePolicy
@@ -32,17 +33,6 @@ class StrictModel(BaseModel):
     """Base for our own configuration: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class IntakePolicy(StrictModel):
-    """How long and how much alert history Redis keeps; bounds memory under any input."""
-
-    episode_ttl: Duration = Field(
-        timedelta(days=7), description="dedup record lifetime after an episode's last notification"
-    )
-    max_episodes: int = Field(100_000, ge=100, description="episodes kept; oldest evicted first")
-    events_max_len: int = Field(100_000, ge=100, description="events kept in the stream")
-    events_max_age: Duration = Field(timedelta(days=7), description="events older are trimmed")
 
 
 WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet", "Rollout"]

@@ -16,7 +16,7 @@ from typing import cast
 
 import redis
 
-from config.policy import IntakePolicy
+from config.intake import IntakePolicy
 from core.models import AlertEvent
 from core.store.keys import DECISION, EPISODES, EVENTS, FLUSH
 from core.store.keys import EPISODE as EPISODE_PREFIX

@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from config.policy import IntakePolicy, Policy
+from config.intake import IntakePolicy
+from config.policy import Policy
 from core import queues
 from core.store.decisions import MAX_DECISIONS
 from tests.conftest import WEBHOOK_TOKEN

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import fakeredis
 import pytest
 
-from config.policy import IntakePolicy
+from config.intake import IntakePolicy
 from core.models import AlertEvent
 from core.store import DUPLICATE, FIRST_RESOLVED, NEW_FIRING
 from core.store.episodes import EpisodeStore
