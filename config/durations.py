@@ -1,5 +1,6 @@
 """Human durations ("90s", "2m", "1h30m", "7d") as a pydantic type."""
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated
@@ -29,6 +30,9 @@ def parse_duration(value: object) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+# Remembered: every decision records its policy's durations (core/rules.py), a handful of
+# values rendered again and again (50 calls per webhook of ten new alerts).
+@functools.lru_cache(maxsize=1024)
 def format_duration(value: timedelta) -> str:
     """Render a timedelta in the shortest exact form ("2m", "1h30m", "1.5s")."""
     seconds = value.total_seconds()

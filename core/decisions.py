@@ -68,7 +68,7 @@ class Engine:
         now = self.clock()
         if decision is None:
             decision = _new_decision(episode_id, labels, starts_at, now)
-        return self._finish(decision, now, "skipped", "resolved")
+        return self._finish(decision, now, "skipped", "resolved", later=True)
 
     def on_failure(
         self, *, episode_id: str, labels: dict[str, str], starts_at: datetime, error: Exception
@@ -190,7 +190,10 @@ class Engine:
             return self._enqueue(decision, now)
         elif verdict.act == "judge":
             queues.enqueue_candidate_judgment(self.connection, episode_id=decision.episode_id)
-        return self._finish(decision, now, verdict.outcome, verdict.reason)
+        # Recorded only, or re-checked minutes from now: nobody reads it before the batch
+        # it is part of (a webhook's) is written. A job about to run must find it written.
+        later = verdict.act in ("record", "defer")
+        return self._finish(decision, now, verdict.outcome, verdict.reason, later=later)
 
     def _claim(
         self, decision: Decision, snapshot: Snapshot, now: datetime, *, force: bool = False
@@ -232,17 +235,23 @@ class Engine:
         outcome: Outcome,
         reason: str,
         by: str = "backstop",
+        *,
+        later: bool = False,
     ) -> Decision:
+        """Record the decision; page or tell chat when it calls for it. `later`: no job reads
+        it at once, so it may be written with its batch's others (DecisionStore.batched)."""
         decision.outcome, decision.reason = outcome, reason
         decision.detail = _detail(decision)
         decision.updated_at = now
         decision.history.append(DecisionStep(at=now, outcome=outcome, reason=reason, by=by))
-        self.store.decisions.save(decision)
-        if outcome == "skipped" and (
+        page = outcome == "skipped" and (
             reason in ALWAYS_PAGE or reason in self.policy.incidents.pagerduty.page_decisions
-        ):
+        )
+        chat = outcome == "awaiting_approval" and decision.workload and decision.rollout
+        self.store.decisions.save(decision, later=later and not page and not chat)
+        if page:
             paging.request_page(self.store, self.connection, self.policy, decision, now)
-        if outcome == "awaiting_approval" and decision.workload and decision.rollout:
+        if chat:
             # Under its rollback's id: in Slack, the rollback's one message once approved.
             queues.notify_chat(
                 self.connection,

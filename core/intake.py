@@ -72,14 +72,21 @@ def ingest(
 def _decide(engine: Engine, events: list[AlertEvent], verdicts: list[int]) -> IntakeResult:
     """Decide about what the verdicts say is new; count the rest as duplicates."""
     result = IntakeResult()
-    for event, verdict in zip(events, verdicts, strict=True):
-        if verdict not in (NEW_FIRING, UNDECIDED, FIRST_RESOLVED):
-            result.duplicates += 1
-            continue
-        result.decisions.append(_decide_one(engine, event, verdict))
-        if verdict != FIRST_RESOLVED:
-            engine.store.episodes.mark_decided(event.episode_id)
-        result.accepted += 1
+    decided: list[str] = []
+    # The batch's decisions go to Redis together, in one transaction, once all are made.
+    with engine.store.decisions.batched():
+        for event, verdict in zip(events, verdicts, strict=True):
+            if verdict not in (NEW_FIRING, UNDECIDED, FIRST_RESOLVED):
+                result.duplicates += 1
+                continue
+            result.decisions.append(_decide_one(engine, event, verdict))
+            if verdict != FIRST_RESOLVED:
+                decided.append(event.episode_id)
+            result.accepted += 1
+    # Settled only once recorded: a repeat of an episode whose decision is lost with a
+    # failed write must not be written behind, but decided (core/store/ingest.lua).
+    for episode_id in decided:
+        engine.store.episodes.mark_decided(episode_id)
     return result
 
 

@@ -146,6 +146,33 @@ def test_a_failed_synchronous_part_holds_nothing_of_the_webhook(server, intake):
     assert intake.pending() == 0
 
 
+def test_a_webhooks_decisions_are_written_in_one_transaction(intake):
+    decisions = intake.engine.store.decisions
+    writes = []
+    original = decisions._write
+    decisions._write = lambda rows: (writes.append([row.id for row in rows]), original(rows))
+    result = intake.ingest([event("a"), event("b"), event("c")])
+    assert result.accepted == 3 and len(writes) == 1 and len(writes[0]) == 3
+    ids = [event(fingerprint).episode_id for fingerprint in "abc"]
+    assert set(decisions.get_many(ids)) == set(ids) == set(writes[0])
+
+
+def test_decisions_whose_write_failed_leave_their_episodes_unsettled(intake):
+    decisions = intake.engine.store.decisions
+
+    def down(rows):
+        raise RedisConnectionError("Redis went away before the decisions were written")
+
+    decisions._write = down
+    with pytest.raises(RedisConnectionError):
+        intake.ingest([event()])
+    # Not taken for settled: its next repeat is recorded at once (and decided, once the
+    # claim to decide it lapses), not held behind as a repeat of a decided episode.
+    assert not intake.engine.store.episodes.is_settled_repeat(event())
+    del decisions._write
+    assert intake.ingest([event()]).duplicates == 1 and intake.pending() == 0
+
+
 def test_close_records_what_is_held_and_holds_nothing_more(intake):
     intake.ingest([event()])
     intake.ingest([event()])

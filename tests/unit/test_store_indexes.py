@@ -9,6 +9,7 @@ import redis
 
 from core.models import Workload
 from core.records import Decision, Rollback, WorkloadRecord
+from core.store import keys
 from core.store.decisions import DecisionStore
 from core.store.rollbacks import RollbackStore
 from core.store.sessions import SessionStore
@@ -174,7 +175,7 @@ def test_workload_indexes_are_bounded_and_trimmed_with_the_decisions(client, mon
     # checkout kept its newest 20 (d10-d29), then the store's cap of 50 dropped d0-d9.
     assert client.zrange(checkout, 0, -1) == [f"d{i}".encode() for i in range(10, 30)]
     assert client.zcard(cart) == 20
-    assert client.zcard("backstop:decisions") == 50
+    assert client.zcard(keys.DECISIONS) == 50
     monkeypatch.setattr(decisions, "MAX_DECISIONS", 40)
     store.save(about(60, CART, T0 + timedelta(seconds=60)))  # trims d10-d20 from everywhere
     assert client.zrange(checkout, 0, -1) == [f"d{i}".encode() for i in range(21, 30)]
@@ -188,12 +189,16 @@ def test_decisions_are_trimmed_in_batches_past_the_slack(client, monkeypatch):
     store = DecisionStore(client)
     for i in range(25):
         store.save(about(i, CHECKOUT, T0 + timedelta(seconds=i)))
-    assert client.zcard("backstop:decisions") == 25  # within the slack: nothing evicted yet
+    assert client.zcard(keys.DECISIONS) == 25  # within the slack: nothing evicted yet
     assert client.exists("backstop:decision:d0")
+    client.set("backstop:decision:d1", b"{not a decision")  # unreadable: evicted all the same
     store.save(about(25, CHECKOUT, T0 + timedelta(seconds=25)))  # over it: back to the cap
-    assert client.zcard("backstop:decisions") == 20
-    assert not client.exists("backstop:decision:d5")
+    assert client.zcard(keys.DECISIONS) == 20
+    assert not client.exists("backstop:decision:d5") and not client.exists("backstop:decision:d1")
     assert client.exists("backstop:decision:d6")
+    # Every evicted id left the indexes of the workloads the readable ones named.
+    index = "backstop:decisions:workload:" + CHECKOUT.workload().key
+    assert client.zrange(index, 0, -1) == [f"d{i}".encode() for i in range(6, 26)]
 
 
 def test_a_worker_indexes_an_old_store_at_start_and_starts_when_redis_is_down(client, caplog):
@@ -208,3 +213,41 @@ def test_a_worker_indexes_an_old_store_at_start_and_starts_when_redis_is_down(cl
     down = redis.Redis(port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
     _upgrade_store(down)  # logs, does not raise: the first job that needs it builds it
     assert "store not upgraded at start: ConnectionError" in caplog.text
+
+
+def test_decisions_saved_later_in_a_batch_are_written_together_when_it_ends(client):
+    store = DecisionStore(client)
+    with store.batched():
+        store.save(decision(1, "deferred", T0), later=True)
+        store.save(decision(2, "skipped", T0), later=True)
+        store.save(decision(1, "rollback", T0), later=True)  # saved again: the last wins
+        assert client.zcard(keys.DECISIONS) == 0  # nothing written yet
+        store.save(decision(3, "skipped", T0))  # not `later`: written at once
+        assert client.zcard(keys.DECISIONS) == 1
+    assert client.zcard(keys.DECISIONS) == 3
+    counts = store.counts(since=T0 - timedelta(hours=1))
+    assert counts["rollback"] == 1 and counts["deferred"] == 0 and counts["skipped"] == 2
+    assert store.get("d1").outcome == "rollback"
+
+
+def test_a_batched_decision_is_saved_as_it_was_and_read_back_inside_its_batch(client):
+    store = DecisionStore(client)
+    with store.batched():
+        saved = decision(1, "deferred", T0)
+        store.save(saved, later=True)
+        saved.outcome = "rollback"  # changed after its save, not saved again
+        assert store.get("d1").outcome == "deferred"  # a read writes what is held first
+        assert set(store.get_many(["d1"])) == {"d1"}
+    assert store.get("d1").outcome == "deferred"
+
+
+def test_a_batch_left_by_an_exception_writes_nothing_and_outside_one_later_is_now(client):
+    store = DecisionStore(client)
+    with pytest.raises(redis.exceptions.ConnectionError), store.batched():
+        store.save(decision(1, "deferred", T0), later=True)
+        with store.batched():  # nested: the outer batch holds
+            store.save(decision(2, "deferred", T0), later=True)
+        raise redis.exceptions.ConnectionError("Redis went away mid-webhook")
+    assert store.get("d1") is None and store.get("d2") is None
+    store.save(decision(3, "deferred", T0), later=True)  # no batch open: written now
+    assert store.get("d3") is not None
