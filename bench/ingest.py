@@ -178,7 +178,7 @@ def run(rounds: int, seconds: int, connections: int, workers: int, mode: str = "
             for server in apps.values():
                 server.stop()
     shutil.rmtree(work, ignore_errors=True)
-    summary = {name: _summarize(runs) for name, runs in results.items()}
+    summary = {name: summarize(runs) for name, runs in results.items()}
     ratio = summary["backstop"]["rps"] / summary["bare"]["rps"]
     # Each round measures the two apps back to back: their ratio shows the run's spread.
     pairs = zip(results["bare"], results["backstop"], strict=True)
@@ -191,7 +191,7 @@ def run(rounds: int, seconds: int, connections: int, workers: int, mode: str = "
         "round_ratios": [round(r, 3) for r in round_ratios],
         # What the ratio would be on cores kept busy by this load alone: CPU per request,
         # app + Redis + wrk. Unlike req/s, others' load on the machine hardly moves it.
-        "cpu_ratio": round(_cpu_total(summary["bare"]) / _cpu_total(summary["backstop"]), 3),
+        "cpu_ratio": round(cpu_total(summary["bare"]) / cpu_total(summary["backstop"]), 3),
         # Fresh alerts are recorded and decided (Redis writes the bare app never does): the
         # ratio is measured and explained, not held to P1's target; no errors still is.
         "target": "no errors (ratio recorded)" if fresh else f">= {TARGET}",
@@ -208,22 +208,25 @@ def run(rounds: int, seconds: int, connections: int, workers: int, mode: str = "
     }
 
 
-def _cpu_total(row: dict) -> int:
+def cpu_total(row: dict) -> int:
+    """CPU µs per request of every party of a summarized row (app, store, wrk)."""
     return sum(row["cpu_us_per_request"].values())
 
 
-def _summarize(runs: list[dict]) -> dict:
+def summarize(runs: list[dict], *, rate: str = "rps", store: str = "redis") -> dict:
+    """The median of each figure over an app's rounds; `rate` names the rounds' throughput
+    field, `store` the CPU party of the app's store (bench/peer.py: "ok_rps", "store")."""
     cpu = {
         party: round(median(r["cpu_us_per_request"][party] for r in runs))
-        for party in ("app", "redis", "wrk")
+        for party in ("app", store, "wrk")
     }
     return {
-        "rps": round(median(r["rps"] for r in runs), 1),
+        rate: round(median(r[rate] for r in runs), 1),
         "p50_ms": round(median(r["p50_ms"] for r in runs), 2),
         "p99_ms": round(median(r["p99_ms"] for r in runs), 2),
         "errors": sum(r["errors"] for r in runs),
         "cpu_us_per_request": cpu,
-        "rounds_rps": [r["rps"] for r in runs],
+        "rounds_rps": [r[rate] for r in runs],
     }
 
 

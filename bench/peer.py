@@ -22,12 +22,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from statistics import median
 
 import redis
 import requests
 
-from bench.ingest import TOKEN, cpu_seconds, workers_of, wrk
+from bench import ingest
+from bench.ingest import TOKEN, cpu_seconds, cpu_total, workers_of, wrk
 from bench.postgres import LocalPostgres, postgres_cpu, postgres_version
 from bench.results import record
 from bench.table import machine
@@ -287,7 +287,7 @@ def summarize(
         round_ratios[peer] = [round(a["ok_rps"] / max(0.1, b["ok_rps"]), 2) for a, b in pairs]
         # CPU per request, app + store + wrk: what the ratio would be on cores kept busy
         # by this load alone; others' load on the machine hardly moves it.
-        cpu_ratios[peer] = round(_cpu_total(apps[peer]) / max(1, _cpu_total(ours)), 2)
+        cpu_ratios[peer] = round(cpu_total(apps[peer]) / max(1, cpu_total(ours)), 2)
     measured = ratios["alerta-tuned"]
     # The comparison holds only if every app answered every request with a 2xx and stored
     # every alert it accepted: an app answering errors, or storing nothing, is not fast.
@@ -325,27 +325,14 @@ def summarize(
 
 
 def _summarize(app: str, mode: str, rows: list[dict]) -> dict:
-    cpu = {
-        party: round(median(r["cpu_us_per_request"][party] for r in rows))
-        for party in ("app", "store", "wrk")
-    }
     return {
-        "ok_rps": round(median(r["ok_rps"] for r in rows), 1),
-        "p50_ms": round(median(r["p50_ms"] for r in rows), 2),
-        "p99_ms": round(median(r["p99_ms"] for r in rows), 2),
-        "errors": sum(r["errors"] for r in rows),
+        **ingest.summarize(rows, rate="ok_rps", store="store"),
         "socket_errors": [r["socket_errors"] for r in rows if r["socket_errors"]],
-        "cpu_us_per_request": cpu,
-        "rounds_rps": [r["ok_rps"] for r in rows],
         "stored": [f"{r['stored']}/{r['accepted_alerts']}" for r in rows],
         # Backstop counts repeats behind the answer (not checked); alerta, before it.
         "stored_in_full": (app == "backstop" and mode == "repeat")
         or all(r["stored"] >= r["accepted_alerts"] for r in rows),
     }
-
-
-def _cpu_total(row: dict) -> int:
-    return sum(row["cpu_us_per_request"].values())
 
 
 def report(result: dict) -> None:
