@@ -12,7 +12,8 @@ DEV_STAMP := $(VENV)/.dev-installed
 # (with a font) runs the dashboard's browser tests.
 TEST_DEBS := redis-server redis-sentinel prometheus-alertmanager prometheus chromium fonts-dejavu-core $(if $(shell command -v kubectl),,kubernetes-client)
 
-.PHONY: run test fuzz gameday lint bench bench-ingest bench-peer bench-storm bench-latency bench-judged bench-dashboard bench-gameday bench-safestate bench-watcher bench-store screenshots system-deps clean kube-build kube-up kube-down
+# (bench-% is a pattern rule, which make never applies to a .PHONY target.)
+.PHONY: run test fuzz gameday lint bench screenshots system-deps clean kube-build kube-up kube-down
 
 # The embedded Redis is Debian's redis-server (Backstop needs Redis 7.0 or newer).
 run: $(RUNTIME_STAMP)
@@ -43,45 +44,19 @@ bench: $(DEV_STAMP) system-deps
 	@$(MAKE) --no-print-directory system-deps TEST_DEBS="wrk postgresql"
 	$(BIN)/python -m bench
 
-bench-ingest: $(DEV_STAMP)
-	@$(MAKE) --no-print-directory system-deps TEST_DEBS=wrk
-	$(BIN)/python -m bench.ingest
-
-# P1-peer: the same ingest load against alerta-server (PyPI, installed pinned into
-# var/peer-venv on first use) on Debian's PostgreSQL, stock and tuned, rounds interleaved.
-bench-peer: $(DEV_STAMP)
-	@$(MAKE) --no-print-directory system-deps TEST_DEBS="wrk redis-server postgresql"
-	$(BIN)/python -m bench.peer
-
-# P2 (alert storm) and P5 (memory under it) on the real stack, Kubernetes included.
-bench-storm: $(DEV_STAMP) system-deps
-	$(BIN)/python -m bench.storm
-
-# P3: webhook -> Kubernetes PATCH with an idle worker.
-bench-latency: $(DEV_STAMP) system-deps
-	$(BIN)/python -m bench.latency
-
-bench-judged: $(DEV_STAMP) system-deps
-	$(BIN)/python -m bench.judged
-
-bench-dashboard: $(DEV_STAMP)
-	$(BIN)/python -m bench.dashboard
-
-bench-gameday: $(DEV_STAMP) system-deps
-	$(BIN)/python -m bench.gameday
-
-# P6: the deployment watcher at 5,000 Deployments on the Kubernetes test control plane.
-bench-watcher: $(DEV_STAMP) system-deps
-	$(BIN)/python -m bench.watcher
-
-# P8: the canary scenario with production's alerting windows (about 8 minutes).
-bench-safestate: $(DEV_STAMP) system-deps
-	$(BIN)/python -m bench.safestate
-
-# P7: Redis bytes per episode, decision and rollback, a default install at its caps, and
-# ingest/decision latency with the store full against empty.
-bench-store: $(DEV_STAMP) system-deps
-	$(BIN)/python -m bench.store
+# `make bench-<name>` runs one of them, `python -m bench.<name>`: ingest (P1), peer
+# (P1-peer: alerta-server from PyPI, installed pinned into var/peer-venv on first use, on
+# Debian's PostgreSQL, stock and tuned, rounds interleaved), storm (P2 and P5 on the real
+# stack), latency (P3: webhook -> Kubernetes PATCH), judged (P3-judged), dashboard (D1),
+# gameday (P4), watcher (P6: 5,000 Deployments on the test control plane), store (P7:
+# Redis bytes at the caps, full against empty), safestate (P8: the canary scenario with
+# production's alerting windows, about 8 minutes).
+# Debian packages a benchmark needs beyond the tests' own:
+BENCH_DEBS_ingest := wrk
+BENCH_DEBS_peer := wrk postgresql
+bench-%: $(DEV_STAMP) system-deps
+	@$(if $(BENCH_DEBS_$*),$(MAKE) --no-print-directory system-deps TEST_DEBS="$(BENCH_DEBS_$*)")
+	$(BIN)/python -m bench.$*
 
 # The browser tests, also writing the dashboard screenshots the docs show (docs/screenshots).
 screenshots: $(DEV_STAMP) system-deps
