@@ -13,7 +13,7 @@ from config.policy import Policy
 from core.records import Incident, utcnow
 from receiver.app import create_app
 from tests import samples
-from tests.secrets import DASHBOARD_PASSWORDS
+from tests.sessions import logged_in
 
 pytestmark = pytest.mark.integration
 
@@ -63,18 +63,6 @@ def seeded(store):
     incident.jira.ref = "OPS-9"
     store.incidents.save(incident)
     return store
-
-
-def logged_in(app, name: str):
-    """A client with a dashboard session of `name`, and the page's CSRF token."""
-    client = app.test_client()
-    nonce = re.search(r'name="nonce" value="([^"]+)"', client.get("/login").text).group(1)
-    answer = client.post(
-        "/login", data={"nonce": nonce, "username": name, "password": DASHBOARD_PASSWORDS[name]}
-    )
-    assert answer.status_code == 303, answer.text
-    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
-    return client, csrf
 
 
 def form_url(page: str, quarantine_id: str) -> str:

@@ -3,7 +3,6 @@ statuses, audit, the review it schedules) and the dashboard page (rows, lift for
 """
 
 import json
-import re
 from datetime import timedelta
 
 import pytest
@@ -14,7 +13,7 @@ from core import queues
 from core.records import FrozenOwner, Incident, OwnerRecord, WorkloadRecord, utcnow
 from receiver.app import create_app
 from tests.conftest import API_TOKEN
-from tests.secrets import DASHBOARD_PASSWORDS
+from tests.sessions import logged_in
 
 pytestmark = pytest.mark.integration
 
@@ -82,18 +81,6 @@ def lift(client, freeze_id, body=None, headers=API, raw=None):
         headers=headers,
         content_type="application/json",
     )
-
-
-def logged_in(app, name: str):
-    client = app.test_client()
-    page = client.get("/login").text
-    nonce = re.search(r'name="nonce" value="([^"]+)"', page).group(1)
-    answer = client.post(
-        "/login", data={"nonce": nonce, "username": name, "password": DASHBOARD_PASSWORDS[name]}
-    )
-    assert answer.status_code == 303, answer.text
-    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
-    return client, csrf
 
 
 def scheduled_reviews(redis_client) -> list[str]:

@@ -3,7 +3,6 @@ webhook tokens, API credentials), the release (roles, statuses, audit) and the r
 that quarantines a revision on the real control plane."""
 
 import json
-import re
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,8 @@ from core.records import Incident, Quarantine, WorkloadRecord, utcnow
 from receiver.app import create_app
 from tests import samples
 from tests.conftest import API_TOKEN
-from tests.secrets import DASHBOARD_PASSWORDS, GATE_TOKEN, WEBHOOK_TOKEN
+from tests.secrets import GATE_TOKEN, WEBHOOK_TOKEN
+from tests.sessions import logged_in
 from tests.workloads import bad_release
 
 pytestmark = pytest.mark.integration
@@ -166,17 +166,6 @@ def test_a_release_ends_the_quarantine_and_is_audited(app, seeded):
     assert release(client, "rb-unknown").status_code == 404
     assert release(client, "rb-cart", body={}).status_code == 400
     assert release(client, "rb-cart", body={"reason": "  "}).status_code == 400
-
-
-def logged_in(app, name: str):
-    client = app.test_client()
-    page = client.get("/login").text
-    nonce = re.search(r'name="nonce" value="([^"]+)"', page).group(1)
-    client.post(
-        "/login", data={"nonce": nonce, "username": name, "password": DASHBOARD_PASSWORDS[name]}
-    )
-    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
-    return client, csrf
 
 
 def test_only_operators_release(app, seeded):
