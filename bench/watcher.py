@@ -167,6 +167,9 @@ class LagProbe:
 
     def close(self) -> None:
         self.stop.set()
+        # The listener first (it wakes every 0.5 s): closing its connection under a
+        # get_message in progress raised in its thread.
+        self.threads[1].join(timeout=5)
         self.pubsub.close()
 
 

@@ -1,5 +1,6 @@
 """The watcher process: signals, the Redis check, and the Lease that picks one watching replica."""
 
+import gc
 import logging
 import os
 import signal
@@ -61,6 +62,12 @@ def run_watcher() -> int:
     except RedisVersionError as exc:
         print(f"REDIS_URL: {exc}", file=sys.stderr)
         return 2
+    # What is loaded by now (modules, the Kubernetes client's thousand model classes, the
+    # policy) stays for the process's life: frozen out of the garbage collector, whose full
+    # collections walked all of it, pauses of 40-100 ms at 5,000 Deployments that the
+    # events waiting behind them felt as lag (P6). Collections now walk what came since.
+    gc.collect()
+    gc.freeze()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
