@@ -16,7 +16,16 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Literal, TypedDict
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictInt,
+    ValidationError,
+)
 
 from config.policy import WorkloadKind
 from core import markup, urls
@@ -51,8 +60,10 @@ def _end_in_range(moment: datetime) -> datetime:
     return moment if moment.year <= 1 else _in_range(moment)
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
-EndMoment = Annotated[AwareDatetime, AfterValidator(_end_in_range)]
+# Strict: a timestamp string, as the OpenAPI document says and as Alertmanager, Grafana
+# and CI send; pydantic's lax mode would also read a number as Unix time.
+Moment = Annotated[AwareDatetime, Strict(), AfterValidator(_in_range)]
+EndMoment = Annotated[AwareDatetime, Strict(), AfterValidator(_end_in_range)]
 
 
 def _vendor_url(value: str) -> str:
@@ -116,7 +127,7 @@ class AlertmanagerWebhook(VendorModel):
     commonLabels: Labels = {}
     commonAnnotations: Labels = {}
     externalURL: VendorURL = ""
-    truncatedAlerts: int = 0
+    truncatedAlerts: StrictInt = 0  # strict: `true` is not a count
     # A Sequence (read only), so that GrafanaWebhook's list of GrafanaAlerts is one too; a
     # JSON body validates to a list all the same.
     alerts: Sequence[AlertmanagerAlert]
@@ -137,7 +148,7 @@ class GrafanaWebhook(AlertmanagerWebhook):
     """Grafana unified alerting's webhook body (version "1")."""
 
     version: str = "1"
-    orgId: int | None = None
+    orgId: StrictInt | None = None
     state: str = ""
     title: str = ""
     message: str = ""

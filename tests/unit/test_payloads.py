@@ -128,6 +128,9 @@ def test_grafana_and_alertmanager_episodes_never_collide():
         (lambda a: a.update(startsAt="2026-11-26T10:00:00"), "alerts.0.startsAt"),
         (lambda a: a.pop("labels"), "alerts.0.labels"),
         (lambda a: a.update(fingerprint="x" * 300), "alerts.0.fingerprint"),
+        # Strict as the OpenAPI document: not a number of seconds (make fuzz found these).
+        (lambda a: a.update(startsAt=1764151200), "alerts.0.startsAt"),
+        (lambda a: a.update(endsAt=0), "alerts.0.endsAt"),
     ],
 )
 def test_schema_errors_name_the_field(mutate, path):
@@ -137,6 +140,16 @@ def test_schema_errors_name_the_field(mutate, path):
         parse_am(body)
     paths = {".".join(map(str, e["loc"])) for e in caught.value.errors()}
     assert path in paths
+
+
+@pytest.mark.parametrize("value", [True, False, 1.0])
+def test_integers_are_integers_not_booleans(value):
+    with pytest.raises(ValidationError):
+        parse_am({**samples.alertmanager(samples.am_alert()), "truncatedAlerts": value})
+    with pytest.raises(ValidationError):
+        grafana_events(
+            json.dumps({**samples.grafana(samples.grafana_alert()), "orgId": value}).encode()
+        )
 
 
 def test_alerts_list_is_required():
@@ -199,3 +212,12 @@ def test_a_repeated_webhook_gives_equal_events_and_an_invalid_one_still_fails():
     for _ in range(2):
         with pytest.raises(ValidationError):
             alertmanager_events(bad)
+
+
+def test_a_deployments_start_is_a_timestamp_string_not_a_number():
+    from receiver.payloads import DeploymentEvent
+
+    event = {"namespace": "shop", "name": "checkout", "started_at": "2026-11-26T10:00:00Z"}
+    assert DeploymentEvent.model_validate_json(json.dumps(event)).started_at.year == 2026
+    with pytest.raises(ValidationError):
+        DeploymentEvent.model_validate_json(json.dumps({**event, "started_at": 0}))
