@@ -23,7 +23,9 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    StrictFloat,
     StrictInt,
+    StrictStr,
     ValidationError,
 )
 
@@ -140,7 +142,7 @@ class GrafanaAlert(AlertmanagerAlert):
     dashboardURL: VendorURL = ""
     panelURL: VendorURL = ""
     imageURL: VendorURL = ""
-    values: dict[str, float | None] | None = None
+    values: dict[str, StrictFloat | None] | None = None  # strict: numbers, as documented
     valueString: str = ""
 
 
@@ -354,7 +356,7 @@ class DeploymentEvent(BaseModel):
     name: VisibleName = Field(min_length=1, max_length=253)
     kind: WorkloadKind = "Deployment"
     cluster: VisibleName | None = Field(None, min_length=1, max_length=253)
-    revision: str | int | None = None
+    revision: StrictStr | StrictInt | None = None  # strict: never `true`
     version: str = Field("", max_length=256)
     images: list[str] = Field(default_factory=list, max_length=50)
     started_at: Moment | None = None

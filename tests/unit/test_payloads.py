@@ -221,3 +221,12 @@ def test_a_deployments_start_is_a_timestamp_string_not_a_number():
     assert DeploymentEvent.model_validate_json(json.dumps(event)).started_at.year == 2026
     with pytest.raises(ValidationError):
         DeploymentEvent.model_validate_json(json.dumps({**event, "started_at": 0}))
+    with pytest.raises(ValidationError):
+        DeploymentEvent.model_validate_json(json.dumps({**event, "revision": False}))
+
+
+def test_grafana_values_are_numbers_not_booleans():
+    body = samples.grafana(samples.grafana_alert())
+    body["alerts"][0]["values"] = {"B": False}
+    with pytest.raises(ValidationError):
+        grafana_events(json.dumps(body).encode())
