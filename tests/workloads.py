@@ -128,9 +128,11 @@ class Stack:
             )
         )
 
-    def revision(self, name: str) -> str:
+    def revision(self, name: str) -> str | None:
+        """The Deployment's revision, or None until the controller has numbered it (a
+        Deployment an owner's stand-in just created has no annotation yet)."""
         obj = self.apps.read_namespaced_deployment(name, self.namespace)
-        return obj.metadata.annotations["deployment.kubernetes.io/revision"]
+        return (obj.metadata.annotations or {}).get("deployment.kubernetes.io/revision")
 
     def image(self, name: str) -> str:
         obj = self.apps.read_namespaced_deployment(name, self.namespace)

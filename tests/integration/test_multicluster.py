@@ -153,10 +153,10 @@ def release(api, namespace: str, image: str) -> None:
     set_image(apps, namespace, "checkout", f"{image}:2")
 
 
-def live(api, namespace: str) -> tuple[str, str]:
-    """The Deployment's revision and image."""
+def live(api, namespace: str) -> tuple[str | None, str]:
+    """The Deployment's revision (None until the controller numbers it) and image."""
     obj = client.AppsV1Api(api).read_namespaced_deployment("checkout", namespace)
-    revision = obj.metadata.annotations["deployment.kubernetes.io/revision"]
+    revision = (obj.metadata.annotations or {}).get("deployment.kubernetes.io/revision")
     return revision, obj.spec.template.spec.containers[0].image
 
 
