@@ -27,6 +27,7 @@ ChatEvent = Literal[
     "blocked",
     "failed",
     "awaiting_approval",
+    "denied",
     "quarantine_released",
 ]
 CHAT_EVENTS: tuple[str, ...] = get_args(ChatEvent)

@@ -28,6 +28,8 @@ from core.vocabulary import Outcome, explain
 ALWAYS_PAGE = frozenset({"internal_error"})
 # The judgment could not tell: the rollback waits for a human (core/judging.py).
 INCONCLUSIVE = "judgment_inconclusive"
+# A human said no to a rollback that waited for approval.
+DENIED = "denied"
 
 
 log = logging.getLogger("backstop.decisions")
@@ -113,14 +115,14 @@ class Engine:
         skip = self._claim(decision, Snapshot.of(self.policy, decision.labels), now, force=True)
         self._audit(actor, "approve", decision, reason)
         if skip is not None:
-            return self._finish(decision, now, "skipped", skip, by=actor)
-        return self._enqueue(decision, now, by=actor)
+            return self._finish(decision, now, "skipped", skip, by=actor, note=reason)
+        return self._enqueue(decision, now, by=actor, note=reason)
 
     def deny(self, decision_id: str, *, actor: str, reason: str = "") -> Decision:
-        """A human denies an awaiting rollback."""
+        """A human denies an awaiting rollback (chat hears of it: `denied`)."""
         decision = self._awaiting(decision_id)
         self._audit(actor, "deny", decision, reason)
-        return self._finish(decision, self.clock(), "skipped", "denied", by=actor)
+        return self._finish(decision, self.clock(), "skipped", DENIED, by=actor, note=reason)
 
     def judged(self, decision: Decision, reason: str) -> Decision:
         """The rollback job's judgment: the bad revision is no worse (`not_caused_by_rollout`:
@@ -213,7 +215,9 @@ class Engine:
 
     # -- recording -------------------------------------------------------------------------
 
-    def _enqueue(self, decision: Decision, now: datetime, by: str = "backstop") -> Decision:
+    def _enqueue(
+        self, decision: Decision, now: datetime, by: str = "backstop", note: str = ""
+    ) -> Decision:
         # The claim is ours (keyed by this decision's id, which is the episode's), so a retry
         # after a failure here re-enqueues; the unique job id keeps it to one job.
         request = _request(decision)
@@ -226,7 +230,7 @@ class Engine:
             decision.job_id = queues.retry_rollback(self.connection, request)
         else:
             decision.job_id = queues.enqueue_rollback(self.connection, request)
-        return self._finish(decision, now, "rollback", "enqueued", by=by)
+        return self._finish(decision, now, "rollback", "enqueued", by=by, note=note)
 
     def _finish(
         self,
@@ -236,28 +240,33 @@ class Engine:
         reason: str,
         by: str = "backstop",
         *,
+        note: str = "",
         later: bool = False,
     ) -> Decision:
         """Record the decision; page or tell chat when it calls for it. `later`: no job reads
-        it at once, so it may be written with its batch's others (DecisionStore.batched)."""
+        it at once, so it may be written with its batch's others (DecisionStore.batched).
+        `note`: what the human who approved or denied said."""
         decision.outcome, decision.reason = outcome, reason
         decision.detail = _detail(decision)
         decision.updated_at = now
-        decision.history.append(DecisionStep(at=now, outcome=outcome, reason=reason, by=by))
+        decision.history.append(
+            DecisionStep(at=now, outcome=outcome, reason=reason, by=by, note=note)
+        )
         page = outcome == "skipped" and (
             reason in ALWAYS_PAGE or reason in self.policy.incidents.pagerduty.page_decisions
         )
-        chat = outcome == "awaiting_approval" and decision.workload and decision.rollout
+        chat = _chat_event(decision)
         self.store.decisions.save(decision, later=later and not page and not chat)
         if page:
             paging.request_page(self.store, self.connection, self.policy, decision, now)
         if chat:
-            # Under its rollback's id: in Slack, the rollback's one message once approved.
+            # Under its rollback's id: in Slack, the rollback's one message once approved
+            # (or the wait's message, updated to say it was denied).
             queues.notify_chat(
                 self.connection,
                 self.policy.chat,
                 rollback_id=_request(decision).id,
-                event="awaiting_approval",
+                event=chat,
                 decision_id=decision.id,
             )
         fields = {
@@ -311,6 +320,18 @@ def _new_decision(
         created_at=now,
         updated_at=now,
     )
+
+
+def _chat_event(decision: Decision) -> str | None:
+    """The chat event a decision's new outcome is, if any: a wait for approval, or a
+    human's denial of one (a rollback's own events come from its job)."""
+    if decision.workload is None or decision.rollout is None:
+        return None
+    if decision.outcome == "awaiting_approval":
+        return "awaiting_approval"
+    if (decision.outcome, decision.reason) == ("skipped", DENIED):
+        return "denied"
+    return None
 
 
 def _request(decision: Decision, *, mode: str = "enforce") -> queues.RollbackRequest:

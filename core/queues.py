@@ -95,9 +95,9 @@ def incident_job_id(rollback_id: str, attempt: int = 1) -> str:
 
 def chat_event(event: str, *, attempt: int = 1, decision_id: str | None = None) -> str:
     """The key of one chat event of a rollback, told once to each target: an outcome or a
-    start per attempt of the rollback (`verified:2`), a wait for approval per decision, the
-    end of its quarantine once."""
-    if event == "awaiting_approval" and decision_id:
+    start per attempt of the rollback (`verified:2`), a wait for approval and its denial
+    per decision, the end of its quarantine once."""
+    if event in ("awaiting_approval", "denied") and decision_id:
         return f"{event}:{decision_id}"
     if event == "quarantine_released":
         return event

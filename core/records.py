@@ -120,6 +120,8 @@ class DecisionStep(Record):
     outcome: Outcome
     reason: str
     by: str = "backstop"
+    # What the human who approved or denied said (their stated reason); "" otherwise.
+    note: str = ""
 
 
 class Decision(Record):

@@ -1,7 +1,7 @@
 """Chat notifications: each event of a rollback (started, verified, verification_failed,
-blocked, failed, awaiting_approval, quarantine_released) told once to each Slack or Teams
-target its service routes it to (config/chat.py), by `workers.jobs.chat` on the incidents
-queue, never in a rollback's way.
+blocked, failed, awaiting_approval, denied, quarantine_released) told once to each Slack or
+Teams target its service routes it to (config/chat.py), by `workers.jobs.chat` on the
+incidents queue, never in a rollback's way.
 
 Delivery is like incidents': what each target was told is recorded per (rollback, target,
 event) in Redis (core/store/chat.py), a `sending@` mark before the request and `sent`
@@ -36,7 +36,14 @@ from core.records import Decision, Quarantine, Rollback, utcnow
 from core.store import Store
 from core.store.chat import ChatDelivery, ChatThread
 from workers.chatcards import slack_message, teams_card
-from workers.chatnotes import Links, Note, approval_note, release_note, rollback_note
+from workers.chatnotes import (
+    Links,
+    Note,
+    approval_note,
+    denial_note,
+    release_note,
+    rollback_note,
+)
 
 log = logging.getLogger("backstop.chat")
 
@@ -47,6 +54,8 @@ INLINE_RETRY_AFTER = 2.0
 # Longer than one delivery may take (two requests and the inline wait).
 LOCK_TTL = timedelta(minutes=2)
 LIFECYCLE = ("started", "verified", "verification_failed", "blocked", "failed")
+# Events about a decision's wait for a human, before any rollback record exists.
+APPROVAL = ("awaiting_approval", "denied")
 
 
 @dataclass(frozen=True)
@@ -262,7 +271,7 @@ class Chatter:
         subject.rollback = self.store.rollbacks.get(rollback_id)
         if subject.rollback is not None and subject.rollback.mode == "dry-run":
             return None
-        if event == "awaiting_approval":
+        if event in APPROVAL:
             subject.decision = self.store.decisions.get(decision_id) if decision_id else None
             return subject if subject.decision is not None else None
         if subject.rollback is None:
@@ -277,6 +286,8 @@ class Chatter:
             return release_note(subject.quarantine, links=links)
         if subject.event == "awaiting_approval" and subject.decision is not None:
             return approval_note(subject.decision, links=links)
+        if subject.event == "denied" and subject.decision is not None:
+            return denial_note(subject.decision, links=links)
         rollback = subject.rollback
         if rollback is None:
             raise PermanentError(f"rollback {subject.rollback_id} is gone")

@@ -19,6 +19,7 @@ MAX_IMAGES = 5  # images named in a message; the rest are counted
 
 TITLES = {
     "awaiting_approval": "Rollback of {where} awaits approval",
+    "denied": "Rollback of {where} denied",
     "started": "Rolling back {where}",
     "verified": "Rolled back {where}: verified",
     "verification_failed": "Rolled back {where}: not healthy",
@@ -28,6 +29,7 @@ TITLES = {
 }
 TONES: dict[str, Tone] = {
     "awaiting_approval": "warning",
+    "denied": "accent",
     "started": "accent",
     "verified": "good",
     "verification_failed": "attention",
@@ -152,6 +154,31 @@ def approval_note(decision: Decision, *, links: Links) -> Note:
         ("Pipeline run", rollout.pipeline_url if rollout else None),
     ]
     return _note("awaiting_approval", where, summary, facts, found, f"decision {decision.id}")
+
+
+def denial_note(decision: Decision, *, links: Links) -> Note:
+    """A human denied a rollback that waited for approval: nothing was rolled back."""
+    workload = decision.workload
+    where = f"{workload.namespace}/{workload.name}" if workload else "a workload"
+    rollout = decision.rollout
+    revision = (rollout.revision or "?") if rollout else "?"
+    step = next((s for s in reversed(decision.history) if s.reason == "denied"), None)
+    who = step.by if step else "a human"
+    summary = f"{who} denied rolling back revision {revision}; nothing was changed."
+    facts = [
+        ("Workload", workload.workload().key if workload else ""),
+        ("Revision", revision if rollout else ""),
+        ("Alert", decision.alertname),
+        ("Images", _images(rollout.images if rollout else [])),
+        ("Denied by", who),
+        ("Why", step.note if step else ""),
+    ]
+    found = [
+        ("Decision", links.backstop(f"/decisions/{decision.id}")),
+        ("Alert source", links.alert_url),
+        ("Pipeline run", rollout.pipeline_url if rollout else None),
+    ]
+    return _note("denied", where, summary, facts, found, f"decision {decision.id}")
 
 
 def release_note(quarantine: Quarantine, *, links: Links) -> Note:

@@ -92,6 +92,9 @@ def chatter(redis_client, policy: dict, clock=None) -> Chatter:
     return found
 
 
+REASONS = {"awaiting_approval": "approval_required", "skipped": "denied"}
+
+
 def seed(
     store: Store, rollback_id="rollback-1", status="verified", labels=None, outcome="rollback"
 ):
@@ -108,7 +111,7 @@ def seed(
         workload=WORKLOAD,
         rollout=rollout,
         outcome=outcome,
-        reason="approval_required" if outcome == "awaiting_approval" else "enqueued",
+        reason=REASONS.get(outcome, "enqueued"),
         detail="waiting for a human to approve rolling back shop/checkout from revision 2",
     )
     store.decisions.save(decision)
@@ -152,6 +155,7 @@ EVENTS = {
     "blocked": ("blocked", "Rollback of shop/checkout blocked"),
     "failed": ("failed", "Rollback of shop/checkout failed"),
     "awaiting_approval": ("running", "Rollback of shop/checkout awaits approval"),
+    "denied": ("running", "Rollback of shop/checkout denied"),
     "quarantine_released": ("verified", "Quarantine of shop/checkout revision 2 ended"),
 }
 
@@ -161,7 +165,7 @@ def test_every_event_reaches_slack_and_teams(redis_client, chat_env, event):
     slack, teams = chat_env["slack"], chat_env["teams"]
     chat = chatter(redis_client, {"chat": chat_block(chat_env)})
     status, title = EVENTS[event]
-    outcome = "awaiting_approval" if event == "awaiting_approval" else "rollback"
+    outcome = {"awaiting_approval": "awaiting_approval", "denied": "skipped"}.get(event, "rollback")
     _, decision = seed(chat.store, status=status, outcome=outcome)
     if event == "quarantine_released":
         chat.store.quarantine.end("rollback-1", "released", by="alice", reason="fixed", at=utcnow())
@@ -423,6 +427,54 @@ def test_a_wait_for_approval_a_release_and_an_expiry_are_told(
     chat.deliver(rollback_id="rollback-old", event="quarantine_released")
     assert headers(slack)[-1] == "Quarantine of shop/checkout revision 2 ended"
     assert "expired" in slack.messages[-1].blocks[1]["text"]["text"]
+
+
+def test_a_denial_is_told_and_the_bots_message_says_so(
+    redis_url, redis_client, chat_env, make_settings
+):
+    slack = chat_env["slack"]
+    block = chat_block(chat_env, routes=["slack-bot", "slack-hook"])
+    policy = Policy.model_validate({"mode": "approve", "chat": block})
+    app = create_app(make_settings(public_url="https://backstop.example"), policy=policy)
+    state = app.extensions["backstop"]
+    _, decision = seed(state.store, "rollback-deny", status="running")
+    state.engine.judged(decision, "judgment_inconclusive")
+    chat = chatter(redis_client, {"chat": block})
+    [wait] = chat_jobs(redis_client)
+    assert chat.deliver(**wait.kwargs) == {"slack-bot": "sent", "slack-hook": "sent"}
+    # A human denies it on the API, with a reason: chat hears of it, under the same id.
+    answer = app.test_client().post(
+        f"/api/v1/decisions/{decision.id}/deny",
+        json={"reason": "the probe is flaky"},
+        headers={"Authorization": f"Bearer {API_TOKEN}", "X-Backstop-Actor": "alice"},
+    )
+    assert answer.status_code == 200, answer.json
+    assert answer.json["history"][-1] | {"at": None} == {
+        "at": None,
+        "outcome": "skipped",
+        "reason": "denied",
+        "by": "api:alice",  # an API caller's name, as the audit log has it
+        "note": "the probe is flaky",
+    }
+    [denial] = [j for j in chat_jobs(redis_client) if j.kwargs["event"] == "denied"]
+    assert denial.kwargs["rollback_id"] == wait.kwargs["rollback_id"]
+    assert denial.kwargs["decision_id"] == decision.id
+    assert chat.deliver(**denial.kwargs) == {"slack-bot": "sent", "slack-hook": "sent"}
+    # The bot's one message went from the wait to the denial; the webhook posted both.
+    [message] = [m for m in slack.messages if m.via == "api"]
+    assert [v["blocks"][0]["text"]["text"] for v in message.versions] == [
+        "Rollback of shop/checkout awaits approval"
+    ]
+    assert message.blocks[0]["text"]["text"] == "Rollback of shop/checkout denied"
+    said = json.dumps(message.blocks)
+    assert "api:alice denied rolling back revision 2" in said and "the probe is flaky" in said
+    assert headers(slack) == [
+        "Rollback of shop/checkout awaits approval",
+        "Rollback of shop/checkout denied",
+    ]
+    # Told once: a duplicate job sends nothing more.
+    assert chat.deliver(**denial.kwargs) == {"slack-bot": "sent", "slack-hook": "sent"}
+    assert len(slack.messages) == 3
 
 
 # -- R4: the platforms are down while a real rollback goes on ----------------------------------

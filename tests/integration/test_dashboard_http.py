@@ -16,6 +16,7 @@ from core.models import AlertEvent, Workload
 from core.records import (
     AuditEntry,
     Decision,
+    DecisionStep,
     Incident,
     Rollback,
     RollbackStep,
@@ -252,6 +253,10 @@ def seed(store: Store) -> tuple[Decision, Rollback]:
         outcome="awaiting_approval",
         reason="approval_required",
         created_at=now,
+        # A human's stated reason on a step (an approval's, a denial's) is outside text.
+        history=[
+            DecisionStep(at=now, outcome="skipped", reason="paused", by="api:bob", note="<b>x</b>")
+        ],
     )
     store.decisions.save(decision)
     store.decisions.save(
@@ -321,6 +326,8 @@ def test_every_page_renders_the_records_escaped(app, store):
         assert answer.headers["Cache-Control"] == "no-store"
     detail = client.get(f"/rollbacks/{rollback.id}").text
     assert "&lt;script&gt;boom" in detail and "OPS-7" in detail
+    shown = client.get(f"/decisions/{decision.id}").text
+    assert '<q class="step-note">&lt;b&gt;x&lt;/b&gt;</q>' in shown
     assert detail.count("<meter") == 6  # one timeline bar per step
     approvals = client.get("/approvals").text
     assert f'data-api="/api/v1/decisions/{decision.id}/approve"' in approvals

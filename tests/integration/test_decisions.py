@@ -277,6 +277,7 @@ def test_approve_and_deny(make_engine, redis_client):
     assert [d.id for d in awaiting] == [waiting.id]
     approved = engine.approve(waiting.id, actor="alice", reason="checkout is down")
     assert approved.outcome == "rollback" and approved.history[-1].by == "alice"
+    assert approved.history[-1].note == "checkout is down"  # the reason, kept with the step
     assert queues.queue(redis_client, queues.ROLLBACKS).count == 1
     with pytest.raises(DecisionError):
         engine.approve(waiting.id, actor="alice")
@@ -284,6 +285,7 @@ def test_approve_and_deny(make_engine, redis_client):
     other = fire(engine, "ep2", {**KILL, "deployment": "cart"})
     denied = engine.deny(other.id, actor="bob", reason="false alarm")
     assert (denied.outcome, denied.reason) == ("skipped", "denied")
+    assert (denied.history[-1].by, denied.history[-1].note) == ("bob", "false alarm")
     audit = engine.store.automation.audit_log()
     assert [(a.actor, a.action) for a in audit] == [("bob", "deny"), ("alice", "approve")]
     assert engine.store.decisions.recent(outcome="awaiting_approval") == []

@@ -9,7 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.records import Decision, OwnerRecord, Quarantine, Rollback, Rollout, WorkloadRecord
+from core.records import (
+    Decision,
+    DecisionStep,
+    OwnerRecord,
+    Quarantine,
+    Rollback,
+    Rollout,
+    WorkloadRecord,
+)
 from testbed.doubles.slack import block_errors
 from testbed.doubles.teams import card_errors, message_errors
 from workers.chatcards import (
@@ -22,7 +30,7 @@ from workers.chatcards import (
     teams_card,
     teams_markdown,
 )
-from workers.chatnotes import Links, approval_note, release_note, rollback_note
+from workers.chatnotes import Links, approval_note, denial_note, release_note, rollback_note
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 HOSTILE = (
@@ -102,7 +110,16 @@ def every_note(value: str = HOSTILE):
             event, rollback, decision, links=LINKS, quarantine=active, jira_key=f"OPS-1{value}"
         )
     yield approval_note(decision, links=LINKS)
+    yield denial_note(denied(decision, value), links=LINKS)
     yield release_note(quarantine, links=LINKS)
+
+
+def denied(decision: Decision, value: str) -> Decision:
+    """`decision` denied by a human named `value` who gave `value` as the reason."""
+    step = DecisionStep(at=NOW, outcome="skipped", reason="denied", by=value, note=value)
+    return decision.model_copy(
+        update={"outcome": "skipped", "reason": "denied", "history": [*decision.history, step]}
+    )
 
 
 def mrkdwn_texts(text: str, blocks: list[dict]) -> list[str]:
@@ -261,6 +278,12 @@ def test_what_each_message_says():
     assert all(label != "Pipeline run" for label, _ in verified.links)  # javascript: dropped
     approval = approval_note(decision, links=LINKS)
     assert ("Approve or deny", "https://backstop.example/approvals") in approval.links
+    no = denial_note(denied(decision, "alice"), links=LINKS)
+    assert no.title == "Rollback of shop/checkout denied" and no.tone == "accent"
+    assert no.summary == "alice denied rolling back revision 2; nothing was changed."
+    assert ("Denied by", "alice") in no.facts and ("Why", "alice") in no.facts
+    assert ("Decision", "https://backstop.example/decisions/d-1") in no.links
+    assert all(label != "Approve or deny" for label, _ in no.links)
     released = release_note(quarantine, links=LINKS)
     assert "released by a human" in released.summary
     assert ("Ended by", "CheckoutHigh5xx") in released.facts

@@ -96,4 +96,5 @@ def test_chat_job_ids_are_deterministic_and_rq_safe():
     assert key == "verified:2"
     assert queues.chat_job_id("rollback-ab12-7", key) == "chat-rollback-ab12-7-verified_2"
     assert queues.chat_event("awaiting_approval", decision_id="e1") == "awaiting_approval:e1"
+    assert queues.chat_event("denied", decision_id="e1") == "denied:e1"
     assert queues.chat_event("quarantine_released", attempt=3) == "quarantine_released"
