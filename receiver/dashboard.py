@@ -13,6 +13,7 @@ from flask import Blueprint, Flask, abort, g, redirect, render_template, request
 
 from core import markup, queues, registries, urls
 from core.records import Decision, utcnow
+from core.rules import bad_revision, workload_of
 from core.vocabulary import OUTCOMES, REASONS, ROLLBACK_STATUSES
 from receiver import access, charts, owners, quarantine_page
 from receiver.state import app_state
@@ -253,12 +254,22 @@ def decision(decision_id: str):
     found = store.decisions.get(decision_id)
     if found is None:
         abort(404, f"no decision {decision_id}")
+    rollback = store.rollbacks.get(found.job_id) if found.job_id else None
     return page(
         "decision.html",
         decision=found,
         episode=store.episodes.episode(found.episode_id),
-        rollback=store.rollbacks.get(found.job_id) if found.job_id else None,
+        rollback=rollback,
+        chat={} if rollback else _approval_chat(store, found),
     )
+
+
+def _approval_chat(store, decision: Decision) -> dict:
+    """What chat was told of a decision's wait for approval, or its denial: under the id of
+    the rollback it would run (the rollback's page shows it all once that runs)."""
+    if decision.workload is None or decision.rollout is None:
+        return {}
+    return store.chat.threads(queues.rollback_job_id(workload_of(decision), bad_revision(decision)))
 
 
 @bp.get("/rollbacks")
@@ -306,6 +317,7 @@ def rollback(rollback_id: str):
         jira_url=_jira_link(state.settings.jira_url, incident.jira.ref if incident else ""),
         total_ms=total,
         retryable=found.status in ("blocked", "failed", "verification_failed"),
+        chat=store.chat.threads(rollback_id),
     )
 
 

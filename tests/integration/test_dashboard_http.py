@@ -20,10 +20,12 @@ from core.records import (
     Incident,
     Rollback,
     RollbackStep,
+    Rollout,
     WorkloadRecord,
     utcnow,
 )
 from core.store import Store, keys
+from core.store.chat import ChatDelivery
 from receiver.app import StartupError, create_app
 from tests.conftest import API_TOKEN
 from tests.secrets import DASHBOARD_PASSWORDS
@@ -343,6 +345,31 @@ def test_every_page_renders_the_records_escaped(app, store):
         assert page.count("data-episode=") == rows, workload
     overview = client.get("/").text
     assert re.search(r"Decisions: awaiting_approval</dt><dd><a [^>]*>1<", overview)
+
+
+def test_what_chat_was_told_is_shown_escaped_on_the_rollback_and_decision_pages(app, store):
+    decision, rollback = seed(store)
+    failed = ChatDelivery(state="failed", attempts=3, detail="HTTP 404 <b>no_service</b>")
+    store.chat.save_delivery(rollback.id, "teams", "verified:1", failed)
+    store.chat.save_delivery(rollback.id, "slack-bot", "started:1", ChatDelivery(state="sent"))
+    client = logged_in(app, "alice")
+    page = client.get(f"/rollbacks/{rollback.id}").text
+    told = page.split('data-testid="chat"', 1)[1].split("</dd>", 1)[0]
+    assert told.index("slack-bot") < told.index("teams")  # by target, then event
+    assert '<span class="badge sent">sent</span>' in told and "3 attempts" in told
+    assert "&lt;b&gt;no_service&lt;/b&gt;" in told and "<b>" not in told
+    # A decision still waiting for approval: what chat was told of the wait, which is kept
+    # under the id of the rollback it would run.
+    rollout = Rollout(
+        workload=WorkloadRecord.of(CHECKOUT), revision="7", images=["x"], started_at=utcnow()
+    )
+    waiting = decision.model_copy(update={"id": "d-wait", "rollout": rollout})
+    store.decisions.save(waiting)
+    would_run = queues.rollback_job_id(CHECKOUT, "7")
+    store.chat.save_delivery(would_run, "slack-bot", "awaiting_approval:d-wait", failed)
+    shown = client.get("/decisions/d-wait").text
+    assert 'data-testid="chat"' in shown and "awaiting_approval:d-wait" in shown
+    assert 'data-testid="chat"' not in client.get(f"/decisions/{decision.id}").text
 
 
 def test_unknown_records_get_an_html_404(app):
