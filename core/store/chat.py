@@ -8,7 +8,7 @@ for one target (a bot's first post) holds the target's lock (keys.CHAT_LOCK).
 """
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, cast
 
 import redis
@@ -56,6 +56,11 @@ class ChatThread(Record):
     ts: str = ""
     last: str = ""
     events: dict[str, ChatDelivery] = Field(default_factory=dict)
+
+    def in_order(self) -> list[tuple[str, ChatDelivery]]:
+        """The events and their deliveries, oldest change first (the dashboard's order)."""
+        oldest = datetime.min.replace(tzinfo=UTC)
+        return sorted(self.events.items(), key=lambda item: item[1].updated_at or oldest)
 
 
 class ChatStore:

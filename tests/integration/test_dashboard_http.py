@@ -349,13 +349,19 @@ def test_every_page_renders_the_records_escaped(app, store):
 
 def test_what_chat_was_told_is_shown_escaped_on_the_rollback_and_decision_pages(app, store):
     decision, rollback = seed(store)
-    failed = ChatDelivery(state="failed", attempts=3, detail="HTTP 404 <b>no_service</b>")
+    now = utcnow()
+    failed = ChatDelivery(
+        state="failed", attempts=3, detail="HTTP 404 <b>no_service</b>", updated_at=now
+    )
     store.chat.save_delivery(rollback.id, "teams", "verified:1", failed)
-    store.chat.save_delivery(rollback.id, "slack-bot", "started:1", ChatDelivery(state="sent"))
+    for key, at in (("verified:1", now), ("started:1", now - timedelta(seconds=30))):
+        sent = ChatDelivery(state="sent", updated_at=at)
+        store.chat.save_delivery(rollback.id, "slack-bot", key, sent)
     client = logged_in(app, "alice")
     page = client.get(f"/rollbacks/{rollback.id}").text
     told = page.split('data-testid="chat"', 1)[1].split("</dd>", 1)[0]
-    assert told.index("slack-bot") < told.index("teams")  # by target, then event
+    # By target, then as they happened.
+    assert told.index("started:1") < told.index("verified:1") < told.index("teams")
     assert '<span class="badge sent">sent</span>' in told and "3 attempts" in told
     assert "&lt;b&gt;no_service&lt;/b&gt;" in told and "<b>" not in told
     # A decision still waiting for approval: what chat was told of the wait, which is kept
