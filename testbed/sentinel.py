@@ -17,7 +17,7 @@ import redis
 
 from core.connection import redis_server_binary
 from testbed.doubles.tls import Certificates
-from testbed.kube.procs import free_port
+from testbed.kube.procs import free_ports
 from testbed.processes import launch, poll, terminate, wait_ready
 
 SERVICE = "backstop"
@@ -48,8 +48,8 @@ class SentinelGroup:
         self.tls = tls
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
-        self.server_ports = [free_port(), free_port()]
-        self.sentinel_ports = [free_port() for _ in range(3)]
+        ports = free_ports(5)
+        self.server_ports, self.sentinel_ports = ports[:2], ports[2:]
         self.processes: dict[int, subprocess.Popen] = {}
 
     # -- addresses and clients ---------------------------------------------------------------

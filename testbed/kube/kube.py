@@ -105,7 +105,7 @@ class ControlPlane:
                 {ADMIN_USER: {"token": secrets.token_urlsafe(32), "groups": list(ADMIN_GROUPS)}}
             )
         ports = ("etcd-client", "etcd-peer", "apiserver", "controller-manager")
-        state = {"pids": {}, "ports": {name: procs.free_port() for name in ports}}
+        state = {"pids": {}, "ports": dict(zip(ports, procs.free_ports(len(ports)), strict=True))}
         state["server"] = f"https://{LOOPBACK}:{state['ports']['apiserver']}"
         state["binaries"] = str(binaries)
         try:

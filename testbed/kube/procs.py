@@ -19,9 +19,21 @@ class StackError(RuntimeError):
 
 def free_port() -> int:
     """Return a loopback TCP port that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different loopback TCP ports that were free a moment ago. Each stays bound
+    until all are picked: a port closed at once may be handed out again by the next bind
+    (two of a sentinel group's three once got the same one, and the second never started)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((LOOPBACK, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 # Popen objects of processes this interpreter started: their state is known exactly (no
