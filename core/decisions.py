@@ -265,7 +265,7 @@ class Engine:
             queues.notify_chat(
                 self.connection,
                 self.policy.chat,
-                rollback_id=_request(decision).id,
+                rollback_id=rollback_id(decision),
                 event=chat,
                 decision_id=decision.id,
             )
@@ -332,6 +332,12 @@ def _chat_event(decision: Decision) -> str | None:
     if (decision.outcome, decision.reason) == ("skipped", DENIED):
         return "denied"
     return None
+
+
+def rollback_id(decision: Decision) -> str:
+    """The id of the rollback a decision runs, or would run once approved: its chat
+    messages are kept under it from the wait for approval on."""
+    return _request(decision).id
 
 
 def _request(decision: Decision, *, mode: str = "enforce") -> queues.RollbackRequest:

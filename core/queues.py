@@ -93,11 +93,16 @@ def incident_job_id(rollback_id: str, attempt: int = 1) -> str:
     return f"incident-{rollback_id}-{attempt}"
 
 
+# Chat events about a decision's wait for a human (told once per decision, under the id of
+# the rollback it would run), rather than about a rollback's own progress.
+DECISION_EVENTS = ("awaiting_approval", "denied")
+
+
 def chat_event(event: str, *, attempt: int = 1, decision_id: str | None = None) -> str:
     """The key of one chat event of a rollback, told once to each target: an outcome or a
     start per attempt of the rollback (`verified:2`), a wait for approval and its denial
     per decision, the end of its quarantine once."""
-    if event in ("awaiting_approval", "denied") and decision_id:
+    if event in DECISION_EVENTS and decision_id:
         return f"{event}:{decision_id}"
     if event == "quarantine_released":
         return event

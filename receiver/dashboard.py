@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, abort, g, redirect, render_template, request, url_for
 
 from core import markup, queues, registries, urls
+from core.decisions import rollback_id
 from core.records import Decision, utcnow
-from core.rules import bad_revision, workload_of
 from core.vocabulary import OUTCOMES, REASONS, ROLLBACK_STATUSES
 from receiver import access, charts, owners, quarantine_page
 from receiver.state import app_state
@@ -269,7 +269,7 @@ def _approval_chat(store, decision: Decision) -> dict:
     the rollback it would run (the rollback's page shows it all once that runs)."""
     if decision.workload is None or decision.rollout is None:
         return {}
-    return store.chat.threads(queues.rollback_job_id(workload_of(decision), bad_revision(decision)))
+    return store.chat.threads(rollback_id(decision))
 
 
 @bp.get("/rollbacks")

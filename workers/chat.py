@@ -54,8 +54,8 @@ INLINE_RETRY_AFTER = 2.0
 # Longer than one delivery may take (two requests and the inline wait).
 LOCK_TTL = timedelta(minutes=2)
 LIFECYCLE = ("started", "verified", "verification_failed", "blocked", "failed")
-# Events about a decision's wait for a human, before any rollback record exists.
-APPROVAL = ("awaiting_approval", "denied")
+# What each event about a decision's wait for a human says (queues.DECISION_EVENTS).
+DECISION_NOTES = {"awaiting_approval": approval_note, "denied": denial_note}
 
 
 @dataclass(frozen=True)
@@ -271,7 +271,7 @@ class Chatter:
         subject.rollback = self.store.rollbacks.get(rollback_id)
         if subject.rollback is not None and subject.rollback.mode == "dry-run":
             return None
-        if event in APPROVAL:
+        if event in queues.DECISION_EVENTS:
             subject.decision = self.store.decisions.get(decision_id) if decision_id else None
             return subject if subject.decision is not None else None
         if subject.rollback is None:
@@ -284,10 +284,8 @@ class Chatter:
         links = self._links(subject.decision)
         if subject.quarantine is not None:
             return release_note(subject.quarantine, links=links)
-        if subject.event == "awaiting_approval" and subject.decision is not None:
-            return approval_note(subject.decision, links=links)
-        if subject.event == "denied" and subject.decision is not None:
-            return denial_note(subject.decision, links=links)
+        if subject.event in DECISION_NOTES and subject.decision is not None:
+            return DECISION_NOTES[subject.event](subject.decision, links=links)
         rollback = subject.rollback
         if rollback is None:
             raise PermanentError(f"rollback {subject.rollback_id} is gone")

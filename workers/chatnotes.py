@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from core import urls
+from core.decisions import DENIED
 from core.records import Decision, Quarantine, Rollback
 from core.vocabulary import ROLLBACK_STATUSES, explain
 
@@ -136,49 +137,43 @@ def rollback_note(
 
 def approval_note(decision: Decision, *, links: Links) -> Note:
     """A rollback waits for a human to approve or deny it."""
-    workload = decision.workload
-    where = f"{workload.namespace}/{workload.name}" if workload else "a workload"
-    rollout = decision.rollout
+    where, facts, found = _waiting(decision, links)
     summary = f"{_sentence(decision.detail)} {_sentence(explain(decision.reason))}"
-    facts = [
-        ("Workload", workload.workload().key if workload else ""),
-        ("Revision", (rollout.revision or "") if rollout else ""),
-        ("Alert", decision.alertname),
-        ("Images", _images(rollout.images if rollout else [])),
-        ("Why it waits", decision.reason),
-    ]
-    found = [
-        ("Approve or deny", links.backstop("/approvals")),
-        ("Decision", links.backstop(f"/decisions/{decision.id}")),
-        ("Alert source", links.alert_url),
-        ("Pipeline run", rollout.pipeline_url if rollout else None),
-    ]
+    facts.append(("Why it waits", decision.reason))
+    found.insert(0, ("Approve or deny", links.backstop("/approvals")))
     return _note("awaiting_approval", where, summary, facts, found, f"decision {decision.id}")
 
 
 def denial_note(decision: Decision, *, links: Links) -> Note:
     """A human denied a rollback that waited for approval: nothing was rolled back."""
-    workload = decision.workload
-    where = f"{workload.namespace}/{workload.name}" if workload else "a workload"
-    rollout = decision.rollout
-    revision = (rollout.revision or "?") if rollout else "?"
-    step = next((s for s in reversed(decision.history) if s.reason == "denied"), None)
+    where, facts, found = _waiting(decision, links, unknown_revision="?")
+    revision = (decision.rollout.revision if decision.rollout else None) or "?"
+    step = next((s for s in reversed(decision.history) if s.reason == DENIED), None)
     who = step.by if step else "a human"
     summary = f"{who} denied rolling back revision {revision}; nothing was changed."
+    facts += [("Denied by", who), ("Why", step.note if step else "")]
+    return _note("denied", where, summary, facts, found, f"decision {decision.id}")
+
+
+def _waiting(
+    decision: Decision, links: Links, *, unknown_revision: str = ""
+) -> tuple[str, list, list]:
+    """Where, the facts and the links of a decision that waited for a human; a rollout
+    without a revision shows `unknown_revision` for it."""
+    workload, rollout = decision.workload, decision.rollout
+    where = f"{workload.namespace}/{workload.name}" if workload else "a workload"
     facts = [
         ("Workload", workload.workload().key if workload else ""),
-        ("Revision", revision if rollout else ""),
+        ("Revision", (rollout.revision or unknown_revision) if rollout else ""),
         ("Alert", decision.alertname),
         ("Images", _images(rollout.images if rollout else [])),
-        ("Denied by", who),
-        ("Why", step.note if step else ""),
     ]
     found = [
         ("Decision", links.backstop(f"/decisions/{decision.id}")),
         ("Alert source", links.alert_url),
         ("Pipeline run", rollout.pipeline_url if rollout else None),
     ]
-    return _note("denied", where, summary, facts, found, f"decision {decision.id}")
+    return where, facts, found
 
 
 def release_note(quarantine: Quarantine, *, links: Links) -> Note:
